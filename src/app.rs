@@ -1,0 +1,158 @@
+//! Application state and the router; `main` and the tests both build the app here.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rand::{RngCore, TryRngCore};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::key_cache::KeyCache;
+use crate::auth::password;
+use crate::auth::usage::UsageTracker;
+use crate::client_ip;
+use crate::config::Config;
+use crate::error::{AppError, AppResult};
+use crate::graphql::schema::{self, AppSchema};
+use crate::ids::Ids;
+use crate::service::settings;
+
+/// Everything a request handler may need. Built once per process.
+pub struct App {
+    /// The database pool.
+    pub db: DatabaseConnection,
+    /// Configuration in force.
+    pub config: Config,
+    /// Opaque ID codec.
+    pub ids: Ids,
+    /// Access token keys.
+    pub jwt: JwtKeys,
+    /// API key look-up cache.
+    pub key_cache: KeyCache,
+    /// Batched key usage.
+    pub usage: UsageTracker,
+    /// The GraphQL schema.
+    pub schema: AppSchema,
+    /// A password hash verified when a login names no user, so both cost the same.
+    pub dummy_hash: String,
+}
+
+/// Cheap-to-clone handle on [`App`].
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl App {
+    /// Builds the state on a migrated database, loading or creating the deployment secrets.
+    pub async fn new(config: Config, db: DatabaseConnection) -> AppResult<AppState> {
+        let jwt_secret = match &config.jwt_secret {
+            Some(s) if s.len() >= 32 => s.clone(),
+            Some(_) => {
+                return Err(AppError::BadRequest(
+                    "LEADGRAPH_JWT_SECRET must be at least 32 bytes".into(),
+                ));
+            }
+            None => {
+                settings::get_or_init(&db, "jwt_secret", || {
+                    let mut bytes = [0u8; 64];
+                    rand::rngs::OsRng.unwrap_err().fill_bytes(&mut bytes);
+                    hex::encode(bytes)
+                })
+                .await?
+            }
+        };
+        let alphabet = match &config.id_alphabet {
+            Some(a) => a.clone(),
+            None => settings::get_or_init(&db, "id_alphabet", Ids::generate_alphabet).await?,
+        };
+        let ids = Ids::new(&alphabet).map_err(AppError::BadRequest)?;
+        let dummy_hash = password::hash_async(password::generate()).await?;
+        Ok(AppState(Arc::new(App {
+            key_cache: KeyCache::new(Duration::from_secs(config.key_cache_ttl_secs)),
+            usage: UsageTracker::default(),
+            schema: schema::build(&config),
+            jwt: JwtKeys::new(jwt_secret.as_bytes()),
+            ids,
+            dummy_hash,
+            config,
+            db,
+        })))
+    }
+}
+
+/// The request's ID, set from `X-Request-Id` or generated.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(RequestId(id))
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the router: GraphQL, health checks and middleware.
+pub fn build_router(state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", get(crate::graphql::http::get).post(crate::graphql::http::post))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip::resolve))
+        .layer(CatchPanicLayer::custom(|_| AppError::internal("handler panicked").into_response()))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let ping = tokio::time::timeout(
+        Duration::from_secs(2),
+        state.db.execute_unprepared("SELECT 1"),
+    )
+    .await;
+    match ping {
+        Ok(Ok(_)) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable", "error": "SERVICE_UNAVAILABLE"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}

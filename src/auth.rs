@@ -1,0 +1,9 @@
+//! Who is calling: credentials, hashing, tokens, and the resulting [`principal::Principal`].
+
+pub mod api_key;
+pub mod extract;
+pub mod jwt;
+pub mod key_cache;
+pub mod password;
+pub mod principal;
+pub mod usage;

@@ -1,0 +1,89 @@
+//! Per-process cache of API key look-ups, so a key costs no database round trip per request.
+//!
+//! Entries live at most `ttl`: that is the bound on how long a key revoked, deleted or
+//! deactivated through another process keeps working here. Changes made through this
+//! process evict the entry at once.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use entity::enums::{Environment, Plan, Role, Scope};
+
+/// What a key look-up needs to authorize a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    /// The key's row ID.
+    pub id: i64,
+    /// Its tenant.
+    pub tenant_id: i64,
+    /// The tenant's plan.
+    pub plan: Plan,
+    /// Its creator.
+    pub user_id: i64,
+    /// The creator's role.
+    pub user_role: Role,
+    /// Whether the creator is active.
+    pub user_active: bool,
+    /// The key's environment.
+    pub environment: Environment,
+    /// Its scope.
+    pub scope: Scope,
+    /// Whether it is active (and not deleted).
+    pub active: bool,
+    /// When it expires.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The cache, keyed by the key's SHA-256.
+#[derive(Debug)]
+pub struct KeyCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<String, (Instant, KeyRecord)>>,
+}
+
+/// Entries kept at most; beyond it the cache is cleared rather than grown.
+const MAX_ENTRIES: usize = 100_000;
+
+impl KeyCache {
+    /// A cache whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        KeyCache {
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh entry for `hash`.
+    pub fn get(&self, hash: &str) -> Option<KeyRecord> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(hash)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, record)| record.clone())
+    }
+
+    /// Stores a look-up result.
+    pub fn insert(&self, hash: String, record: KeyRecord) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(hash, (Instant::now(), record));
+    }
+
+    /// Evicts the entry of key `id` (after it was changed or deleted).
+    pub fn evict_key(&self, id: i64) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (_, r)| r.id != id);
+    }
+
+    /// Evicts every entry of a tenant (after a user or plan change).
+    pub fn evict_tenant(&self, tenant_id: i64) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (_, r)| r.tenant_id != tenant_id);
+    }
+}

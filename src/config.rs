@@ -1,0 +1,324 @@
+//! Command line and environment configuration (clap); every flag is also a `LEADGRAPH_*` variable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use entity::enums::Plan;
+
+/// leadgraph: a self-hostable, multi-tenant lead-management API server (GraphQL first, REST compatible).
+#[derive(Debug, Parser)]
+#[command(name = "leadgraph", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// Operator commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the GraphQL and REST API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL) and exit.
+    Schema,
+    /// Create a tenant, its owner and a live full-scope API key; print the key once.
+    Bootstrap(BootstrapArgs),
+    /// Change a tenant's plan (there is no API for it).
+    SetPlan(SetPlanArgs),
+}
+
+/// Arguments of `leadgraph bootstrap`.
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// The tenant's display name (its slug is derived from it).
+    #[arg(long)]
+    pub tenant: String,
+    /// The owner's email address.
+    #[arg(long)]
+    pub email: String,
+    /// The owner's password; generated and printed when omitted.
+    #[arg(long)]
+    pub password: Option<String>,
+    /// The tenant's plan.
+    #[arg(long, value_parser = parse_plan, default_value = "pro")]
+    pub plan: Plan,
+    /// Print `{"tenantId","userId","email","password","apiKey"}` as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `leadgraph set-plan`.
+#[derive(Debug, Args)]
+pub struct SetPlanArgs {
+    /// The tenant's slug.
+    #[arg(long)]
+    pub tenant: String,
+    /// The new plan: free, starter, pro, team or enterprise.
+    #[arg(long, value_parser = parse_plan)]
+    pub plan: Plan,
+}
+
+fn parse_plan(s: &str) -> Result<Plan, String> {
+    Plan::parse(&s.to_ascii_lowercase())
+        .ok_or_else(|| "expected free, starter, pro, team or enterprise".to_owned())
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// SQLite's `synchronous` setting (see docs/operations.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSync {
+    /// fsync the WAL on every commit: an acknowledged write survives power loss.
+    Full,
+    /// fsync at checkpoints only: survives a process crash, may lose the last commits on power loss.
+    Normal,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Database URL: `sqlite://FILE` (default `sqlite://leadgraph.db`) or `postgres://…`.
+    /// Also read from `DATABASE_URL`.
+    #[arg(long, env = "LEADGRAPH_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Maximum database connections in the pool (default: 4 per CPU core, at least 8).
+    #[arg(long, env = "LEADGRAPH_DB_POOL_SIZE", global = true)]
+    pub db_pool_size: Option<u32>,
+
+    /// How long a request waits for a pooled database connection before failing with 503.
+    #[arg(
+        long,
+        env = "LEADGRAPH_DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub db_acquire_timeout_ms: u64,
+
+    /// SQLite durability: `full` (default) or `normal`.
+    #[arg(long, env = "LEADGRAPH_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSync::Full, global = true)]
+    pub sqlite_synchronous: SqliteSync,
+
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "LEADGRAPH_BIND",
+        default_value = "127.0.0.1:8000",
+        global = true
+    )]
+    pub bind: SocketAddr,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "LEADGRAPH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter in `tracing` syntax, e.g. `info,leadgraph=debug`.
+    #[arg(long, env = "LEADGRAPH_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// HS256 signing key for access tokens (at least 32 bytes); generated once and stored
+    /// in the database when unset.
+    #[arg(
+        long,
+        env = "LEADGRAPH_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Alphabet for opaque IDs (a permutation of `[a-zA-Z0-9]`); generated once and stored in
+    /// the database when unset. Changing it changes every ID clients hold.
+    #[arg(
+        long,
+        env = "LEADGRAPH_ID_ALPHABET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub id_alphabet: Option<String>,
+
+    /// Email of the owner created on first start (default `admin@leadgraph.local`).
+    #[arg(long, env = "LEADGRAPH_ADMIN_EMAIL", global = true)]
+    pub admin_email: Option<String>,
+
+    /// Password of the owner created on first start (generated and printed when unset).
+    #[arg(
+        long,
+        env = "LEADGRAPH_ADMIN_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_password: Option<String>,
+
+    /// Skip creating a tenant on first start.
+    #[arg(long, env = "LEADGRAPH_NO_BOOTSTRAP", global = true)]
+    pub no_bootstrap: bool,
+
+    /// Seconds an API key look-up may be served from this process's cache; the bound on how
+    /// long a key revoked through another process keeps working here.
+    #[arg(
+        long,
+        env = "LEADGRAPH_KEY_CACHE_TTL_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub key_cache_ttl_secs: u64,
+
+    /// How often accumulated `lastUsedAt`/`usageCount` updates are written to the database.
+    #[arg(
+        long,
+        env = "LEADGRAPH_USAGE_FLUSH_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub usage_flush_secs: u64,
+
+    /// Largest accepted request body, in bytes (413 beyond it).
+    #[arg(long, env = "LEADGRAPH_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_body_bytes: usize,
+
+    /// Seconds after which a request is abandoned with 503.
+    #[arg(
+        long,
+        env = "LEADGRAPH_REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub request_timeout_secs: u64,
+
+    /// Requests served at once; further requests are refused with 503 at once.
+    #[arg(
+        long,
+        env = "LEADGRAPH_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub max_concurrent_requests: usize,
+
+    /// Serve GraphQL introspection (`--graphql-introspection=false` in production also turns
+    /// off field suggestions).
+    #[arg(long, env = "LEADGRAPH_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub graphql_introspection: bool,
+
+    /// Deepest GraphQL selection accepted.
+    #[arg(
+        long,
+        env = "LEADGRAPH_GRAPHQL_MAX_DEPTH",
+        default_value_t = 10,
+        global = true
+    )]
+    pub graphql_max_depth: usize,
+
+    /// Largest GraphQL complexity accepted (list fields cost their page size times their children).
+    #[arg(
+        long,
+        env = "LEADGRAPH_GRAPHQL_MAX_COMPLEXITY",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub graphql_max_complexity: usize,
+
+    /// Most aliases accepted in one GraphQL document.
+    #[arg(
+        long,
+        env = "LEADGRAPH_GRAPHQL_MAX_ALIASES",
+        default_value_t = 30,
+        global = true
+    )]
+    pub graphql_max_aliases: usize,
+
+    /// Most root fields accepted in one GraphQL operation.
+    #[arg(
+        long,
+        env = "LEADGRAPH_GRAPHQL_MAX_ROOT_FIELDS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub graphql_max_root_fields: usize,
+
+    /// Most operations accepted in one batched (JSON array) GraphQL request.
+    #[arg(
+        long,
+        env = "LEADGRAPH_GRAPHQL_MAX_BATCH",
+        default_value_t = 10,
+        global = true
+    )]
+    pub graphql_max_batch: usize,
+
+    /// Requests per minute per client IP (0 disables).
+    #[arg(
+        long,
+        env = "LEADGRAPH_RATE_LIMIT_PER_IP",
+        default_value_t = 100,
+        global = true
+    )]
+    pub rate_limit_per_ip: u32,
+
+    /// Requests per minute for enterprise tenants.
+    #[arg(
+        long,
+        env = "LEADGRAPH_ENTERPRISE_RATE_LIMIT",
+        default_value_t = 20000,
+        global = true
+    )]
+    pub enterprise_rate_limit: u32,
+
+    /// Burst for enterprise tenants.
+    #[arg(
+        long,
+        env = "LEADGRAPH_ENTERPRISE_BURST",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub enterprise_burst: u32,
+
+    /// Proxies whose `X-Forwarded-For` is trusted (comma-separated IPs).
+    #[arg(
+        long,
+        env = "LEADGRAPH_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Config {
+    /// The database URL in force: the flag, then `DATABASE_URL`, then the SQLite default.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "sqlite://leadgraph.db".to_owned())
+    }
+
+    /// Database pool size in force.
+    pub fn pool_size(&self) -> u32 {
+        self.db_pool_size.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+            (cores * 4).max(8)
+        })
+    }
+
+    /// Request timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// Defaults as the `serve` command would have them with no flags and no environment,
+    /// for tests and embedding.
+    pub fn defaults() -> Self {
+        Cli::parse_from(["leadgraph"]).config
+    }
+}

@@ -1,0 +1,24 @@
+//! Per-request context shared by GraphQL resolvers and REST handlers: who is calling, from where.
+
+use std::net::IpAddr;
+
+use crate::auth::principal::Principal;
+use crate::error::AppError;
+
+/// What every resolver and service may need to know about the current request.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// The authenticated caller, if any credential was sent.
+    pub principal: Option<Principal>,
+    /// The client's IP address.
+    pub ip: Option<IpAddr>,
+    /// The request's ID (`X-Request-Id`).
+    pub request_id: String,
+}
+
+impl RequestCtx {
+    /// The caller, or `MISSING_TOKEN`.
+    pub fn principal(&self) -> Result<&Principal, AppError> {
+        self.principal.as_ref().ok_or(AppError::MissingToken)
+    }
+}

@@ -1,0 +1,297 @@
+//! One error type for the whole server. It renders as the REST envelope of SPEC.md section 7
+//! and as a GraphQL error with `extensions.code` (and `extensions.fields` for validation).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+/// A field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The input field's name as the client spelled it (`email`, `customFields.plan`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every way a request can fail.
+#[derive(Debug)]
+pub enum AppError {
+    /// `401 MISSING_TOKEN`: no credential was sent.
+    MissingToken,
+    /// `401 INVALID_TOKEN`: unknown, malformed, bad checksum or bad signature.
+    InvalidToken,
+    /// `401 REVOKED_TOKEN`: an inactive or deleted key, a revoked refresh token.
+    RevokedToken,
+    /// `401 EXPIRED_TOKEN`.
+    ExpiredToken,
+    /// `401 INVALID_CREDENTIALS`: wrong email or password (never says which).
+    InvalidCredentials,
+    /// `403 SESSION_REQUIRED`: API keys cannot manage keys.
+    SessionRequired,
+    /// `403 INSUFFICIENT_SCOPE`: a read key attempted a write.
+    InsufficientScope,
+    /// `403 INSUFFICIENT_PLAN`: keys of free and starter tenants are read-only.
+    InsufficientPlan,
+    /// `403 FORBIDDEN`: the caller's role or impersonation does not allow this.
+    Forbidden(&'static str),
+    /// `404 NOT_FOUND`: no such resource in the caller's tenant and environment.
+    NotFound,
+    /// `409 CONFLICT`: the change contradicts the current state.
+    Conflict(String),
+    /// `422 VALIDATION_FAILED` with every failing field.
+    Validation(Vec<FieldError>),
+    /// `400 BAD_REQUEST`: malformed JSON, parameters or content type.
+    BadRequest(String),
+    /// `413 PAYLOAD_TOO_LARGE`.
+    PayloadTooLarge(usize),
+    /// `429 RATE_LIMITED`.
+    RateLimited {
+        /// Seconds until a request will be accepted again.
+        retry_after: u64,
+    },
+    /// `503 SERVICE_UNAVAILABLE`: the database or the server is saturated or down.
+    Unavailable,
+    /// `500 INTERNAL_ERROR`: logged with the request ID, never shown.
+    Internal(String),
+}
+
+impl AppError {
+    /// A validation error for one field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// An internal error; its detail is logged, not returned.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        let detail = detail.to_string();
+        tracing::error!(error = %detail, "internal error");
+        AppError::Internal(detail)
+    }
+
+    /// The human-readable message sent to the client (never internal details).
+    pub fn message(&self) -> String {
+        use AppError::*;
+        match self {
+            MissingToken => {
+                "Authentication required: send an API key or an access token".to_owned()
+            }
+            InvalidToken => "The provided credential is invalid or does not exist".to_owned(),
+            RevokedToken => "The provided credential has been revoked".to_owned(),
+            ExpiredToken => "The provided credential has expired".to_owned(),
+            InvalidCredentials => "Invalid email or password".to_owned(),
+            SessionRequired => {
+                "This operation requires a user session; API keys cannot manage API keys".to_owned()
+            }
+            InsufficientScope => {
+                "This API key has the read scope and cannot make changes".to_owned()
+            }
+            InsufficientPlan => {
+                "Writing through an API key requires the pro plan or higher".to_owned()
+            }
+            Forbidden(m) => m.to_string(),
+            NotFound => "Resource not found".to_owned(),
+            Conflict(m) => m.to_string(),
+            Validation(_) => "Validation failed".to_owned(),
+            BadRequest(m) => m.to_string(),
+            PayloadTooLarge(n) => format!("Request body is larger than the limit of {n} bytes"),
+            RateLimited { retry_after } => {
+                format!("Rate limit exceeded; retry after {retry_after} seconds")
+            }
+            Unavailable => "The service is temporarily unavailable; retry shortly".to_owned(),
+            Internal(_) => "Internal server error".to_owned(),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        use AppError::*;
+        match self {
+            MissingToken | InvalidToken | RevokedToken | ExpiredToken | InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            SessionRequired | InsufficientScope | InsufficientPlan | Forbidden(_) => {
+                StatusCode::FORBIDDEN
+            }
+            NotFound => StatusCode::NOT_FOUND,
+            Conflict(_) => StatusCode::CONFLICT,
+            Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            BadRequest(_) => StatusCode::BAD_REQUEST,
+            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable code, the same in REST and GraphQL.
+    pub fn code(&self) -> &'static str {
+        use AppError::*;
+        match self {
+            MissingToken => "MISSING_TOKEN",
+            InvalidToken => "INVALID_TOKEN",
+            RevokedToken => "REVOKED_TOKEN",
+            ExpiredToken => "EXPIRED_TOKEN",
+            InvalidCredentials => "INVALID_CREDENTIALS",
+            SessionRequired => "SESSION_REQUIRED",
+            InsufficientScope => "INSUFFICIENT_SCOPE",
+            InsufficientPlan => "INSUFFICIENT_PLAN",
+            Forbidden(_) => "FORBIDDEN",
+            NotFound => "NOT_FOUND",
+            Conflict(_) => "CONFLICT",
+            Validation(_) => "VALIDATION_FAILED",
+            BadRequest(_) => "BAD_REQUEST",
+            PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            RateLimited { .. } => "RATE_LIMITED",
+            Unavailable => "SERVICE_UNAVAILABLE",
+            Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The HTTP status that a GraphQL response failing with `code` should carry.
+    pub fn status_for_code(code: &str) -> Option<StatusCode> {
+        Some(match code {
+            "MISSING_TOKEN"
+            | "INVALID_TOKEN"
+            | "REVOKED_TOKEN"
+            | "EXPIRED_TOKEN"
+            | "INVALID_CREDENTIALS" => StatusCode::UNAUTHORIZED,
+            "SESSION_REQUIRED" | "INSUFFICIENT_SCOPE" | "INSUFFICIENT_PLAN" | "FORBIDDEN" => {
+                StatusCode::FORBIDDEN
+            }
+            "NOT_FOUND" => StatusCode::NOT_FOUND,
+            "CONFLICT" => StatusCode::CONFLICT,
+            "VALIDATION_FAILED" => StatusCode::UNPROCESSABLE_ENTITY,
+            "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
+            "SERVICE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
+            "INTERNAL_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => return None,
+        })
+    }
+
+    /// The field errors, for validation failures.
+    pub fn fields(&self) -> &[FieldError] {
+        match self {
+            AppError::Validation(fields) => fields,
+            _ => &[],
+        }
+    }
+
+    /// The REST envelope body.
+    pub fn envelope(&self) -> serde_json::Value {
+        let status = self.status().as_u16();
+        let mut body = json!({
+            "success": false,
+            "status": status,
+            "error": self.code(),
+            "message": self.message(),
+            "meta": meta(),
+        });
+        if let AppError::Validation(fields) = self {
+            body["errors"] = json!(fields);
+        }
+        body
+    }
+
+    /// A GraphQL error carrying this error's code (and fields).
+    pub fn to_graphql(&self) -> async_graphql::Error {
+        let mut err = async_graphql::Error::new(self.message());
+        let code = self.code();
+        let fields = self.fields().to_vec();
+        let retry_after = match self {
+            AppError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        err = async_graphql::ErrorExtensions::extend_with(err, |_, e| {
+            e.set("code", code);
+            if !fields.is_empty() {
+                let list: Vec<async_graphql::Value> = fields
+                    .iter()
+                    .map(|f| {
+                        let mut obj = async_graphql::indexmap::IndexMap::new();
+                        obj.insert(async_graphql::Name::new("field"), f.field.clone().into());
+                        obj.insert(
+                            async_graphql::Name::new("message"),
+                            f.message.clone().into(),
+                        );
+                        async_graphql::Value::Object(obj)
+                    })
+                    .collect();
+                e.set("fields", async_graphql::Value::List(list));
+            }
+            if let Some(secs) = retry_after {
+                e.set("retryAfter", secs);
+            }
+        });
+        err
+    }
+}
+
+/// The `meta` object of REST envelopes.
+pub fn meta() -> serde_json::Value {
+    json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "version": "v1",
+    })
+}
+
+impl From<sea_orm::DbErr> for AppError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        use sea_orm::DbErr;
+        match &err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+                tracing::warn!(error = %err, "database unavailable");
+                AppError::Unavailable
+            }
+            _ => AppError::internal(err),
+        }
+    }
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        err.to_graphql()
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), axum::Json(self.envelope())).into_response();
+        if let AppError::RateLimited { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        response
+    }
+}
+
+/// Shorthand for results that fail with [`AppError`].
+pub type AppResult<T> = Result<T, AppError>;
+
+/// Turns `NOT_FOUND` into `None`, keeping every other error.
+pub trait OptionalExt<T> {
+    /// `Ok(None)` for `NOT_FOUND`.
+    fn optional(self) -> AppResult<Option<T>>;
+}
+
+impl<T> OptionalExt<T> for AppResult<T> {
+    fn optional(self) -> AppResult<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(AppError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The GraphQL API: schema, roots merged from one object per resource, guards and loaders.
+
+pub mod api_key;
+pub mod guard;
+pub mod http;
+pub mod node;
+pub mod schema;
+pub mod session;
+pub mod tenant;
+pub mod user;
+pub mod viewer;
+
+use async_graphql::{Context, ID};
+
+use crate::app::AppState;
+use crate::context::RequestCtx;
+use crate::error::AppError;
+use crate::ids::Kind;
+
+/// The server state, from a resolver's context.
+pub fn app<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a AppState> {
+    ctx.data::<AppState>()
+}
+
+/// The request context, from a resolver's context.
+pub fn rc<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a RequestCtx> {
+    ctx.data::<RequestCtx>()
+}
+
+/// Encodes a row ID for output.
+pub fn encode(ctx: &Context<'_>, kind: Kind, id: i64) -> async_graphql::Result<ID> {
+    Ok(ID(app(ctx)?.ids.encode(kind, id)))
+}
+
+/// Decodes an ID argument that names the resource to act on: a bad one is `NOT_FOUND`.
+pub fn decode_arg(ctx: &Context<'_>, kind: Kind, id: &ID) -> Result<i64, AppError> {
+    let app = ctx
+        .data::<AppState>()
+        .map_err(|e| AppError::internal(e.message))?;
+    app.ids.decode(kind, id.as_str()).ok_or(AppError::NotFound)
+}
+
+/// Decodes an ID inside an input object: a bad one is a `VALIDATION_FAILED` field error.
+pub fn decode_field(
+    ctx: &Context<'_>,
+    kind: Kind,
+    id: &ID,
+    field: &str,
+    errors: &mut crate::service::validate::Errors,
+) -> Option<i64> {
+    let decoded = app(ctx)
+        .ok()
+        .and_then(|app| app.ids.decode(kind, id.as_str()));
+    if decoded.is_none() {
+        errors.add(field, "is not a valid ID");
+    }
+    decoded
+}

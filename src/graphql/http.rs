@@ -1,0 +1,251 @@
+//! GraphQL over HTTP: `POST /graphql` (JSON, batches capped), `GET /graphql` (queries only),
+//! and GraphiQL for browsers. Authentication runs first; its failures are `401` with a
+//! GraphQL error body.
+
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, BatchResponse, ServerError};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::app::{AppState, RequestId};
+use crate::auth::extract::authenticate;
+use crate::client_ip::ClientIp;
+use crate::context::RequestCtx;
+use crate::error::AppError;
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// Which media type the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    Json,
+    GraphqlResponse,
+}
+
+fn negotiate(headers: &HeaderMap) -> Option<Media> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(Media::Json);
+    };
+    let mut best = None;
+    for part in accept.split(',') {
+        let mime = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match mime.as_str() {
+            GRAPHQL_RESPONSE => return Some(Media::GraphqlResponse),
+            "application/json" | "application/*" | "*/*" => best = best.or(Some(Media::Json)),
+            _ => {}
+        }
+    }
+    best
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+/// A response made of GraphQL errors only.
+fn errors_response(status: StatusCode, media: Media, errors: Vec<ServerError>) -> Response {
+    let body = async_graphql::Response::from_errors(errors);
+    json_response(status, media, &BatchResponse::Single(body))
+}
+
+fn app_error_response(err: &AppError, media: Media) -> Response {
+    let server = err
+        .to_graphql()
+        .into_server_error(async_graphql::Pos::default());
+    let mut resp = errors_response(err.status(), media, vec![strip_pos(server)]);
+    if let AppError::RateLimited { retry_after } = err {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+    }
+    resp
+}
+
+fn strip_pos(mut e: ServerError) -> ServerError {
+    e.locations.clear();
+    e
+}
+
+fn bad_request(media: Media, message: impl Into<String>) -> Response {
+    app_error_response(&AppError::BadRequest(message.into()), media)
+}
+
+fn json_response(status: StatusCode, media: Media, body: &BatchResponse) -> Response {
+    let bytes = match serde_json::to_vec(body) {
+        Ok(b) => b,
+        Err(e) => return AppError::internal(e).into_response(),
+    };
+    let ct = match media {
+        Media::Json => "application/json; charset=utf-8",
+        Media::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
+    };
+    (status, [(header::CONTENT_TYPE, ct)], bytes).into_response()
+}
+
+/// `GET /graphql`: GraphiQL for browsers, otherwise a query from the query string.
+pub async fn get(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let query = uri.query().unwrap_or_default();
+    if wants_html(&headers) && !query.contains("query=") {
+        return Html(graphiql()).into_response();
+    }
+    let Some(media) = negotiate(&headers) else {
+        return StatusCode::NOT_ACCEPTABLE.into_response();
+    };
+    let request = match async_graphql::http::parse_query_string(query) {
+        Ok(r) => r,
+        Err(e) => return bad_request(media, format!("Invalid GraphQL request: {e}")),
+    };
+    if is_mutation(&request) {
+        let mut resp = app_error_response(
+            &AppError::BadRequest("Mutations are only accepted over POST".into()),
+            media,
+        );
+        *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    execute(
+        &state,
+        &headers,
+        ip,
+        request_id,
+        BatchRequest::Single(request),
+        media,
+        Method::GET,
+    )
+    .await
+}
+
+/// Whether the operation a request would run is a mutation (unparsable documents are left
+/// to the executor to report).
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    match &request.operation_name {
+        Some(name) => doc.operations.iter().any(|(n, op)| {
+            n.is_some_and(|n| n.as_str() == name) && op.node.ty == OperationType::Mutation
+        }),
+        None => doc
+            .operations
+            .iter()
+            .next()
+            .is_some_and(|(_, op)| op.node.ty == OperationType::Mutation),
+    }
+}
+
+/// `POST /graphql` with an `application/json` body: one request or a batch (JSON array).
+pub async fn post(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return StatusCode::NOT_ACCEPTABLE.into_response();
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" {
+        let mut resp = bad_request(media, "Content-Type must be application/json");
+        *resp.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return resp;
+    }
+    let limit = state.config.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => return app_error_response(&AppError::PayloadTooLarge(limit), media),
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => return bad_request(media, format!("Invalid GraphQL request body: {e}")),
+    };
+    if let BatchRequest::Batch(list) = &batch {
+        let max = state.config.graphql_max_batch;
+        if list.is_empty() || list.len() > max {
+            return bad_request(media, format!("A batch must hold 1 to {max} operations"));
+        }
+    }
+    execute(&state, &headers, ip, request_id, batch, media, Method::POST).await
+}
+
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: Option<std::net::IpAddr>,
+    request_id: String,
+    batch: BatchRequest,
+    media: Media,
+    _method: Method,
+) -> Response {
+    let principal = match authenticate(state, headers).await {
+        Ok(p) => p,
+        Err(e) => return app_error_response(&e, media),
+    };
+    let rc = RequestCtx {
+        principal,
+        ip,
+        request_id,
+    };
+    let batch = batch.data(rc).data(state.clone());
+    let response = state.schema.execute_batch(batch).await;
+    let status = match &response {
+        BatchResponse::Single(r) => status_of(r, media),
+        BatchResponse::Batch(_) => StatusCode::OK,
+    };
+    json_response(status, media, &response)
+}
+
+/// `200` unless the response has no data: then the first error's code decides, and a request
+/// error (unparsable or invalid document) is `400` for `application/graphql-response+json`.
+fn status_of(r: &async_graphql::Response, media: Media) -> StatusCode {
+    if r.errors.is_empty() || r.data != async_graphql::Value::Null {
+        return StatusCode::OK;
+    }
+    for e in &r.errors {
+        if let Some(async_graphql::Value::String(code)) =
+            e.extensions.as_ref().and_then(|x| x.get("code"))
+            && let Some(status) = AppError::status_for_code(code)
+        {
+            return status;
+        }
+    }
+    let request_error = r.errors.iter().all(|e| e.path.is_empty());
+    if request_error && media == Media::GraphqlResponse {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
+fn graphiql() -> String {
+    async_graphql::http::GraphiQLSource::build()
+        .endpoint("/graphql")
+        .title("leadgraph GraphiQL")
+        .finish()
+}

@@ -1,0 +1,45 @@
+//! Builds the schema: merged roots, limits, and the exported SDL.
+
+use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
+
+use super::api_key::{ApiKeyMutation, ApiKeyQuery};
+use super::node::NodeQuery;
+use super::session::SessionMutation;
+use super::user::{UserMutation, UserQuery};
+use super::viewer::ViewerQuery;
+use crate::config::Config;
+
+/// The query root.
+#[derive(MergedObject, Default)]
+pub struct Query(NodeQuery, ViewerQuery, UserQuery, ApiKeyQuery);
+
+/// The mutation root.
+#[derive(MergedObject, Default)]
+pub struct Mutation(SessionMutation, UserMutation, ApiKeyMutation);
+
+/// The executable schema.
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Builds the schema with the configured limits.
+pub fn build(config: &Config) -> AppSchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(config.graphql_max_depth)
+        .limit_complexity(config.graphql_max_complexity)
+        .limit_recursive_depth(64)
+        .limit_directives(10);
+    if !config.graphql_introspection {
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder.finish()
+}
+
+/// The SDL as `leadgraph schema` prints it and `schema.graphql` holds it: sorted, stable.
+pub fn sdl() -> String {
+    let schema = Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish();
+    schema.sdl_with_options(
+        SDLExportOptions::new()
+            .sorted_fields()
+            .sorted_arguments()
+            .sorted_enum_items(),
+    )
+}

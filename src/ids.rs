@@ -1,0 +1,191 @@
+//! Opaque IDs (SPEC.md section 3): Sqids over a per-deployment alphabet, encoding the row's
+//! kind together with its number, so an ID of one kind is never accepted for another.
+
+use std::sync::Arc;
+
+use rand::seq::SliceRandom;
+use sqids::Sqids;
+
+/// The kinds of rows that have public IDs. The discriminant is encoded into every ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A tenant.
+    Tenant = 1,
+    /// A user.
+    User = 2,
+    /// An API key.
+    ApiKey = 3,
+    /// A lead source.
+    Source = 4,
+    /// A pipeline.
+    Pipeline = 5,
+    /// A pipeline stage.
+    Stage = 6,
+    /// A lead.
+    Lead = 7,
+    /// An audit log entry.
+    AuditEntry = 8,
+}
+
+impl Kind {
+    const ALL: [Kind; 8] = [
+        Kind::Tenant,
+        Kind::User,
+        Kind::ApiKey,
+        Kind::Source,
+        Kind::Pipeline,
+        Kind::Stage,
+        Kind::Lead,
+        Kind::AuditEntry,
+    ];
+
+    fn from_tag(tag: u64) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| *k as u64 == tag)
+    }
+}
+
+/// Shortest ID produced; every ID of a row number below 2^63 is 16 characters long.
+pub const MIN_LEN: usize = 16;
+/// Longest ID accepted.
+pub const MAX_LEN: usize = 17;
+
+const BASE62: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Encoder and decoder of opaque IDs for one deployment.
+#[derive(Clone)]
+pub struct Ids(Arc<Sqids>);
+
+impl std::fmt::Debug for Ids {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The alphabet is a deployment secret.
+        f.write_str("Ids(..)")
+    }
+}
+
+impl Ids {
+    /// Builds the codec from an alphabet, which must be a permutation of `[0-9A-Za-z]`.
+    pub fn new(alphabet: &str) -> Result<Self, String> {
+        let mut sorted: Vec<char> = alphabet.chars().collect();
+        sorted.sort_unstable();
+        if sorted.iter().collect::<String>() != BASE62 {
+            return Err("the ID alphabet must be a permutation of [0-9A-Za-z]".to_owned());
+        }
+        let sqids = Sqids::builder()
+            .alphabet(alphabet.chars().collect())
+            .min_length(MIN_LEN as u8)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Ids(Arc::new(sqids)))
+    }
+
+    /// A fresh random alphabet for a new deployment.
+    pub fn generate_alphabet() -> String {
+        let mut chars: Vec<char> = BASE62.chars().collect();
+        chars.shuffle(&mut rand::rng());
+        chars.into_iter().collect()
+    }
+
+    /// Encodes row `id` of `kind`.
+    pub fn encode(&self, kind: Kind, id: i64) -> String {
+        self.0
+            .encode(&[kind as u64, id as u64])
+            .expect("two u64s always encode: the blocklist retry bound is never reached")
+    }
+
+    /// Decodes an ID of `kind`; `None` for garbage, non-canonical spellings and other kinds.
+    pub fn decode(&self, kind: Kind, s: &str) -> Option<i64> {
+        match self.decode_any(s) {
+            Some((k, id)) if k == kind => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Decodes an ID of any kind (for `node(id)`).
+    pub fn decode_any(&self, s: &str) -> Option<(Kind, i64)> {
+        if !(MIN_LEN..=MAX_LEN).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return None;
+        }
+        let numbers = self.0.decode(s);
+        let [tag, id] = numbers[..] else { return None };
+        let kind = Kind::from_tag(tag)?;
+        let id = i64::try_from(id).ok().filter(|id| *id > 0)?;
+        // Sqids can decode several spellings to the same numbers: accept only the canonical one.
+        (self.encode(kind, id) == s).then_some((kind, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> Ids {
+        Ids::new(&Ids::generate_alphabet()).expect("generated alphabet is valid")
+    }
+
+    #[test]
+    fn round_trips_every_kind() {
+        let ids = ids();
+        for kind in Kind::ALL {
+            for id in [1, 2, 42, 1_000_000, i64::from(u32::MAX), i64::MAX] {
+                let s = ids.encode(kind, id);
+                assert_eq!(ids.decode(kind, &s), Some(id), "{kind:?} {id} -> {s}");
+                assert_eq!(ids.decode_any(&s), Some((kind, id)));
+            }
+        }
+    }
+
+    #[test]
+    fn length_is_16_to_17() {
+        let ids = ids();
+        for id in [1, 9, 10_000, 1 << 40, i64::MAX] {
+            let s = ids.encode(Kind::Lead, id);
+            assert!((MIN_LEN..=MAX_LEN).contains(&s.len()), "{s}");
+            assert!(s.bytes().all(|b| b.is_ascii_alphanumeric()));
+        }
+    }
+
+    #[test]
+    fn wrong_kind_is_refused() {
+        let ids = ids();
+        let lead = ids.encode(Kind::Lead, 7);
+        assert_eq!(ids.decode(Kind::User, &lead), None);
+        assert_eq!(ids.decode(Kind::Lead, &lead), Some(7));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        let ids = ids();
+        let good = ids.encode(Kind::Lead, 7);
+        let mut flipped = good.clone().into_bytes();
+        flipped[5] = if flipped[5] == b'a' { b'b' } else { b'a' };
+        let flipped = String::from_utf8(flipped).expect("ascii");
+        for bad in [
+            "",
+            "1",
+            "abc",
+            "0000000000000000",
+            "!!!!!!!!!!!!!!!!",
+            "ééééééééééééééé",
+            &good[1..],
+            &format!("{good}xx"),
+            &flipped,
+        ] {
+            assert_eq!(ids.decode(Kind::Lead, bad), None, "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn other_deployments_ids_are_refused() {
+        let (a, b) = (ids(), ids());
+        let s = a.encode(Kind::Lead, 12345);
+        assert_ne!(b.decode(Kind::Lead, &s), Some(12345));
+    }
+
+    #[test]
+    fn alphabet_must_be_a_permutation() {
+        assert!(Ids::new("abc").is_err());
+        assert!(Ids::new(&BASE62.replace('a', "b")).is_err());
+        assert!(Ids::new(BASE62).is_ok());
+    }
+}

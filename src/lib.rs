@@ -1,0 +1,24 @@
+//! leadgraph: a self-hostable, multi-tenant lead-management API server.
+
+/// Application state and router.
+pub mod app;
+/// Authentication: keys, tokens, passwords, principals.
+pub mod auth;
+/// Client IP resolution (trusted proxies).
+pub mod client_ip;
+/// Configuration and CLI.
+pub mod config;
+/// Per-request context.
+pub mod context;
+/// Database connection and migrations.
+pub mod db;
+/// The error type.
+pub mod error;
+/// The GraphQL API.
+pub mod graphql;
+/// Opaque IDs.
+pub mod ids;
+/// Process start-up: logging, serving, shutdown.
+pub mod server;
+/// Services: the only code that queries the database.
+pub mod service;

@@ -1,0 +1,165 @@
+//! Process start-up: logging, commands, serving with graceful shutdown and usage flushing.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::app::{App, AppState, build_router};
+use crate::config::{Cli, Command, Config, LogFormat};
+use crate::error::AppError;
+use crate::service::tenant;
+use crate::{db, graphql};
+
+/// Installs the global tracing subscriber (text or JSON lines).
+pub fn init_tracing(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Schema => {
+            print!("{}", graphql::schema::sdl());
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = db::connect(&config).await?;
+            db::migrate(&db).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Bootstrap(args) => {
+            let state = open(config).await?;
+            let b = tenant::bootstrap(&state, &args.tenant, &args.email, args.password, args.plan)
+                .await
+                .map_err(describe)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&b)?);
+            } else {
+                println!(
+                    "Created tenant {} ({}) with owner {}",
+                    args.tenant, b.tenant_slug, b.email
+                );
+                println!("  password: {}", b.password);
+                println!("  API key:  {}   (shown once; store it now)", b.api_key);
+            }
+            Ok(())
+        }
+        Command::SetPlan(args) => {
+            let state = open(config).await?;
+            let t = tenant::set_plan(&state.db, &args.tenant, args.plan)
+                .await
+                .map_err(describe)?;
+            println!("Tenant {} is now on the {} plan", t.slug, t.plan);
+            Ok(())
+        }
+        Command::Serve => serve(config).await,
+    }
+}
+
+fn describe(e: AppError) -> Box<dyn std::error::Error> {
+    match e {
+        AppError::Validation(fields) => fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+            .into(),
+        AppError::NotFound => "no such tenant".into(),
+        other => other.message().into(),
+    }
+}
+
+/// Connects, migrates and builds the state.
+pub async fn open(config: Config) -> Result<AppState, Box<dyn std::error::Error>> {
+    let db = db::connect(&config).await?;
+    db::migrate(&db).await?;
+    Ok(App::new(config, db).await.map_err(describe)?)
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let admin_email = config.admin_email.clone();
+    let admin_password = config.admin_password.clone();
+    let no_bootstrap = config.no_bootstrap;
+    let bind = config.bind;
+    let state = open(config).await?;
+    if !no_bootstrap
+        && let Some(b) = tenant::bootstrap_if_empty(&state, admin_email, admin_password)
+            .await
+            .map_err(describe)?
+    {
+        print_welcome(&b, bind);
+    }
+
+    let flusher = tokio::spawn(flush_usage(state.clone()));
+    let listener = TcpListener::bind(bind).await?;
+    tracing::info!(address = %listener.local_addr()?, "leadgraph listening");
+    axum::serve(
+        listener,
+        build_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    flusher.abort();
+    if let Err(e) = state.usage.flush(&state.db).await {
+        tracing::error!(error = %e, "could not write key usage at shutdown");
+    }
+    tracing::info!("leadgraph stopped");
+    Ok(())
+}
+
+fn print_welcome(b: &tenant::Bootstrapped, bind: SocketAddr) {
+    println!(
+        "\nFirst start: created tenant \"Default\" and its owner. These are shown once.\n\
+         \n  owner email:    {email}\n  owner password: {password}\n  API key:        {key}\n\
+         \nTry it:\n  curl -s http://{bind}/graphql -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\\n       -d '{{\"query\":\"{{ me {{ id role environment tenant {{ name }} }} }}\"}}'\n\
+         \nOr open http://{bind}/graphql in a browser (GraphiQL) and send the header {{\"X-API-Key\": \"{key}\"}}.\n",
+        email = b.email,
+        password = b.password,
+        key = b.api_key,
+    );
+}
+
+async fn flush_usage(state: AppState) {
+    let mut every =
+        tokio::time::interval(Duration::from_secs(state.config.usage_flush_secs.max(1)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = state.usage.flush(&state.db).await {
+            tracing::warn!(error = %e, "could not write key usage; will retry");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,10 @@
+//! The only code that queries the database, one module per resource. Resolvers and REST
+//! handlers translate; services decide.
+
+pub mod api_key;
+pub mod audit;
+pub mod session;
+pub mod settings;
+pub mod tenant;
+pub mod user;
+pub mod validate;

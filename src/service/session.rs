@@ -1,0 +1,243 @@
+//! User sessions: login, refresh-token rotation with reuse detection, logout.
+
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use entity::refresh_token;
+use entity::user;
+use rand::{RngCore, TryRngCore};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+};
+use sha2::{Digest, Sha256};
+
+use crate::app::App;
+use crate::auth::password;
+use crate::context::RequestCtx;
+use crate::db::begin_write;
+use crate::error::{AppError, AppResult};
+use crate::ids::Kind;
+use crate::service::audit::{self, Actor, Entry};
+
+/// Refresh token lifetime.
+pub const REFRESH_TTL_DAYS: i64 = 30;
+/// Prefix of refresh tokens, so they are told apart from keys and JWTs.
+pub const REFRESH_PREFIX: &str = "lgr_";
+
+/// A freshly issued session.
+#[derive(Debug)]
+pub struct Session {
+    /// The access token (JWT).
+    pub token: String,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+    /// The refresh token, shown once.
+    pub refresh_token: String,
+    /// The user.
+    pub user: user::Model,
+}
+
+fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.unwrap_err().fill_bytes(&mut bytes);
+    format!(
+        "{REFRESH_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+async fn insert_refresh<C: ConnectionTrait>(
+    db: &C,
+    user_id: i64,
+    family_id: &str,
+) -> AppResult<(String, refresh_token::Model)> {
+    let token = new_refresh_token();
+    let now = Utc::now();
+    let row = refresh_token::ActiveModel {
+        user_id: Set(user_id),
+        family_id: Set(family_id.to_owned()),
+        token_hash: Set(hash(&token)),
+        expires_at: Set(now + Duration::days(REFRESH_TTL_DAYS)),
+        revoked_at: Set(None),
+        replaced_by: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok((token, row))
+}
+
+fn access_token(app: &App, u: &user::Model) -> AppResult<(String, DateTime<Utc>)> {
+    let (token, exp) = app.jwt.issue(
+        &app.ids.encode(Kind::User, u.id),
+        &app.ids.encode(Kind::Tenant, u.tenant_id),
+    )?;
+    Ok((
+        token,
+        DateTime::from_timestamp(exp, 0).unwrap_or_else(Utc::now),
+    ))
+}
+
+/// Logs in. A wrong email, a wrong password and an inactive user get the same answer, after
+/// the same argon2 work.
+pub async fn login(app: &App, rc: &RequestCtx, email: &str, password: &str) -> AppResult<Session> {
+    let email = crate::service::user::normalize_email(email);
+    let found = if email.is_empty() || email.len() > 254 {
+        None
+    } else {
+        user::Entity::find()
+            .filter(user::Column::Email.eq(&email))
+            .one(&app.db)
+            .await?
+    };
+    let phc = found
+        .as_ref()
+        .map_or_else(|| app.dummy_hash.clone(), |u| u.password_hash.clone());
+    let ok = password::verify_async(password.to_owned(), phc).await?;
+    let user = match found {
+        Some(u) if ok && u.active => u,
+        _ => return Err(AppError::InvalidCredentials),
+    };
+    let family = uuid::Uuid::new_v4().to_string();
+    let tx = begin_write(&app.db).await?;
+    let (refresh, _) = insert_refresh(&tx, user.id, &family).await?;
+    audit::record(
+        &tx,
+        Actor::user(user.tenant_id, user.id),
+        rc,
+        Entry {
+            action: "session.login",
+            resource_type: "user",
+            resource_id: Some(user.id),
+            changes: serde_json::json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    let (token, expires_at) = access_token(app, &user)?;
+    Ok(Session {
+        token,
+        expires_at,
+        refresh_token: refresh,
+        user,
+    })
+}
+
+async fn revoke_family<C: ConnectionTrait>(db: &C, family_id: &str) -> AppResult<()> {
+    refresh_token::Entity::update_many()
+        .col_expr(
+            refresh_token::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(refresh_token::Column::FamilyId.eq(family_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+async fn find(app: &App, token: &str) -> AppResult<refresh_token::Model> {
+    if !token.starts_with(REFRESH_PREFIX) || token.len() > 128 {
+        return Err(AppError::InvalidToken);
+    }
+    refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(hash(token)))
+        .one(&app.db)
+        .await?
+        .ok_or(AppError::InvalidToken)
+}
+
+/// Rotates a refresh token. Presenting one that was already used or revoked revokes its
+/// whole family and answers `REVOKED_TOKEN`; of concurrent refreshes of one token, one wins.
+pub async fn refresh(app: &App, rc: &RequestCtx, token: &str) -> AppResult<Session> {
+    let current = find(app, token).await?;
+    if current.revoked_at.is_some() || current.replaced_by.is_some() {
+        let tx = begin_write(&app.db).await?;
+        revoke_family(&tx, &current.family_id).await?;
+        tx.commit().await?;
+        return Err(AppError::RevokedToken);
+    }
+    if current.expires_at <= Utc::now() {
+        return Err(AppError::ExpiredToken);
+    }
+    let user = user::Entity::find_by_id(current.user_id)
+        .one(&app.db)
+        .await?
+        .filter(|u| u.active)
+        .ok_or(AppError::RevokedToken)?;
+
+    let tx = begin_write(&app.db).await?;
+    let (next, next_row) = insert_refresh(&tx, user.id, &current.family_id).await?;
+    // Conditional on the token still being unused, so only one concurrent refresh succeeds.
+    let claimed = refresh_token::Entity::update_many()
+        .col_expr(
+            refresh_token::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .col_expr(
+            refresh_token::Column::ReplacedBy,
+            sea_orm::sea_query::Expr::value(next_row.id),
+        )
+        .filter(refresh_token::Column::Id.eq(current.id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .filter(refresh_token::Column::ReplacedBy.is_null())
+        .exec(&tx)
+        .await?;
+    if claimed.rows_affected != 1 {
+        tx.rollback().await?;
+        let tx = begin_write(&app.db).await?;
+        revoke_family(&tx, &current.family_id).await?;
+        tx.commit().await?;
+        return Err(AppError::RevokedToken);
+    }
+    audit::record(
+        &tx,
+        Actor::user(user.tenant_id, user.id),
+        rc,
+        Entry {
+            action: "session.refresh",
+            resource_type: "user",
+            resource_id: Some(user.id),
+            changes: serde_json::json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    let (token, expires_at) = access_token(app, &user)?;
+    Ok(Session {
+        token,
+        expires_at,
+        refresh_token: next,
+        user,
+    })
+}
+
+/// Revokes the family of a refresh token.
+pub async fn logout(app: &App, rc: &RequestCtx, token: &str) -> AppResult<()> {
+    let current = find(app, token).await?;
+    let user = user::Entity::find_by_id(current.user_id)
+        .one(&app.db)
+        .await?
+        .ok_or(AppError::InvalidToken)?;
+    let tx = begin_write(&app.db).await?;
+    revoke_family(&tx, &current.family_id).await?;
+    audit::record(
+        &tx,
+        Actor::user(user.tenant_id, user.id),
+        rc,
+        Entry {
+            action: "session.logout",
+            resource_type: "user",
+            resource_id: Some(user.id),
+            changes: serde_json::json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

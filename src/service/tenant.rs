@@ -1,0 +1,168 @@
+//! Tenants: bootstrap (CLI and first start) and plan changes (CLI only).
+
+use entity::enums::{Environment, Plan, Role, Scope};
+use entity::{api_key, tenant};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter,
+};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::auth::{api_key as keys, password};
+use crate::db::begin_write;
+use crate::error::{AppError, AppResult};
+use crate::ids::Kind;
+use crate::service::settings;
+use crate::service::user::{self, NewUser};
+
+/// What bootstrap created; printed once.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bootstrapped {
+    /// The tenant's opaque ID.
+    pub tenant_id: String,
+    /// The tenant's slug.
+    #[serde(skip)]
+    pub tenant_slug: String,
+    /// The owner's opaque ID.
+    pub user_id: String,
+    /// The owner's email.
+    pub email: String,
+    /// The owner's password.
+    pub password: String,
+    /// A live, full-scope API key.
+    pub api_key: String,
+}
+
+fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.trim().to_lowercase().chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-').to_owned();
+    if slug.is_empty() {
+        "tenant".to_owned()
+    } else {
+        slug
+    }
+}
+
+/// Creates a tenant, its owner and a live full-scope API key in one transaction.
+pub async fn bootstrap(
+    app: &App,
+    name: &str,
+    email: &str,
+    password: Option<String>,
+    plan: Plan,
+) -> AppResult<Bootstrapped> {
+    let password = password.unwrap_or_else(password::generate);
+    let owner = NewUser {
+        email: email.to_owned(),
+        name: "Owner".to_owned(),
+        role: Role::Owner,
+        password: password.clone(),
+    };
+    user::validate_new(&owner)?;
+    let mut errors = crate::service::validate::Errors::new();
+    errors.length("tenant", name.trim(), 1, 100);
+    errors.finish()?;
+    let hash = password::hash_async(password.clone()).await?;
+
+    let tx = begin_write(&app.db).await?;
+    let base = slugify(name);
+    let mut slug = base.clone();
+    let mut n = 1;
+    while tenant::Entity::find()
+        .filter(tenant::Column::Slug.eq(&slug))
+        .count(&tx)
+        .await?
+        > 0
+    {
+        n += 1;
+        slug = format!("{base}-{n}");
+    }
+    let now = chrono::Utc::now();
+    let tenant = tenant::ActiveModel {
+        name: Set(name.trim().to_owned()),
+        slug: Set(slug.clone()),
+        plan: Set(plan),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&tx)
+    .await?;
+    let owner_row = user::insert(&tx, tenant.id, &owner, hash).await?;
+    let key = keys::generate(Environment::Live);
+    api_key::ActiveModel {
+        tenant_id: Set(tenant.id),
+        user_id: Set(owner_row.id),
+        label: Set("Bootstrap key".to_owned()),
+        prefix: Set(key.prefix.clone()),
+        key_hash: Set(key.hash.clone()),
+        environment: Set(Environment::Live),
+        scope: Set(Scope::Full),
+        active: Set(true),
+        usage_count: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Bootstrapped {
+        tenant_id: app.ids.encode(Kind::Tenant, tenant.id),
+        tenant_slug: slug,
+        user_id: app.ids.encode(Kind::User, owner_row.id),
+        email: owner_row.email,
+        password,
+        api_key: key.key,
+    })
+}
+
+/// On first start of an empty database, bootstraps one tenant; `None` on every later start.
+pub async fn bootstrap_if_empty(
+    app: &App,
+    email: Option<String>,
+    password: Option<String>,
+) -> AppResult<Option<Bootstrapped>> {
+    if tenant::Entity::find().count(&app.db).await? > 0 {
+        return Ok(None);
+    }
+    // Of several processes starting on one empty database, only one bootstraps.
+    let now = chrono::Utc::now().to_rfc3339();
+    if !settings::insert_if_absent(&app.db, "bootstrapped_at", &now).await? {
+        return Ok(None);
+    }
+    let email = email.unwrap_or_else(|| "admin@leadgraph.local".to_owned());
+    bootstrap(app, "Default", &email, password, Plan::Pro)
+        .await
+        .map(Some)
+}
+
+/// Sets a tenant's plan by slug.
+pub async fn set_plan(db: &DatabaseConnection, slug: &str, plan: Plan) -> AppResult<tenant::Model> {
+    let t = tenant::Entity::find()
+        .filter(tenant::Column::Slug.eq(slug))
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let mut row: tenant::ActiveModel = t.into();
+    row.plan = Set(plan);
+    row.updated_at = Set(chrono::Utc::now());
+    Ok(row.update(db).await?)
+}
+
+/// A tenant by ID.
+pub async fn get(db: &DatabaseConnection, id: i64) -> AppResult<tenant::Model> {
+    tenant::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound)
+}

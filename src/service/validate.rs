@@ -1,0 +1,63 @@
+//! Input validation helpers that collect every failing field before refusing.
+
+use crate::error::{AppError, FieldError};
+
+/// Collects field errors; `finish` refuses if there are any.
+#[derive(Debug, Default)]
+pub struct Errors(Vec<FieldError>);
+
+impl Errors {
+    /// No errors yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an error.
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    /// Records an error unless `ok`.
+    pub fn check(&mut self, ok: bool, field: &str, message: &str) {
+        if !ok {
+            self.add(field, message);
+        }
+    }
+
+    /// Checks that a trimmed string has between `min` and `max` characters.
+    pub fn length(&mut self, field: &str, value: &str, min: usize, max: usize) {
+        let n = value.chars().count();
+        if n < min || n > max {
+            if min > 0 && n == 0 {
+                self.add(field, "is required");
+            } else {
+                self.add(field, format!("must be {min} to {max} characters"));
+            }
+        } else if value.contains('\0') {
+            self.add(field, "must not contain NUL characters");
+        }
+    }
+
+    /// Checks an email address's syntax.
+    pub fn email(&mut self, field: &str, value: &str) {
+        if value.is_empty() {
+            self.add(field, "is required");
+        } else if value.chars().count() > 254 || !email_address::EmailAddress::is_valid(value) {
+            self.add(field, "Invalid email format");
+        }
+    }
+
+    /// Whether nothing failed so far.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when nothing failed, else `VALIDATION_FAILED` with every field.
+    pub fn finish(self) -> Result<(), AppError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Validation(self.0))
+        }
+    }
+}
