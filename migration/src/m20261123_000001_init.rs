@@ -146,6 +146,16 @@ enum AuditLog {
     RequestId,
 }
 
+/// A table with `created_at` and `updated_at` as `timestamptz` (written by the application).
+fn table_ts<T: IntoIden + 'static>(name: T) -> TableCreateStatement {
+    Table::create()
+        .table(name)
+        .if_not_exists()
+        .col(timestamp_with_time_zone(Alias::new("created_at")))
+        .col(timestamp_with_time_zone(Alias::new("updated_at")))
+        .to_owned()
+}
+
 fn fk(
     name: &str,
     from: (impl IntoIden, impl IntoIden),
@@ -183,7 +193,7 @@ impl MigrationTrait for Migration {
         .await?;
 
         m.create_table(
-            table_auto(Tenants::Table)
+            table_ts(Tenants::Table)
                 .col(big_pk_auto(Tenants::Id))
                 .col(string(Tenants::Name))
                 .col(string_uniq(Tenants::Slug))
@@ -193,7 +203,7 @@ impl MigrationTrait for Migration {
         .await?;
 
         m.create_table(
-            table_auto(Users::Table)
+            table_ts(Users::Table)
                 .col(big_pk_auto(Users::Id))
                 .col(big_integer(Users::TenantId))
                 // Stored lower-cased, so the unique key is case-insensitive.
@@ -215,7 +225,7 @@ impl MigrationTrait for Migration {
             .await?;
 
         m.create_table(
-            table_auto(RefreshTokens::Table)
+            table_ts(RefreshTokens::Table)
                 .col(big_pk_auto(RefreshTokens::Id))
                 .col(big_integer(RefreshTokens::UserId))
                 .col(string_len(RefreshTokens::FamilyId, 64))
@@ -240,7 +250,7 @@ impl MigrationTrait for Migration {
         .await?;
 
         m.create_table(
-            table_auto(ApiKeys::Table)
+            table_ts(ApiKeys::Table)
                 .col(big_pk_auto(ApiKeys::Id))
                 .col(big_integer(ApiKeys::TenantId))
                 .col(big_integer(ApiKeys::UserId))
@@ -278,7 +288,7 @@ impl MigrationTrait for Migration {
         .await?;
 
         m.create_table(
-            table_auto(Sources::Table)
+            table_ts(Sources::Table)
                 .col(big_pk_auto(Sources::Id))
                 .col(big_integer(Sources::TenantId))
                 .col(string_len(Sources::Environment, 16))
@@ -303,7 +313,7 @@ impl MigrationTrait for Migration {
         .await?;
 
         m.create_table(
-            table_auto(Pipelines::Table)
+            table_ts(Pipelines::Table)
                 .col(big_pk_auto(Pipelines::Id))
                 .col(big_integer(Pipelines::TenantId))
                 .col(string_len(Pipelines::Environment, 16))
@@ -325,7 +335,7 @@ impl MigrationTrait for Migration {
         .await?;
 
         m.create_table(
-            table_auto(Stages::Table)
+            table_ts(Stages::Table)
                 .col(big_pk_auto(Stages::Id))
                 .col(big_integer(Stages::TenantId))
                 .col(string_len(Stages::Environment, 16))
@@ -478,7 +488,7 @@ impl MigrationTrait for Migration {
         .await?;
 
         m.create_table(
-            table_auto(AuditLog::Table)
+            table_ts(AuditLog::Table)
                 .col(big_pk_auto(AuditLog::Id))
                 .col(big_integer(AuditLog::TenantId))
                 .col(string_len(AuditLog::Environment, 16))
