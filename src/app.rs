@@ -45,6 +45,8 @@ pub struct App {
     pub schema: AppSchema,
     /// A password hash verified when a login names no user, so both cost the same.
     pub dummy_hash: String,
+    /// Background work started by requests (duplicate detection), awaited at shutdown.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// Cheap-to-clone handle on [`App`].
@@ -60,7 +62,7 @@ impl Deref for AppState {
 
 impl App {
     /// Builds the state on a migrated database, loading or creating the deployment secrets.
-    pub async fn new(config: Config, db: DatabaseConnection) -> AppResult<AppState> {
+    pub async fn build(config: Config, db: DatabaseConnection) -> AppResult<AppState> {
         let jwt_secret = match &config.jwt_secret {
             Some(s) if s.len() >= 32 => s.clone(),
             Some(_) => {
@@ -90,6 +92,7 @@ impl App {
             jwt: JwtKeys::new(jwt_secret.as_bytes()),
             ids,
             dummy_hash,
+            tasks: tokio_util::task::TaskTracker::new(),
             config,
             db,
         })))

@@ -1,11 +1,17 @@
 //! The GraphQL API: schema, roots merged from one object per resource, guards and loaders.
 
 pub mod api_key;
+pub mod audit;
 pub mod guard;
 pub mod http;
+pub mod lead;
+pub mod loaders;
 pub mod node;
+pub mod pipeline;
 pub mod schema;
 pub mod session;
+pub mod source;
+pub mod stats;
 pub mod tenant;
 pub mod user;
 pub mod viewer;
@@ -25,6 +31,11 @@ pub fn app<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a AppState> {
 /// The request context, from a resolver's context.
 pub fn rc<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a RequestCtx> {
     ctx.data::<RequestCtx>()
+}
+
+/// The request's dataloaders (present on every authenticated request).
+pub fn loaders<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a loaders::Loaders> {
+    Ok(ctx.data::<std::sync::Arc<loaders::Loaders>>()?.as_ref())
 }
 
 /// Encodes a row ID for output.

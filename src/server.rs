@@ -84,7 +84,7 @@ fn describe(e: AppError) -> Box<dyn std::error::Error> {
 pub async fn open(config: Config) -> Result<AppState, Box<dyn std::error::Error>> {
     let db = db::connect(&config).await?;
     db::migrate(&db).await?;
-    Ok(App::new(config, db).await.map_err(describe)?)
+    App::build(config, db).await.map_err(describe)
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -111,6 +111,8 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     flusher.abort();
+    state.tasks.close();
+    state.tasks.wait().await;
     if let Err(e) = state.usage.flush(&state.db).await {
         tracing::error!(error = %e, "could not write key usage at shutdown");
     }

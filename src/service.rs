@@ -3,8 +3,14 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod duplicates;
+pub mod lead;
+pub mod page;
+pub mod pipeline;
 pub mod session;
 pub mod settings;
+pub mod source;
+pub mod stats;
 pub mod tenant;
 pub mod user;
 pub mod validate;

@@ -21,19 +21,32 @@ db_tests!(
 );
 
 async fn health_and_readiness(app: TestApp) {
-    let r = app.request(Method::GET, "/healthz", &[], Body::empty()).await;
+    let r = app
+        .request(Method::GET, "/healthz", &[], Body::empty())
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, json!({"status": "ok"}));
-    let r = app.request(Method::GET, "/readyz", &[], Body::empty()).await;
+    let r = app
+        .request(Method::GET, "/readyz", &[], Body::empty())
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, json!({"status": "ready"}));
 }
 
 async fn request_id_on_every_response(app: TestApp) {
-    let r = app.request(Method::GET, "/healthz", &[], Body::empty()).await;
+    let r = app
+        .request(Method::GET, "/healthz", &[], Body::empty())
+        .await;
     let generated = r.header("x-request-id").expect("generated request id");
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
-    let r = app.request(Method::GET, "/nope", &[("x-request-id", "client-chosen-42")], Body::empty()).await;
+    let r = app
+        .request(
+            Method::GET,
+            "/nope",
+            &[("x-request-id", "client-chosen-42")],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.header("x-request-id"), Some("client-chosen-42"));
     let r = app.gql(Auth::None, "{ __typename }", json!({})).await;
     assert!(r.header("x-request-id").is_some());
@@ -44,7 +57,14 @@ async fn graphql_get_post_and_graphiql(app: TestApp) {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, json!({"data": {"__typename": "Query"}}));
 
-    let r = app.request(Method::GET, "/graphql?query=%7B__typename%7D", &[], Body::empty()).await;
+    let r = app
+        .request(
+            Method::GET,
+            "/graphql?query=%7B__typename%7D",
+            &[],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, json!({"data": {"__typename": "Query"}}));
 
@@ -54,9 +74,20 @@ async fn graphql_get_post_and_graphiql(app: TestApp) {
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.header("allow"), Some("POST"));
 
-    let r = app.request(Method::GET, "/graphql", &[("accept", "text/html,application/xhtml+xml")], Body::empty()).await;
+    let r = app
+        .request(
+            Method::GET,
+            "/graphql",
+            &[("accept", "text/html,application/xhtml+xml")],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.header("content-type").unwrap_or("").starts_with("text/html"));
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/html")
+    );
     assert!(r.text.contains("graphiql"), "GraphiQL page");
 
     // application/graphql-response+json is honoured.
@@ -64,12 +95,19 @@ async fn graphql_get_post_and_graphiql(app: TestApp) {
         .request(
             Method::POST,
             "/graphql",
-            &[("content-type", "application/json"), ("accept", "application/graphql-response+json")],
+            &[
+                ("content-type", "application/json"),
+                ("accept", "application/graphql-response+json"),
+            ],
             Body::from(r#"{"query":"{ __typename }"}"#),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.header("content-type").unwrap_or("").starts_with("application/graphql-response+json"));
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("application/graphql-response+json")
+    );
 
     // Batches run each operation.
     let r = app
@@ -80,24 +118,43 @@ async fn graphql_get_post_and_graphiql(app: TestApp) {
             Body::from(r#"[{"query":"{ __typename }"},{"query":"{ a: __typename }"}]"#),
         )
         .await;
-    assert_eq!(r.body, json!([{"data": {"__typename": "Query"}}, {"data": {"a": "Query"}}]));
+    assert_eq!(
+        r.body,
+        json!([{"data": {"__typename": "Query"}}, {"data": {"a": "Query"}}])
+    );
 }
 
 async fn malformed_graphql_requests_are_400(app: TestApp) {
     let json_ct = [("content-type", "application/json")];
-    let r = app.request(Method::POST, "/graphql", &json_ct, Body::from("{not json")).await;
+    let r = app
+        .request(Method::POST, "/graphql", &json_ct, Body::from("{not json"))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.code(), Some("BAD_REQUEST"));
 
-    let r = app.request(Method::POST, "/graphql", &[("content-type", "text/plain")], Body::from("{}")).await;
+    let r = app
+        .request(
+            Method::POST,
+            "/graphql",
+            &[("content-type", "text/plain")],
+            Body::from("{}"),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
-    let too_many = format!("[{}]", vec![r#"{"query":"{ __typename }"}"#; 11].join(","));
-    let r = app.request(Method::POST, "/graphql", &json_ct, Body::from(too_many)).await;
+    let too_many = format!("[{}]", [r#"{"query":"{ __typename }"}"#; 11].join(","));
+    let r = app
+        .request(Method::POST, "/graphql", &json_ct, Body::from(too_many))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
-    let big = format!(r#"{{"query":"{{ __typename }}","variables":{{"x":"{}"}}}}"#, "a".repeat(1_100_000));
-    let r = app.request(Method::POST, "/graphql", &json_ct, Body::from(big)).await;
+    let big = format!(
+        r#"{{"query":"{{ __typename }}","variables":{{"x":"{}"}}}}"#,
+        "a".repeat(1_100_000)
+    );
+    let r = app
+        .request(Method::POST, "/graphql", &json_ct, Body::from(big))
+        .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.code(), Some("PAYLOAD_TOO_LARGE"));
 
@@ -116,10 +173,20 @@ async fn node_resolves_visible_objects_only(app: TestApp) {
         assert_eq!(r.data()["node"], json!({"__typename": typename, "id": id}));
     }
     let (key_id, _) = app.key(&t.owner.token, "READ", "LIVE").await;
-    let r = app.gql(Auth::Bearer(&t.owner.token), q, json!({"id": key_id})).await;
-    assert_eq!(r.data()["node"], json!({"__typename": "ApiKey", "id": key_id}));
+    let r = app
+        .gql(Auth::Bearer(&t.owner.token), q, json!({"id": key_id}))
+        .await;
+    assert_eq!(
+        r.data()["node"],
+        json!({"__typename": "ApiKey", "id": key_id})
+    );
     // Another tenant's objects and garbage resolve to null.
-    for id in [other.owner.id.as_str(), other.id.as_str(), "garbage", "AAAAAAAAAAAAAAAA"] {
+    for id in [
+        other.owner.id.as_str(),
+        other.id.as_str(),
+        "garbage",
+        "AAAAAAAAAAAAAAAA",
+    ] {
         let r = app.gql(Auth::Key(&t.key), q, json!({"id": id})).await;
         assert_eq!(r.data()["node"], json!(null), "{id}");
     }
@@ -130,7 +197,9 @@ async fn node_resolves_visible_objects_only(app: TestApp) {
 }
 
 async fn unknown_route_is_a_404_envelope(app: TestApp) {
-    let r = app.request(Method::GET, "/v1/nothing-here", &[], Body::empty()).await;
+    let r = app
+        .request(Method::GET, "/v1/nothing-here", &[], Body::empty())
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.body["success"], json!(false));
     assert_eq!(r.body["status"], json!(404));
@@ -149,28 +218,48 @@ async fn first_start_bootstraps_once(app: TestApp) {
     assert_eq!(first.password.len(), 20);
     assert!(first.api_key.starts_with("lg_live_sk_"));
     assert_eq!(app.count("tenants").await, 1);
-    let second = bootstrap_if_empty(&app.state, None, None).await.expect("second start");
+    let second = bootstrap_if_empty(&app.state, None, None)
+        .await
+        .expect("second start");
     assert!(second.is_none());
     assert_eq!(app.count("tenants").await, 1);
     assert_eq!(app.count("api_keys").await, 1);
     // What was printed works.
-    let r = app.gql(Auth::Key(&first.api_key), "{ me { role scope environment } }", json!({})).await;
-    assert_eq!(r.data()["me"], json!({"role": "OWNER", "scope": "FULL", "environment": "LIVE"}));
+    let r = app
+        .gql(
+            Auth::Key(&first.api_key),
+            "{ me { role scope environment } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        r.data()["me"],
+        json!({"role": "OWNER", "scope": "FULL", "environment": "LIVE"})
+    );
     app.login(&first.email, &first.password).await;
 }
 
 async fn secrets_survive_restarts(app: TestApp) {
     let t = app.tenant("Acme", Plan::Pro).await;
     // A second process on the same database reads the stored secrets: IDs and tokens still work.
-    let again = leadgraph::app::App::new(app.state.config.clone(), app.state.db.clone()).await.expect("restart");
-    assert_eq!(again.ids.encode(leadgraph::ids::Kind::Tenant, 1), app.state.ids.encode(leadgraph::ids::Kind::Tenant, 1));
-    let claims = again.jwt.verify(&t.owner.token).expect("token from before the restart");
+    let again = leadgraph::app::App::build(app.state.config.clone(), app.state.db.clone())
+        .await
+        .expect("restart");
+    assert_eq!(
+        again.ids.encode(leadgraph::ids::Kind::Tenant, 1),
+        app.state.ids.encode(leadgraph::ids::Kind::Tenant, 1)
+    );
+    let claims = again
+        .jwt
+        .verify(&t.owner.token)
+        .expect("token from before the restart");
     assert_eq!(claims.sub, t.owner.id);
 }
 
 #[test]
 fn schema_graphql_matches_the_code() {
-    let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).expect("schema.graphql");
+    let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .expect("schema.graphql");
     let sdl = leadgraph::graphql::schema::sdl();
     assert!(
         file == sdl,
@@ -181,19 +270,38 @@ fn schema_graphql_matches_the_code() {
 #[test]
 fn cli_schema_and_bootstrap() {
     let bin = env!("CARGO_BIN_EXE_leadgraph");
-    let out = std::process::Command::new(bin).arg("schema").output().expect("run leadgraph schema");
+    let out = std::process::Command::new(bin)
+        .arg("schema")
+        .output()
+        .expect("run leadgraph schema");
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), leadgraph::graphql::schema::sdl());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        leadgraph::graphql::schema::sdl()
+    );
 
     let dir = std::env::temp_dir().join(format!("leadgraph-cli-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
     let url = format!("sqlite://{}", dir.join("cli.db").display());
     let out = std::process::Command::new(bin)
-        .args(["bootstrap", "--tenant", "Acme Corp", "--email", "Ops@Acme.test", "--plan", "team", "--json"])
+        .args([
+            "bootstrap",
+            "--tenant",
+            "Acme Corp",
+            "--email",
+            "Ops@Acme.test",
+            "--plan",
+            "team",
+            "--json",
+        ])
         .env("LEADGRAPH_DATABASE_URL", &url)
         .output()
         .expect("run leadgraph bootstrap");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
     for field in ["tenantId", "userId", "email", "password", "apiKey"] {
         assert!(printed[field].is_string(), "{field} in {printed}");
@@ -206,7 +314,11 @@ fn cli_schema_and_bootstrap() {
         .env("LEADGRAPH_DATABASE_URL", &url)
         .output()
         .expect("run leadgraph set-plan");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = std::process::Command::new(bin)
         .args(["set-plan", "--tenant", "no-such-tenant", "--plan", "free"])
         .env("LEADGRAPH_DATABASE_URL", &url)

@@ -13,7 +13,10 @@ use crate::app::{AppState, RequestId};
 use crate::auth::extract::authenticate;
 use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
+use std::sync::Arc;
+
 use crate::error::AppError;
+use crate::graphql::loaders::Loaders;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -207,12 +210,18 @@ async fn execute(
         Ok(p) => p,
         Err(e) => return app_error_response(&e, media),
     };
+    let loaders = principal
+        .as_ref()
+        .map(|p| Arc::new(Loaders::new(&state.db, p)));
     let rc = RequestCtx {
         principal,
         ip,
         request_id,
     };
-    let batch = batch.data(rc).data(state.clone());
+    let mut batch = batch.data(rc).data(state.clone());
+    if let Some(loaders) = loaders {
+        batch = batch.data(loaders);
+    }
     let response = state.schema.execute_batch(batch).await;
     let status = match &response {
         BatchResponse::Single(r) => status_of(r, media),

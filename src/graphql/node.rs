@@ -4,7 +4,11 @@ use async_graphql::{Context, ID, Interface, Object, Result};
 use sea_orm::EntityTrait;
 
 use super::api_key::ApiKey;
+use super::audit::AuditEntry;
 use super::guard::Need;
+use super::lead::Lead;
+use super::pipeline::{Pipeline, Stage};
+use super::source::Source;
 use super::tenant::Tenant;
 use super::user::User;
 use super::{app, rc};
@@ -22,6 +26,16 @@ pub enum Node {
     User(User),
     /// An API key.
     ApiKey(ApiKey),
+    /// A lead.
+    Lead(Lead),
+    /// A lead source.
+    Source(Source),
+    /// A pipeline.
+    Pipeline(Pipeline),
+    /// A pipeline stage.
+    Stage(Stage),
+    /// An audit log entry.
+    AuditEntry(AuditEntry),
 }
 
 /// `node(id)`.
@@ -58,7 +72,32 @@ impl NodeQuery {
                     None
                 }
             }
-            _ => None,
+            Kind::Lead => service::lead::get(app, rc, id)
+                .await
+                .optional()?
+                .map(|l| Node::Lead(l.into())),
+            Kind::Source => service::source::get(app, rc, id)
+                .await
+                .optional()?
+                .map(|s| Node::Source(Source(s))),
+            Kind::Pipeline => service::pipeline::get(app, rc, id)
+                .await
+                .optional()?
+                .map(|pl| Node::Pipeline(Pipeline(pl))),
+            Kind::Stage => service::pipeline::get_stage(app, rc, id)
+                .await
+                .optional()?
+                .map(|s| Node::Stage(Stage(s))),
+            Kind::AuditEntry => {
+                if p.role.is_admin() {
+                    service::audit::get(app, rc, id)
+                        .await
+                        .optional()?
+                        .map(|e| Node::AuditEntry(AuditEntry(e)))
+                } else {
+                    None
+                }
+            }
         };
         Ok(found)
     }

@@ -3,19 +3,41 @@
 use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
 
 use super::api_key::{ApiKeyMutation, ApiKeyQuery};
+use super::audit::AuditQuery;
+use super::lead::{LeadMutation, LeadQuery};
 use super::node::NodeQuery;
+use super::pipeline::{PipelineMutation, PipelineQuery};
 use super::session::SessionMutation;
+use super::source::{SourceMutation, SourceQuery};
+use super::stats::StatsQuery;
 use super::user::{UserMutation, UserQuery};
 use super::viewer::ViewerQuery;
 use crate::config::Config;
 
 /// The query root.
 #[derive(MergedObject, Default)]
-pub struct Query(NodeQuery, ViewerQuery, UserQuery, ApiKeyQuery);
+pub struct Query(
+    NodeQuery,
+    ViewerQuery,
+    LeadQuery,
+    SourceQuery,
+    PipelineQuery,
+    StatsQuery,
+    AuditQuery,
+    UserQuery,
+    ApiKeyQuery,
+);
 
 /// The mutation root.
 #[derive(MergedObject, Default)]
-pub struct Mutation(SessionMutation, UserMutation, ApiKeyMutation);
+pub struct Mutation(
+    SessionMutation,
+    LeadMutation,
+    SourceMutation,
+    PipelineMutation,
+    UserMutation,
+    ApiKeyMutation,
+);
 
 /// The executable schema.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;

@@ -105,3 +105,114 @@ pub fn diff(before: &serde_json::Value, after: &serde_json::Value) -> serde_json
     }
     serde_json::json!({"before": bo, "after": ao})
 }
+
+/// Audit log filters.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Exact action, e.g. `lead.update`.
+    pub action: Option<String>,
+    /// Resource type, e.g. `lead`.
+    pub resource_type: Option<String>,
+    /// Resource row (with its type).
+    pub resource_id: Option<i64>,
+    /// Entries by this actor.
+    pub actor_user_id: Option<i64>,
+    /// At or after.
+    pub created_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// Before.
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The kind of ID a resource type's rows have.
+pub fn kind_of(resource_type: &str) -> Option<crate::ids::Kind> {
+    use crate::ids::Kind;
+    Some(match resource_type {
+        "lead" => Kind::Lead,
+        "source" => Kind::Source,
+        "pipeline" => Kind::Pipeline,
+        "stage" => Kind::Stage,
+        "api_key" => Kind::ApiKey,
+        "user" => Kind::User,
+        _ => return None,
+    })
+}
+
+/// The resource type whose rows have IDs of `kind`.
+pub fn type_of(kind: crate::ids::Kind) -> Option<&'static str> {
+    use crate::ids::Kind;
+    Some(match kind {
+        Kind::Lead => "lead",
+        Kind::Source => "source",
+        Kind::Pipeline => "pipeline",
+        Kind::Stage => "stage",
+        Kind::ApiKey => "api_key",
+        Kind::User => "user",
+        Kind::Tenant | Kind::AuditEntry => return None,
+    })
+}
+
+/// One page of the caller's tenant's and environment's audit log, newest first (admins).
+pub async fn list(
+    app: &crate::app::App,
+    rc: &RequestCtx,
+    filter: &AuditFilter,
+    args: &crate::service::page::PageArgs,
+) -> crate::error::AppResult<crate::service::page::Page<audit_log::Model>> {
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+
+    use crate::service::page::{self, Page};
+    let p = rc.principal()?;
+    p.check_admin()?;
+    let window = page::window(&app.ids, crate::ids::Kind::AuditEntry, "id:desc", args)?;
+    let mut q = audit_log::Entity::find()
+        .filter(audit_log::Column::TenantId.eq(p.tenant_id))
+        .filter(audit_log::Column::Environment.eq(p.environment));
+    if let Some(a) = &filter.action {
+        q = q.filter(audit_log::Column::Action.eq(a.as_str()));
+    }
+    if let Some(t) = &filter.resource_type {
+        q = q.filter(audit_log::Column::ResourceType.eq(t.as_str()));
+    }
+    if let Some(id) = filter.resource_id {
+        q = q.filter(audit_log::Column::ResourceId.eq(id));
+    }
+    if let Some(id) = filter.actor_user_id {
+        q = q.filter(audit_log::Column::ActorUserId.eq(id));
+    }
+    if let Some(at) = filter.created_after {
+        q = q.filter(audit_log::Column::CreatedAt.gte(at));
+    }
+    if let Some(at) = filter.created_before {
+        q = q.filter(audit_log::Column::CreatedAt.lt(at));
+    }
+    if let Some(from) = &window.from {
+        q = if window.forward {
+            q.filter(audit_log::Column::Id.lt(from.id))
+        } else {
+            q.filter(audit_log::Column::Id.gt(from.id))
+        };
+    }
+    q = if window.forward {
+        q.order_by_desc(audit_log::Column::Id)
+    } else {
+        q.order_by_asc(audit_log::Column::Id)
+    };
+    let rows = q.limit(window.limit + 1).all(&app.db).await?;
+    Ok(Page::from_fetched(rows, &window))
+}
+
+/// One entry of the caller's tenant and environment.
+pub async fn get(
+    app: &crate::app::App,
+    rc: &RequestCtx,
+    id: i64,
+) -> crate::error::AppResult<audit_log::Model> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let p = rc.principal()?;
+    audit_log::Entity::find_by_id(id)
+        .filter(audit_log::Column::TenantId.eq(p.tenant_id))
+        .filter(audit_log::Column::Environment.eq(p.environment))
+        .one(&app.db)
+        .await?
+        .ok_or(crate::error::AppError::NotFound)
+}

@@ -56,11 +56,16 @@ impl Drop for Cleanup {
                 let (url, name) = (admin_url.clone(), name.clone());
                 // Drop runs inside the test's runtime: use a thread with its own.
                 let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .ok()?;
                     rt.block_on(async {
                         let admin = Database::connect(&url).await.ok()?;
                         admin
-                            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
                             .await
                             .ok()
                     })
@@ -74,6 +79,8 @@ impl Drop for Cleanup {
 /// A running app on its own database.
 pub struct TestApp {
     pub state: AppState,
+    /// SQL statements executed through the app's pool so far.
+    pub statements: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub router: Router,
     pub backend: Backend,
     _cleanup: Cleanup,
@@ -125,7 +132,11 @@ impl Resp {
     }
     /// `data` of a GraphQL response, asserting there were no errors.
     pub fn data(&self) -> &Value {
-        assert!(self.body.get("errors").is_none(), "unexpected errors: {}", self.body);
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors: {}",
+            self.body
+        );
         &self.body["data"]
     }
 }
@@ -151,12 +162,21 @@ impl TestApp {
     }
 
     pub async fn postgres_with(f: impl FnOnce(&mut Config)) -> Option<Self> {
-        let admin_url = std::env::var("LEADGRAPH_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())?;
+        let admin_url = std::env::var("LEADGRAPH_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|s| !s.is_empty())?;
         let name = format!("lg_test_{}", unique());
-        let admin = Database::connect(&admin_url).await.expect("connect to LEADGRAPH_TEST_POSTGRES_URL");
-        admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
+        let admin = Database::connect(&admin_url)
+            .await
+            .expect("connect to LEADGRAPH_TEST_POSTGRES_URL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
         admin.close().await.ok();
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
         let url = format!("{base}/{name}");
         Some(Self::start(url, Backend::Postgres { admin_url, name }, f).await)
     }
@@ -176,11 +196,38 @@ impl TestApp {
         config.db_pool_size = Some(5);
         config.log = "warn".into();
         f(&mut config);
-        let db = leadgraph::db::connect(&config).await.expect("connect test database");
-        leadgraph::db::migrate(&db).await.expect("migrate test database");
-        let state = App::new(config, db).await.expect("build app state");
+        let mut db = leadgraph::db::connect(&config)
+            .await
+            .expect("connect test database");
+        leadgraph::db::migrate(&db)
+            .await
+            .expect("migrate test database");
+        let statements = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = statements.clone();
+        let trace = std::env::var("LEADGRAPH_TEST_TRACE_SQL").is_ok();
+        db.set_metric_callback(move |info| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if trace {
+                eprintln!(
+                    "SQL: {}",
+                    info.statement.sql.chars().take(160).collect::<String>()
+                );
+            }
+        });
+        let state = App::build(config, db).await.expect("build app state");
         let router = build_router(state.clone());
-        TestApp { state, router, backend, _cleanup: cleanup }
+        TestApp {
+            state,
+            router,
+            statements,
+            backend,
+            _cleanup: cleanup,
+        }
+    }
+
+    /// Statements executed so far.
+    pub fn statement_count(&self) -> usize {
+        self.statements.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -194,11 +241,22 @@ impl TestApp {
     /// Creates a tenant with an owner (logged in) and a live full-scope key.
     pub async fn tenant(&self, name: &str, plan: Plan) -> TestTenant {
         let email = format!("owner-{}@example.com", unique());
-        let b = service::tenant::bootstrap(&self.state, name, &email, Some("owner-password".into()), plan)
-            .await
-            .expect("bootstrap tenant");
+        let b = service::tenant::bootstrap(
+            &self.state,
+            name,
+            &email,
+            Some("owner-password".into()),
+            plan,
+        )
+        .await
+        .expect("bootstrap tenant");
         let owner = self.login(&b.email, &b.password).await;
-        TestTenant { id: b.tenant_id, slug: b.tenant_slug, owner, key: b.api_key }
+        TestTenant {
+            id: b.tenant_id,
+            slug: b.tenant_slug,
+            owner,
+            key: b.api_key,
+        }
     }
 
     /// Creates a user of `tenant` with `role` through `createUser` and logs it in.
@@ -233,7 +291,10 @@ impl TestApp {
             email: email.to_owned(),
             password: password.to_owned(),
             token: s["token"].as_str().expect("token").to_owned(),
-            refresh_token: s["refreshToken"].as_str().expect("refresh token").to_owned(),
+            refresh_token: s["refreshToken"]
+                .as_str()
+                .expect("refresh token")
+                .to_owned(),
         }
     }
 
@@ -249,7 +310,10 @@ impl TestApp {
             )
             .await;
         let d = &r.data()["createApiKey"];
-        (d["apiKey"]["id"].as_str().expect("id").to_owned(), d["key"].as_str().expect("key").to_owned())
+        (
+            d["apiKey"]["id"].as_str().expect("id").to_owned(),
+            d["key"].as_str().expect("key").to_owned(),
+        )
     }
 
     /// Sends a GraphQL request.
@@ -258,9 +322,16 @@ impl TestApp {
     }
 
     /// Sends a GraphQL request with extra headers.
-    pub async fn gql_with(&self, auth: Auth<'_>, query: &str, variables: Value, headers: &[(&str, &str)]) -> Resp {
+    pub async fn gql_with(
+        &self,
+        auth: Auth<'_>,
+        query: &str,
+        variables: Value,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let body = json!({"query": query, "variables": variables});
-        let mut all: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        let mut all: Vec<(&str, String)> =
+            headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         all.push(("content-type", "application/json".into()));
         match auth {
             Auth::None => {}
@@ -268,12 +339,31 @@ impl TestApp {
             Auth::Bearer(t) => all.push(("authorization", format!("Bearer {t}"))),
         }
         let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.request(Method::POST, "/graphql", &refs, Body::from(body.to_string())).await
+        self.request(
+            Method::POST,
+            "/graphql",
+            &refs,
+            Body::from(body.to_string()),
+        )
+        .await
     }
 
     /// Sends any request through the router, from 127.0.0.1.
-    pub async fn request(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: Body) -> Resp {
-        self.request_from("127.0.0.1:40000".parse().expect("addr"), method, uri, headers, body).await
+    pub async fn request(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Resp {
+        self.request_from(
+            "127.0.0.1:40000".parse().expect("addr"),
+            method,
+            uri,
+            headers,
+            body,
+        )
+        .await
     }
 
     /// Sends any request through the router from a given client address.
@@ -291,13 +381,23 @@ impl TestApp {
         }
         let mut req = req.body(body).expect("request");
         req.extensions_mut().insert(ConnectInfo(peer));
-        let resp = self.router.clone().oneshot(req).await.expect("router is infallible");
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("router is infallible");
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Resp { status, headers, body, text }
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     /// Rows in a table.
@@ -318,7 +418,18 @@ impl TestApp {
 /// Every table's row count, to prove a refusal wrote nothing.
 pub async fn snapshot(app: &TestApp) -> Vec<(&'static str, i64)> {
     let mut out = Vec::new();
-    for t in ["tenants", "users", "refresh_tokens", "api_keys", "sources", "pipelines", "stages", "leads", "lead_tags", "audit_log"] {
+    for t in [
+        "tenants",
+        "users",
+        "refresh_tokens",
+        "api_keys",
+        "sources",
+        "pipelines",
+        "stages",
+        "leads",
+        "lead_tags",
+        "audit_log",
+    ] {
         out.push((t, app.count(t).await));
     }
     out

@@ -1,0 +1,707 @@
+//! The `Lead` type, `lead`/`leads` queries and lead mutations.
+
+use async_graphql::{
+    ComplexObject, Context, Enum, ID, InputObject, Json, Lookahead, MaybeUndefined, Object, Result,
+    SimpleObject,
+};
+use chrono::{DateTime, Utc};
+use entity::enums::{Channel, LeadStatus};
+use entity::lead;
+use sea_orm::Condition;
+
+use super::guard::Need;
+use super::pipeline::{Pipeline, Stage};
+use super::source::Source;
+use super::user::User;
+use super::{app, rc};
+use crate::error::AppError;
+use crate::ids::Kind;
+use crate::service::lead::{
+    Change, IdRef, LeadFilter as Filter, LeadInput, LeadRow, Order, SortField,
+};
+use crate::service::page::{Page, PageArgs, encode_cursor};
+use crate::service::{self};
+
+/// A lead.
+pub struct Lead {
+    /// The row.
+    pub row: lead::Model,
+    /// Tags when already known (mutations), else loaded.
+    pub tags: Option<Vec<String>>,
+}
+
+impl From<LeadRow> for Lead {
+    fn from(r: LeadRow) -> Self {
+        Lead {
+            row: r.lead,
+            tags: Some(r.tags),
+        }
+    }
+}
+
+impl From<lead::Model> for Lead {
+    fn from(row: lead::Model) -> Self {
+        Lead { row, tags: None }
+    }
+}
+
+fn opt_id(ctx: &Context<'_>, kind: Kind, id: Option<i64>) -> Result<Option<ID>> {
+    id.map(|id| super::encode(ctx, kind, id)).transpose()
+}
+
+#[Object]
+impl Lead {
+    /// Opaque ID.
+    pub async fn id(&self, ctx: &Context<'_>) -> Result<ID> {
+        super::encode(ctx, Kind::Lead, self.row.id)
+    }
+    /// The lead's tenant (opaque ID).
+    async fn tenant_id(&self, ctx: &Context<'_>) -> Result<ID> {
+        super::encode(ctx, Kind::Tenant, self.row.tenant_id)
+    }
+    /// Contact email.
+    async fn email(&self) -> &str {
+        &self.row.email
+    }
+    /// First name.
+    async fn first_name(&self) -> &str {
+        &self.row.first_name
+    }
+    /// Last name.
+    async fn last_name(&self) -> &str {
+        &self.row.last_name
+    }
+    /// Phone with country code, as given.
+    async fn phone(&self) -> Option<&str> {
+        self.row.phone.as_deref()
+    }
+    /// The channel the lead came through (REST calls it `source`).
+    async fn channel(&self) -> Option<Channel> {
+        self.row.source
+    }
+    /// The source's ID.
+    async fn source_id(&self, ctx: &Context<'_>) -> Result<Option<ID>> {
+        opt_id(ctx, Kind::Source, self.row.source_id)
+    }
+    /// The lead source.
+    async fn source(&self, ctx: &Context<'_>) -> Result<Option<Source>> {
+        let Some(id) = self.row.source_id else {
+            return Ok(None);
+        };
+        Ok(super::loaders(ctx)?.sources.load_one(id).await?.map(Source))
+    }
+    /// The pipeline's ID.
+    async fn pipeline_id(&self, ctx: &Context<'_>) -> Result<Option<ID>> {
+        opt_id(ctx, Kind::Pipeline, self.row.pipeline_id)
+    }
+    /// The pipeline.
+    async fn pipeline(&self, ctx: &Context<'_>) -> Result<Option<Pipeline>> {
+        let Some(id) = self.row.pipeline_id else {
+            return Ok(None);
+        };
+        Ok(super::loaders(ctx)?
+            .pipelines
+            .load_one(id)
+            .await?
+            .map(Pipeline))
+    }
+    /// The stage's ID.
+    async fn stage_id(&self, ctx: &Context<'_>) -> Result<Option<ID>> {
+        opt_id(ctx, Kind::Stage, self.row.stage_id)
+    }
+    /// The pipeline stage.
+    async fn stage(&self, ctx: &Context<'_>) -> Result<Option<Stage>> {
+        let Some(id) = self.row.stage_id else {
+            return Ok(None);
+        };
+        Ok(super::loaders(ctx)?.stages.load_one(id).await?.map(Stage))
+    }
+    /// Qualification status.
+    async fn status(&self) -> LeadStatus {
+        self.row.status
+    }
+    /// Score 0–100.
+    async fn score(&self) -> i32 {
+        self.row.score
+    }
+    /// The assigned user's ID.
+    async fn assigned_to_id(&self, ctx: &Context<'_>) -> Result<Option<ID>> {
+        opt_id(ctx, Kind::User, self.row.assigned_to)
+    }
+    /// The assigned user.
+    async fn assigned_to(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        let Some(id) = self.row.assigned_to else {
+            return Ok(None);
+        };
+        Ok(super::loaders(ctx)?.users.load_one(id).await?.map(User))
+    }
+    /// Custom fields: a JSON object of scalars.
+    async fn custom_fields(&self) -> Json<serde_json::Value> {
+        Json(self.row.custom_fields.clone())
+    }
+    /// Tags, sorted.
+    async fn tags(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        if let Some(tags) = &self.tags {
+            return Ok(tags.clone());
+        }
+        Ok(super::loaders(ctx)?
+            .tags
+            .load_one(self.row.id)
+            .await?
+            .unwrap_or_default())
+    }
+    /// The ID of the earliest lead with the same email or phone, once detection has run.
+    async fn duplicate_of_id(&self, ctx: &Context<'_>) -> Result<Option<ID>> {
+        opt_id(ctx, Kind::Lead, self.row.duplicate_of)
+    }
+    /// The earliest lead with the same email or phone, once detection has run.
+    async fn duplicate_of(&self, ctx: &Context<'_>) -> Result<Option<Lead>> {
+        let Some(id) = self.row.duplicate_of else {
+            return Ok(None);
+        };
+        Ok(super::loaders(ctx)?
+            .leads
+            .load_one(id)
+            .await?
+            .map(Lead::from))
+    }
+    /// Creation time.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row.created_at
+    }
+    /// Last change.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.row.updated_at
+    }
+}
+
+/// Relay page information.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    /// More items follow.
+    pub has_next_page: bool,
+    /// More items precede.
+    pub has_previous_page: bool,
+    /// Cursor of the first edge.
+    pub start_cursor: Option<String>,
+    /// Cursor of the last edge.
+    pub end_cursor: Option<String>,
+}
+
+/// An edge of a lead list.
+#[derive(SimpleObject)]
+pub struct LeadEdge {
+    /// Opaque cursor for `after`/`before`.
+    pub cursor: String,
+    /// The lead.
+    pub node: Lead,
+}
+
+/// A page of leads.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct LeadConnection {
+    /// The leads with their cursors.
+    pub edges: Vec<LeadEdge>,
+    /// Paging.
+    pub page_info: PageInfo,
+    #[graphql(skip)]
+    pub condition: Condition,
+}
+
+#[ComplexObject]
+impl LeadConnection {
+    /// Leads matching the filter (counted only when asked for).
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        Ok(service::lead::count(&app(ctx)?.db, self.condition.clone()).await? as i64)
+    }
+}
+
+fn distinct(ids: impl Iterator<Item = Option<i64>>) -> Vec<i64> {
+    let mut v: Vec<i64> = ids.flatten().collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Loads the relations selected under a list of leads (`node`), one statement per relation,
+/// so items resolve from the loaders' caches however long the page is.
+pub async fn prime(ctx: &Context<'_>, node: Lookahead<'_>, leads: &[lead::Model]) -> Result<()> {
+    let l = super::loaders(ctx)?;
+    let sources = async {
+        let sel = node.field("source");
+        if sel.exists() {
+            let found = l
+                .sources
+                .load_many(distinct(leads.iter().map(|x| x.source_id)))
+                .await?;
+            if sel.field("leadCount").exists() {
+                l.source_lead_counts
+                    .load_many(found.keys().copied())
+                    .await?;
+            }
+        }
+        Ok::<_, async_graphql::Error>(())
+    };
+    let stages_of = |pipeline_ids: Vec<i64>, sel: Lookahead<'_>| {
+        let want = sel.field("stages").exists();
+        async move {
+            if want {
+                l.pipeline_stages.load_many(pipeline_ids).await?;
+            }
+            Ok::<_, async_graphql::Error>(())
+        }
+    };
+    let pipelines = async {
+        let sel = node.field("pipeline");
+        if sel.exists() {
+            let found = l
+                .pipelines
+                .load_many(distinct(leads.iter().map(|x| x.pipeline_id)))
+                .await?;
+            stages_of(found.keys().copied().collect(), sel).await?;
+        }
+        Ok(())
+    };
+    let stages = async {
+        let sel = node.field("stage");
+        if sel.exists() {
+            let found = l
+                .stages
+                .load_many(distinct(leads.iter().map(|x| x.stage_id)))
+                .await?;
+            let psel = sel.field("pipeline");
+            if psel.exists() {
+                let pids = distinct(found.values().map(|s| Some(s.pipeline_id)));
+                let found = l.pipelines.load_many(pids).await?;
+                stages_of(found.keys().copied().collect(), psel).await?;
+            }
+        }
+        Ok(())
+    };
+    let users = async {
+        if node.field("assignedTo").exists() {
+            l.users
+                .load_many(distinct(leads.iter().map(|x| x.assigned_to)))
+                .await?;
+        }
+        Ok(())
+    };
+    let tags = async {
+        if node.field("tags").exists() {
+            l.tags.load_many(leads.iter().map(|x| x.id)).await?;
+        }
+        Ok(())
+    };
+    let duplicates = async {
+        if node.field("duplicateOf").exists() {
+            l.leads
+                .load_many(distinct(leads.iter().map(|x| x.duplicate_of)))
+                .await?;
+        }
+        Ok(())
+    };
+    futures::try_join!(sources, pipelines, stages, users, tags, duplicates)?;
+    Ok(())
+}
+
+/// Builds a connection from a page.
+pub fn connection(
+    ctx: &Context<'_>,
+    page: Page<lead::Model>,
+    cond: Condition,
+    order: Order,
+) -> Result<LeadConnection> {
+    let ids = &app(ctx)?.ids;
+    let name = order.cursor_name();
+    let edges: Vec<LeadEdge> = page
+        .items
+        .into_iter()
+        .map(|l| LeadEdge {
+            cursor: encode_cursor(ids, Kind::Lead, &name, &order.field.value_of(&l), l.id),
+            node: l.into(),
+        })
+        .collect();
+    Ok(LeadConnection {
+        page_info: PageInfo {
+            has_next_page: page.has_next,
+            has_previous_page: page.has_previous,
+            start_cursor: edges.first().map(|e| e.cursor.clone()),
+            end_cursor: edges.last().map(|e| e.cursor.clone()),
+        },
+        edges,
+        condition: cond,
+    })
+}
+
+/// Lead list filters; all are combined with AND.
+#[derive(InputObject, Default)]
+pub struct LeadFilter {
+    /// Any of these statuses.
+    pub status: Option<Vec<LeadStatus>>,
+    /// Any of these channels.
+    pub channel: Option<Vec<Channel>>,
+    /// From this source.
+    pub source_id: Option<ID>,
+    /// In this pipeline.
+    pub pipeline_id: Option<ID>,
+    /// In this stage.
+    pub stage_id: Option<ID>,
+    /// Assigned to this user.
+    pub assigned_to: Option<ID>,
+    /// Carrying this tag.
+    pub tag: Option<String>,
+    /// Lowest score.
+    pub score_min: Option<i64>,
+    /// Highest score.
+    pub score_max: Option<i64>,
+    /// Created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Free text over name, email and phone (every word must match).
+    pub search: Option<String>,
+}
+
+/// Lead sort keys.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
+pub enum LeadOrderField {
+    /// Creation time.
+    #[default]
+    CreatedAt,
+    /// Last change.
+    UpdatedAt,
+    /// Score.
+    Score,
+    /// Last name.
+    LastName,
+}
+
+/// Sort direction.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
+pub enum OrderDirection {
+    /// Smallest first.
+    Asc,
+    /// Largest first.
+    #[default]
+    Desc,
+}
+
+/// Lead ordering (ties broken by ID).
+#[derive(InputObject)]
+pub struct LeadOrder {
+    /// Sort key.
+    #[graphql(default)]
+    pub field: LeadOrderField,
+    /// Direction.
+    #[graphql(default)]
+    pub direction: OrderDirection,
+}
+
+fn id_ref(ctx: &Context<'_>, kind: Kind, id: &ID) -> IdRef {
+    app(ctx)
+        .ok()
+        .and_then(|a| a.ids.decode(kind, id.as_str()))
+        .ok_or(())
+}
+
+impl LeadFilter {
+    /// The service filter.
+    pub fn into_service(self, ctx: &Context<'_>) -> Filter {
+        Filter {
+            status: self.status.unwrap_or_default(),
+            source: self.channel.unwrap_or_default(),
+            source_id: self.source_id.map(|i| id_ref(ctx, Kind::Source, &i)),
+            pipeline_id: self.pipeline_id.map(|i| id_ref(ctx, Kind::Pipeline, &i)),
+            stage_id: self.stage_id.map(|i| id_ref(ctx, Kind::Stage, &i)),
+            assigned_to: self.assigned_to.map(|i| id_ref(ctx, Kind::User, &i)),
+            tag: self.tag,
+            score_min: self.score_min,
+            score_max: self.score_max,
+            created_after: self.created_after,
+            created_before: self.created_before,
+            search: self.search.filter(|s| !s.trim().is_empty()),
+        }
+    }
+}
+
+impl LeadOrder {
+    /// The service ordering.
+    pub fn into_service(self) -> Order {
+        Order {
+            field: match self.field {
+                LeadOrderField::CreatedAt => SortField::CreatedAt,
+                LeadOrderField::UpdatedAt => SortField::UpdatedAt,
+                LeadOrderField::Score => SortField::Score,
+                LeadOrderField::LastName => SortField::LastName,
+            },
+            asc: self.direction == OrderDirection::Asc,
+        }
+    }
+}
+
+/// Input of `createLead` (Leadron's create-lead body).
+#[derive(InputObject)]
+pub struct CreateLeadInput {
+    /// Contact email (required, valid).
+    pub email: String,
+    /// First name (1 to 100 characters).
+    pub first_name: String,
+    /// Last name (1 to 100 characters).
+    pub last_name: String,
+    /// Phone with country code (E.164 once spaces, dashes, dots and parentheses are removed).
+    pub phone: Option<String>,
+    /// Channel; defaults to the source's channel.
+    pub source: Option<Channel>,
+    /// Lead source.
+    pub source_id: Option<ID>,
+    /// Pipeline; the lead starts in its first stage unless `stageId` is given.
+    pub pipeline_id: Option<ID>,
+    /// Stage (must belong to the pipeline).
+    pub stage_id: Option<ID>,
+    /// Initial status (`NEW` by default).
+    pub status: Option<LeadStatus>,
+    /// Initial score 0–100 (0 by default).
+    pub score: Option<i64>,
+    /// Assigned user.
+    pub assigned_to: Option<ID>,
+    /// Up to 50 custom fields with scalar values.
+    pub custom_fields: Option<Json<serde_json::Value>>,
+    /// Up to 20 tags of up to 50 characters.
+    pub tags: Option<Vec<String>>,
+}
+
+/// Input of `updateLead`: omitted fields are left unchanged; null clears optional fields.
+#[derive(InputObject, Default)]
+pub struct UpdateLeadInput {
+    /// Contact email.
+    pub email: MaybeUndefined<String>,
+    /// First name.
+    pub first_name: MaybeUndefined<String>,
+    /// Last name.
+    pub last_name: MaybeUndefined<String>,
+    /// Phone with country code; null clears it.
+    pub phone: MaybeUndefined<String>,
+    /// Channel; null clears it.
+    pub source: MaybeUndefined<Channel>,
+    /// Lead source; null clears it.
+    pub source_id: MaybeUndefined<ID>,
+    /// Pipeline (the lead moves to its first stage unless `stageId` is given); null clears it.
+    pub pipeline_id: MaybeUndefined<ID>,
+    /// Stage of the lead's pipeline; null clears it.
+    pub stage_id: MaybeUndefined<ID>,
+    /// Status.
+    pub status: MaybeUndefined<LeadStatus>,
+    /// Score 0–100.
+    pub score: MaybeUndefined<i64>,
+    /// Assigned user; null unassigns.
+    pub assigned_to: MaybeUndefined<ID>,
+    /// Custom fields (replaces them all).
+    pub custom_fields: MaybeUndefined<Json<serde_json::Value>>,
+    /// Tags (replaces them all).
+    pub tags: MaybeUndefined<Vec<String>>,
+}
+
+fn change<T>(v: MaybeUndefined<T>) -> Change<T> {
+    match v {
+        MaybeUndefined::Undefined => Change::Keep,
+        MaybeUndefined::Null => Change::Clear,
+        MaybeUndefined::Value(v) => Change::Set(v),
+    }
+}
+
+fn change_id(ctx: &Context<'_>, kind: Kind, v: MaybeUndefined<ID>) -> Change<IdRef> {
+    match change(v) {
+        Change::Set(id) => Change::Set(id_ref(ctx, kind, &id)),
+        Change::Clear => Change::Clear,
+        Change::Keep => Change::Keep,
+    }
+}
+
+/// A required field of an update: null is refused rather than taken as "unchanged".
+fn required<T>(field: &str, v: MaybeUndefined<T>, nulls: &mut Vec<String>) -> Option<T> {
+    match v {
+        MaybeUndefined::Value(v) => Some(v),
+        MaybeUndefined::Null => {
+            nulls.push(field.to_owned());
+            None
+        }
+        MaybeUndefined::Undefined => None,
+    }
+}
+
+impl CreateLeadInput {
+    fn into_service(self, ctx: &Context<'_>) -> LeadInput {
+        let set_id =
+            |kind, v: Option<ID>| v.map_or(Change::Keep, |id| Change::Set(id_ref(ctx, kind, &id)));
+        LeadInput {
+            email: Some(self.email),
+            first_name: Some(self.first_name),
+            last_name: Some(self.last_name),
+            phone: self.phone.map_or(Change::Keep, Change::Set),
+            source: self.source.map_or(Change::Keep, Change::Set),
+            source_id: set_id(Kind::Source, self.source_id),
+            pipeline_id: set_id(Kind::Pipeline, self.pipeline_id),
+            stage_id: set_id(Kind::Stage, self.stage_id),
+            status: self.status,
+            score: self.score,
+            assigned_to: set_id(Kind::User, self.assigned_to),
+            custom_fields: self.custom_fields.map(|j| j.0),
+            tags: self.tags,
+        }
+    }
+}
+
+impl UpdateLeadInput {
+    fn into_service(self, ctx: &Context<'_>) -> Result<LeadInput, AppError> {
+        let mut nulls = Vec::new();
+        let input = LeadInput {
+            email: required("email", self.email, &mut nulls),
+            first_name: required("firstName", self.first_name, &mut nulls),
+            last_name: required("lastName", self.last_name, &mut nulls),
+            phone: change(self.phone),
+            source: change(self.source),
+            source_id: change_id(ctx, Kind::Source, self.source_id),
+            pipeline_id: change_id(ctx, Kind::Pipeline, self.pipeline_id),
+            stage_id: change_id(ctx, Kind::Stage, self.stage_id),
+            status: required("status", self.status, &mut nulls),
+            score: required("score", self.score, &mut nulls),
+            assigned_to: change_id(ctx, Kind::User, self.assigned_to),
+            custom_fields: required("customFields", self.custom_fields, &mut nulls).map(|j| j.0),
+            tags: required("tags", self.tags, &mut nulls),
+        };
+        if nulls.is_empty() {
+            Ok(input)
+        } else {
+            Err(AppError::Validation(
+                nulls
+                    .into_iter()
+                    .map(|f| crate::error::FieldError::new(f, "cannot be null"))
+                    .collect(),
+            ))
+        }
+    }
+}
+
+/// Lead queries.
+#[derive(Default)]
+pub struct LeadQuery;
+
+#[Object]
+impl LeadQuery {
+    /// A lead of the caller's tenant and environment; `NOT_FOUND` otherwise.
+    #[graphql(guard = "Need::Auth")]
+    async fn lead(&self, ctx: &Context<'_>, id: ID) -> Result<Lead> {
+        let id = super::decode_arg(ctx, Kind::Lead, &id)?;
+        Ok(service::lead::get(app(ctx)?, rc(ctx)?, id).await?.into())
+    }
+
+    /// Leads, filtered and ordered, a page at a time (at most 100).
+    #[graphql(
+        guard = "Need::Auth",
+        complexity = "5 + first.or(last).unwrap_or(20).clamp(0, 100) as usize * child_complexity"
+    )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the Relay arguments plus filter and order"
+    )]
+    async fn leads(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i64>,
+        after: Option<String>,
+        last: Option<i64>,
+        before: Option<String>,
+        filter: Option<LeadFilter>,
+        order_by: Option<LeadOrder>,
+    ) -> Result<LeadConnection> {
+        let filter = filter.unwrap_or_default().into_service(ctx);
+        let order = order_by.map(LeadOrder::into_service).unwrap_or_default();
+        let args = PageArgs {
+            first,
+            after,
+            last,
+            before,
+        };
+        let (page, cond) = service::lead::list(app(ctx)?, rc(ctx)?, &filter, order, &args).await?;
+        prime(
+            ctx,
+            ctx.look_ahead().field("edges").field("node"),
+            &page.items,
+        )
+        .await?;
+        connection(ctx, page, cond, order)
+    }
+}
+
+/// Lead mutations.
+#[derive(Default)]
+pub struct LeadMutation;
+
+#[Object]
+impl LeadMutation {
+    /// Creates a lead. Duplicate detection runs afterwards and sets `duplicateOf`.
+    #[graphql(guard = "Need::Write")]
+    async fn create_lead(&self, ctx: &Context<'_>, input: CreateLeadInput) -> Result<Lead> {
+        let input = input.into_service(ctx);
+        Ok(service::lead::create(app(ctx)?, rc(ctx)?, input)
+            .await?
+            .into())
+    }
+
+    /// Changes the given fields of a lead.
+    #[graphql(guard = "Need::Write")]
+    async fn update_lead(&self, ctx: &Context<'_>, id: ID, input: UpdateLeadInput) -> Result<Lead> {
+        let id = super::decode_arg(ctx, Kind::Lead, &id)?;
+        let input = input.into_service(ctx)?;
+        Ok(service::lead::update(app(ctx)?, rc(ctx)?, id, input)
+            .await?
+            .into())
+    }
+
+    /// Deletes a lead; returns its ID.
+    #[graphql(guard = "Need::Write")]
+    async fn delete_lead(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+        let lead_id = super::decode_arg(ctx, Kind::Lead, &id)?;
+        service::lead::delete(app(ctx)?, rc(ctx)?, lead_id).await?;
+        Ok(id)
+    }
+
+    /// Assigns a lead to a user of the tenant; null unassigns.
+    #[graphql(guard = "Need::Write")]
+    async fn assign_lead(&self, ctx: &Context<'_>, id: ID, user_id: Option<ID>) -> Result<Lead> {
+        let id = super::decode_arg(ctx, Kind::Lead, &id)?;
+        let user = user_id.map(|u| id_ref(ctx, Kind::User, &u));
+        Ok(service::lead::assign(app(ctx)?, rc(ctx)?, id, user)
+            .await?
+            .into())
+    }
+
+    /// Adds tags to a lead (at most 20 in all).
+    #[graphql(guard = "Need::Write")]
+    async fn add_lead_tags(&self, ctx: &Context<'_>, id: ID, tags: Vec<String>) -> Result<Lead> {
+        let id = super::decode_arg(ctx, Kind::Lead, &id)?;
+        Ok(service::lead::add_tags(app(ctx)?, rc(ctx)?, id, tags)
+            .await?
+            .into())
+    }
+
+    /// Removes tags from a lead.
+    #[graphql(guard = "Need::Write")]
+    async fn remove_lead_tags(&self, ctx: &Context<'_>, id: ID, tags: Vec<String>) -> Result<Lead> {
+        let id = super::decode_arg(ctx, Kind::Lead, &id)?;
+        Ok(service::lead::remove_tags(app(ctx)?, rc(ctx)?, id, tags)
+            .await?
+            .into())
+    }
+
+    /// Moves a lead to another stage of its pipeline.
+    #[graphql(guard = "Need::Write")]
+    async fn move_lead_to_stage(&self, ctx: &Context<'_>, id: ID, stage_id: ID) -> Result<Lead> {
+        let id = super::decode_arg(ctx, Kind::Lead, &id)?;
+        let stage = id_ref(ctx, Kind::Stage, &stage_id);
+        Ok(service::lead::move_to_stage(app(ctx)?, rc(ctx)?, id, stage)
+            .await?
+            .into())
+    }
+}

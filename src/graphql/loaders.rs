@@ -1,0 +1,230 @@
+//! Per-request dataloaders for every nested relation, scoped to the caller's tenant (and
+//! environment), so the number of SQL statements of a request does not grow with page size.
+
+use std::collections::HashMap;
+
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use entity::enums::Environment as Env;
+use entity::{api_key, lead, lead_tag, pipeline, source, stage, tenant, user};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::auth::principal::Principal;
+use crate::error::AppError;
+
+/// What every loader filters on.
+#[derive(Clone)]
+pub struct Scope {
+    db: DatabaseConnection,
+    tenant_id: i64,
+    environment: Env,
+}
+
+type LoadResult<V> = Result<HashMap<i64, V>, async_graphql::Error>;
+
+fn db_err(e: sea_orm::DbErr) -> async_graphql::Error {
+    AppError::from(e).to_graphql()
+}
+
+macro_rules! by_id_loader {
+    ($(#[$doc:meta])* $name:ident, $entity:ident $(, $env:ident)?) => {
+        $(#[$doc])*
+        pub struct $name(Scope);
+
+        impl Loader<i64> for $name {
+            type Value = $entity::Model;
+            type Error = async_graphql::Error;
+
+            async fn load(&self, keys: &[i64]) -> LoadResult<Self::Value> {
+                let rows = $entity::Entity::find()
+                    .filter($entity::Column::Id.is_in(keys.iter().copied()))
+                    .filter($entity::Column::TenantId.eq(self.0.tenant_id))
+                    $(.filter(Expr::col($entity::Column::$env).eq(self.0.environment.as_str())))?
+                    .all(&self.0.db)
+                    .await
+                    .map_err(db_err)?;
+                Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+            }
+        }
+    };
+}
+
+by_id_loader!(/// Sources by ID.
+    SourceById, source, Environment);
+by_id_loader!(/// Pipelines by ID.
+    PipelineById, pipeline, Environment);
+by_id_loader!(/// Stages by ID.
+    StageById, stage, Environment);
+by_id_loader!(/// Leads by ID (for `duplicateOf`).
+    LeadById, lead, Environment);
+by_id_loader!(/// Users by ID.
+    UserById, user);
+by_id_loader!(/// API keys by ID (for audit entries).
+    ApiKeyById, api_key);
+
+/// Tenants by ID (only the caller's).
+pub struct TenantById(Scope);
+
+impl Loader<i64> for TenantById {
+    type Value = tenant::Model;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> LoadResult<Self::Value> {
+        let ids: Vec<i64> = keys
+            .iter()
+            .copied()
+            .filter(|k| *k == self.0.tenant_id)
+            .collect();
+        let rows = tenant::Entity::find()
+            .filter(tenant::Column::Id.is_in(ids))
+            .all(&self.0.db)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+    }
+}
+
+/// Tags by lead ID, sorted.
+pub struct TagsByLead(Scope);
+
+impl Loader<i64> for TagsByLead {
+    type Value = Vec<String>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> LoadResult<Self::Value> {
+        let rows = lead_tag::Entity::find()
+            .filter(lead_tag::Column::LeadId.is_in(keys.iter().copied()))
+            .filter(lead_tag::Column::TenantId.eq(self.0.tenant_id))
+            .order_by_asc(lead_tag::Column::Tag)
+            .all(&self.0.db)
+            .await
+            .map_err(db_err)?;
+        let mut out: HashMap<i64, Vec<String>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+        for r in rows {
+            out.entry(r.lead_id).or_default().push(r.tag);
+        }
+        Ok(out)
+    }
+}
+
+/// Stages by pipeline ID, in order.
+pub struct StagesByPipeline(Scope);
+
+impl Loader<i64> for StagesByPipeline {
+    type Value = Vec<stage::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> LoadResult<Self::Value> {
+        let rows = stage::Entity::find()
+            .filter(stage::Column::PipelineId.is_in(keys.iter().copied()))
+            .filter(stage::Column::TenantId.eq(self.0.tenant_id))
+            .order_by_asc(stage::Column::Position)
+            .order_by_asc(stage::Column::Id)
+            .all(&self.0.db)
+            .await
+            .map_err(db_err)?;
+        let mut out: HashMap<i64, Vec<stage::Model>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for r in rows {
+            out.entry(r.pipeline_id).or_default().push(r);
+        }
+        Ok(out)
+    }
+}
+
+/// Lead counts by source ID.
+pub struct LeadCountBySource(Scope);
+
+impl Loader<i64> for LeadCountBySource {
+    type Value = i64;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> LoadResult<Self::Value> {
+        let rows: Vec<(Option<i64>, i64)> = lead::Entity::find()
+            .select_only()
+            .column(lead::Column::SourceId)
+            .column_as(Expr::col(lead::Column::Id).count(), "n")
+            .filter(lead::Column::SourceId.is_in(keys.iter().copied()))
+            .filter(lead::Column::TenantId.eq(self.0.tenant_id))
+            .group_by(lead::Column::SourceId)
+            .into_tuple()
+            .all(&self.0.db)
+            .await
+            .map_err(db_err)?;
+        let mut out: HashMap<i64, i64> = keys.iter().map(|k| (*k, 0)).collect();
+        for (k, n) in rows {
+            if let Some(k) = k {
+                out.insert(k, n);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Every loader of one request. Values are cached for the request; every mutation field
+/// clears the caches first (see `guard.rs`), so a mutation never reads what an earlier
+/// mutation of the same request changed.
+pub struct Loaders {
+    /// Sources.
+    pub sources: DataLoader<SourceById, HashMapCache>,
+    /// Pipelines.
+    pub pipelines: DataLoader<PipelineById, HashMapCache>,
+    /// Stages.
+    pub stages: DataLoader<StageById, HashMapCache>,
+    /// Leads.
+    pub leads: DataLoader<LeadById, HashMapCache>,
+    /// Users.
+    pub users: DataLoader<UserById, HashMapCache>,
+    /// API keys.
+    pub api_keys: DataLoader<ApiKeyById, HashMapCache>,
+    /// Tenants.
+    pub tenants: DataLoader<TenantById, HashMapCache>,
+    /// Tags per lead.
+    pub tags: DataLoader<TagsByLead, HashMapCache>,
+    /// Stages per pipeline.
+    pub pipeline_stages: DataLoader<StagesByPipeline, HashMapCache>,
+    /// Lead counts per source.
+    pub source_lead_counts: DataLoader<LeadCountBySource, HashMapCache>,
+}
+
+impl Loaders {
+    /// Loaders for one request of `p`.
+    pub fn new(db: &DatabaseConnection, p: &Principal) -> Self {
+        let scope = Scope {
+            db: db.clone(),
+            tenant_id: p.tenant_id,
+            environment: p.environment,
+        };
+        fn dl<T: Loader<i64>>(loader: T) -> DataLoader<T, HashMapCache> {
+            DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
+        }
+        Loaders {
+            sources: dl(SourceById(scope.clone())),
+            pipelines: dl(PipelineById(scope.clone())),
+            stages: dl(StageById(scope.clone())),
+            leads: dl(LeadById(scope.clone())),
+            users: dl(UserById(scope.clone())),
+            api_keys: dl(ApiKeyById(scope.clone())),
+            tenants: dl(TenantById(scope.clone())),
+            tags: dl(TagsByLead(scope.clone())),
+            pipeline_stages: dl(StagesByPipeline(scope.clone())),
+            source_lead_counts: dl(LeadCountBySource(scope)),
+        }
+    }
+}
+
+impl Loaders {
+    /// Forgets every cached value.
+    pub fn clear(&self) {
+        self.sources.clear::<i64>();
+        self.pipelines.clear::<i64>();
+        self.stages.clear::<i64>();
+        self.leads.clear::<i64>();
+        self.users.clear::<i64>();
+        self.api_keys.clear::<i64>();
+        self.tenants.clear::<i64>();
+        self.tags.clear::<i64>();
+        self.pipeline_stages.clear::<i64>();
+        self.source_lead_counts.clear::<i64>();
+    }
+}

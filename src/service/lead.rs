@@ -1,0 +1,988 @@
+//! Leads: validation (SPEC.md section 9), create/update/delete, assignment, tags, stages,
+//! filtered keyset-paginated lists. Every write audits in its own transaction.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use entity::enums::{Channel, LeadStatus};
+use entity::{lead, lead_tag, pipeline, source, stage, user};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::auth::principal::Principal;
+use crate::context::RequestCtx;
+use crate::db::begin_write;
+use crate::error::{AppError, AppResult};
+use crate::ids::{Ids, Kind};
+use crate::service::audit::{self, Actor, Entry};
+use crate::service::page::{self, Page, PageArgs, Window};
+use crate::service::validate::Errors;
+
+/// A reference to another row given by the client: decoded, or not a valid ID.
+pub type IdRef = Result<i64, ()>;
+
+/// A change to an optional field.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Change<T> {
+    /// Leave it as it is.
+    #[default]
+    Keep,
+    /// Set it to null.
+    Clear,
+    /// Set it.
+    Set(T),
+}
+
+/// Fields of `createLead` and `updateLead`. For create, `None` means absent; for update,
+/// absent fields are left unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct LeadInput {
+    /// Contact email.
+    pub email: Option<String>,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
+    /// Phone with country code.
+    pub phone: Change<String>,
+    /// Channel.
+    pub source: Change<Channel>,
+    /// Source row.
+    pub source_id: Change<IdRef>,
+    /// Pipeline.
+    pub pipeline_id: Change<IdRef>,
+    /// Stage (must belong to the pipeline).
+    pub stage_id: Change<IdRef>,
+    /// Status.
+    pub status: Option<LeadStatus>,
+    /// Score 0–100.
+    pub score: Option<i64>,
+    /// Assigned user.
+    pub assigned_to: Change<IdRef>,
+    /// Custom fields: a JSON object of scalars.
+    pub custom_fields: Option<Value>,
+    /// Tags (replacing the lead's tags on update).
+    pub tags: Option<Vec<String>>,
+}
+
+/// A lead with its tags.
+#[derive(Debug, Clone)]
+pub struct LeadRow {
+    /// The row.
+    pub lead: lead::Model,
+    /// Its tags, sorted.
+    pub tags: Vec<String>,
+}
+
+/// Largest number of custom fields.
+pub const MAX_CUSTOM_FIELDS: usize = 50;
+/// Largest number of tags.
+pub const MAX_TAGS: usize = 20;
+/// Longest tag.
+pub const MAX_TAG_LEN: usize = 50;
+
+/// `+` and 2 to 15 digits after removing spaces, dashes, dots and parentheses.
+pub fn normalize_phone(phone: &str) -> Option<String> {
+    let n: String = phone
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let digits = n.strip_prefix('+')?;
+    let ok = (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    ok.then_some(n)
+}
+
+/// Trims, de-duplicates and checks tags, recording errors under `field`.
+pub fn clean_tags(tags: &[String], field: &str, errors: &mut Errors) -> Vec<String> {
+    let set: BTreeSet<String> = tags.iter().map(|t| t.trim().to_owned()).collect();
+    if set.len() > MAX_TAGS {
+        errors.add(field, format!("at most {MAX_TAGS} tags"));
+    }
+    for t in &set {
+        let n = t.chars().count();
+        if n == 0 || n > MAX_TAG_LEN || t.contains('\0') {
+            errors.add(
+                field,
+                format!("each tag must be 1 to {MAX_TAG_LEN} characters"),
+            );
+            break;
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// Checks `customFields`: an object of at most 50 keys with scalar or null values.
+pub fn check_custom_fields(v: &Value, errors: &mut Errors) {
+    let Some(obj) = v.as_object() else {
+        errors.add("customFields", "must be a JSON object");
+        return;
+    };
+    if obj.len() > MAX_CUSTOM_FIELDS {
+        errors.add("customFields", format!("at most {MAX_CUSTOM_FIELDS} keys"));
+    }
+    for (k, val) in obj {
+        if k.is_empty() || k.chars().count() > 100 {
+            errors.add("customFields", "keys must be 1 to 100 characters");
+        } else if val.is_object() || val.is_array() {
+            errors.add(
+                format!("customFields.{k}"),
+                "must be a string, number, boolean or null",
+            );
+        }
+    }
+}
+
+/// The pure checks of SPEC.md section 9 (no database). `create` demands the required fields.
+pub fn check_fields(input: &LeadInput, create: bool, errors: &mut Errors) {
+    match &input.email {
+        Some(e) => errors.email("email", e.trim()),
+        None if create => errors.add("email", "is required"),
+        None => {}
+    }
+    for (field, value) in [
+        ("firstName", &input.first_name),
+        ("lastName", &input.last_name),
+    ] {
+        match value {
+            Some(v) => errors.length(field, v.trim(), 1, 100),
+            None if create => errors.add(field, "is required"),
+            None => {}
+        }
+    }
+    if let Change::Set(p) = &input.phone
+        && normalize_phone(p).is_none()
+    {
+        errors.add(
+            "phone",
+            "must include the country code, e.g. +1 555 0199 (E.164)",
+        );
+    }
+    if let Some(s) = input.score {
+        errors.check(
+            (0..=100).contains(&s),
+            "score",
+            "must be an integer from 0 to 100",
+        );
+    }
+    if let Some(cf) = &input.custom_fields {
+        check_custom_fields(cf, errors);
+    }
+    if let Some(tags) = &input.tags {
+        clean_tags(tags, "tags", errors);
+    }
+    for (field, r) in [
+        ("sourceId", &input.source_id),
+        ("pipelineId", &input.pipeline_id),
+        ("stageId", &input.stage_id),
+        ("assignedTo", &input.assigned_to),
+    ] {
+        if let Change::Set(Err(())) = r {
+            errors.add(field, "is not a valid ID");
+        }
+    }
+}
+
+/// Timestamps are kept to the microsecond, the precision both databases store.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// REST/audit timestamp format: `2026-02-08T14:30:00.000Z`.
+pub fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The public JSON of a lead (REST body and audit record).
+pub fn json(ids: &Ids, row: &LeadRow) -> Value {
+    let l = &row.lead;
+    let id = |kind, v: Option<i64>| v.map(|v| ids.encode(kind, v));
+    json!({
+        "id": ids.encode(Kind::Lead, l.id),
+        "tenantId": ids.encode(Kind::Tenant, l.tenant_id),
+        "email": l.email,
+        "firstName": l.first_name,
+        "lastName": l.last_name,
+        "phone": l.phone,
+        "source": l.source,
+        "sourceId": id(Kind::Source, l.source_id),
+        "pipelineId": id(Kind::Pipeline, l.pipeline_id),
+        "stageId": id(Kind::Stage, l.stage_id),
+        "status": l.status,
+        "score": l.score,
+        "assignedTo": id(Kind::User, l.assigned_to),
+        "customFields": l.custom_fields,
+        "tags": row.tags,
+        "duplicateOf": id(Kind::Lead, l.duplicate_of),
+        "createdAt": ts(l.created_at),
+        "updatedAt": ts(l.updated_at),
+    })
+}
+
+/// The lead `id` of the caller's tenant and environment.
+pub async fn find<C: ConnectionTrait>(db: &C, p: &Principal, id: i64) -> AppResult<lead::Model> {
+    lead::Entity::find_by_id(id)
+        .filter(lead::Column::TenantId.eq(p.tenant_id))
+        .filter(lead::Column::Environment.eq(p.environment))
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// Tags of one lead, sorted.
+pub async fn tags_of<C: ConnectionTrait>(db: &C, lead_id: i64) -> AppResult<Vec<String>> {
+    let rows = lead_tag::Entity::find()
+        .filter(lead_tag::Column::LeadId.eq(lead_id))
+        .order_by_asc(lead_tag::Column::Tag)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|t| t.tag).collect())
+}
+
+/// A lead with its tags, for the caller.
+pub async fn get(app: &App, rc: &RequestCtx, id: i64) -> AppResult<LeadRow> {
+    let p = rc.principal()?;
+    let lead = find(&app.db, p, id).await?;
+    let tags = tags_of(&app.db, id).await?;
+    Ok(LeadRow { lead, tags })
+}
+
+/// Resolved references of a lead.
+#[derive(Debug, Default, Clone, Copy)]
+struct Refs {
+    source: Option<(i64, Channel)>,
+    pipeline_id: Option<i64>,
+    stage_id: Option<i64>,
+    assigned_to: Option<i64>,
+}
+
+async fn find_source<C: ConnectionTrait>(
+    db: &C,
+    p: &Principal,
+    id: i64,
+) -> AppResult<Option<source::Model>> {
+    Ok(source::Entity::find_by_id(id)
+        .filter(source::Column::TenantId.eq(p.tenant_id))
+        .filter(source::Column::Environment.eq(p.environment))
+        .one(db)
+        .await?)
+}
+
+async fn find_pipeline<C: ConnectionTrait>(
+    db: &C,
+    p: &Principal,
+    id: i64,
+) -> AppResult<Option<pipeline::Model>> {
+    Ok(pipeline::Entity::find_by_id(id)
+        .filter(pipeline::Column::TenantId.eq(p.tenant_id))
+        .filter(pipeline::Column::Environment.eq(p.environment))
+        .one(db)
+        .await?)
+}
+
+/// A stage of the caller's tenant and environment.
+pub async fn find_stage<C: ConnectionTrait>(
+    db: &C,
+    p: &Principal,
+    id: i64,
+) -> AppResult<Option<stage::Model>> {
+    Ok(stage::Entity::find_by_id(id)
+        .filter(stage::Column::TenantId.eq(p.tenant_id))
+        .filter(stage::Column::Environment.eq(p.environment))
+        .one(db)
+        .await?)
+}
+
+async fn first_stage<C: ConnectionTrait>(db: &C, pipeline_id: i64) -> AppResult<Option<i64>> {
+    Ok(stage::Entity::find()
+        .filter(stage::Column::PipelineId.eq(pipeline_id))
+        .order_by_asc(stage::Column::Position)
+        .order_by_asc(stage::Column::Id)
+        .one(db)
+        .await?
+        .map(|s| s.id))
+}
+
+/// A user of the caller's tenant that leads can be assigned to (active).
+pub async fn find_assignee<C: ConnectionTrait>(
+    db: &C,
+    p: &Principal,
+    id: i64,
+) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .filter(|u| u.tenant_id == p.tenant_id && u.active))
+}
+
+/// Resolves the references of `input` on top of `current`, recording field errors.
+async fn resolve_refs<C: ConnectionTrait>(
+    db: &C,
+    p: &Principal,
+    input: &LeadInput,
+    current: Refs,
+    errors: &mut Errors,
+) -> AppResult<Refs> {
+    let mut refs = current;
+    match input.source_id {
+        Change::Set(Ok(id)) => match find_source(db, p, id).await? {
+            Some(s) => refs.source = Some((s.id, s.channel)),
+            None => errors.add("sourceId", "not found"),
+        },
+        Change::Clear => refs.source = None,
+        _ => {}
+    }
+    let pipeline_changed = match input.pipeline_id {
+        Change::Set(Ok(id)) => {
+            if find_pipeline(db, p, id).await?.is_some() {
+                refs.pipeline_id = Some(id);
+            } else {
+                errors.add("pipelineId", "not found");
+            }
+            current.pipeline_id != Some(id)
+        }
+        Change::Clear => {
+            refs.pipeline_id = None;
+            refs.stage_id = None;
+            true
+        }
+        _ => false,
+    };
+    match input.stage_id {
+        Change::Set(Ok(id)) => match find_stage(db, p, id).await? {
+            Some(s)
+                if refs.pipeline_id.is_none() && !matches!(input.pipeline_id, Change::Set(_)) =>
+            {
+                refs.pipeline_id = Some(s.pipeline_id);
+                refs.stage_id = Some(s.id);
+            }
+            Some(s) if Some(s.pipeline_id) == refs.pipeline_id => refs.stage_id = Some(s.id),
+            Some(_) => errors.add("stageId", "does not belong to the lead's pipeline"),
+            None => errors.add("stageId", "not found"),
+        },
+        Change::Clear => refs.stage_id = None,
+        Change::Keep | Change::Set(Err(())) if pipeline_changed => {
+            refs.stage_id = match refs.pipeline_id {
+                Some(pid) => first_stage(db, pid).await?,
+                None => None,
+            };
+        }
+        _ => {}
+    }
+    match input.assigned_to {
+        Change::Set(Ok(id)) => match find_assignee(db, p, id).await? {
+            Some(u) => refs.assigned_to = Some(u.id),
+            None => errors.add("assignedTo", "not found"),
+        },
+        Change::Clear => refs.assigned_to = None,
+        _ => {}
+    }
+    Ok(refs)
+}
+
+async fn replace_tags<C: ConnectionTrait>(
+    db: &C,
+    l: &lead::Model,
+    tags: &[String],
+) -> AppResult<()> {
+    lead_tag::Entity::delete_many()
+        .filter(lead_tag::Column::LeadId.eq(l.id))
+        .exec(db)
+        .await?;
+    insert_tags(db, l, tags).await
+}
+
+async fn insert_tags<C: ConnectionTrait>(
+    db: &C,
+    l: &lead::Model,
+    tags: &[String],
+) -> AppResult<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let rows = tags.iter().map(|t| lead_tag::ActiveModel {
+        lead_id: Set(l.id),
+        tag: Set(t.clone()),
+        tenant_id: Set(l.tenant_id),
+        environment: Set(l.environment),
+    });
+    lead_tag::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// `createLead`. Duplicate detection runs after the commit, off the request path.
+pub async fn create(app: &App, rc: &RequestCtx, input: LeadInput) -> AppResult<LeadRow> {
+    let p = rc.principal()?;
+    p.check_write()?;
+    let mut errors = Errors::new();
+    check_fields(&input, true, &mut errors);
+    let tags = input
+        .tags
+        .as_deref()
+        .map(|t| clean_tags(t, "tags", &mut Errors::new()))
+        .unwrap_or_default();
+    let tx = begin_write(&app.db).await?;
+    let refs = resolve_refs(&tx, p, &input, Refs::default(), &mut errors).await?;
+    errors.finish()?;
+    let email = input.email.unwrap_or_default().trim().to_owned();
+    let phone = match &input.phone {
+        Change::Set(ph) => Some(ph.trim().to_owned()),
+        _ => None,
+    };
+    let channel = match input.source {
+        Change::Set(c) => Some(c),
+        _ => refs.source.map(|(_, c)| c),
+    };
+    let now = now();
+    let row = lead::ActiveModel {
+        tenant_id: Set(p.tenant_id),
+        environment: Set(p.environment),
+        email_normalized: Set(email.to_lowercase()),
+        email: Set(email),
+        first_name: Set(input.first_name.unwrap_or_default().trim().to_owned()),
+        last_name: Set(input.last_name.unwrap_or_default().trim().to_owned()),
+        phone_normalized: Set(phone.as_deref().and_then(normalize_phone)),
+        phone: Set(phone),
+        source: Set(channel),
+        source_id: Set(refs.source.map(|(id, _)| id)),
+        pipeline_id: Set(refs.pipeline_id),
+        stage_id: Set(refs.stage_id),
+        status: Set(input.status.unwrap_or(LeadStatus::New)),
+        score: Set(input.score.unwrap_or(0) as i32),
+        assigned_to: Set(refs.assigned_to),
+        custom_fields: Set(input.custom_fields.unwrap_or_else(|| json!({}))),
+        duplicate_of: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&tx)
+    .await?;
+    insert_tags(&tx, &row, &tags).await?;
+    let created = LeadRow { lead: row, tags };
+    audit::record(
+        &tx,
+        Actor::of(p),
+        rc,
+        Entry {
+            action: "lead.create",
+            resource_type: "lead",
+            resource_id: Some(created.lead.id),
+            changes: json!({"after": json(&app.ids, &created)}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    crate::service::duplicates::spawn(app, created.lead.clone());
+    Ok(created)
+}
+
+fn refs_of(l: &lead::Model) -> Refs {
+    Refs {
+        source: l
+            .source_id
+            .map(|id| (id, l.source.unwrap_or(Channel::Manual))),
+        pipeline_id: l.pipeline_id,
+        stage_id: l.stage_id,
+        assigned_to: l.assigned_to,
+    }
+}
+
+/// Applies `input` to lead `id` in one audited transaction; `action` names the mutation.
+async fn apply(
+    app: &App,
+    rc: &RequestCtx,
+    id: i64,
+    action: &str,
+    input: LeadInput,
+    tag_change: impl FnOnce(Vec<String>) -> Option<Vec<String>>,
+    mut errors: Errors,
+) -> AppResult<LeadRow> {
+    let p = rc.principal()?;
+    p.check_write()?;
+    check_fields(&input, false, &mut errors);
+    let tx = begin_write(&app.db).await?;
+    let before_lead = find(&tx, p, id).await?;
+    let before_tags = tags_of(&tx, id).await?;
+    let refs = resolve_refs(&tx, p, &input, refs_of(&before_lead), &mut errors).await?;
+    let new_tags = match &input.tags {
+        Some(t) => Some(clean_tags(t, "tags", &mut errors)),
+        None => tag_change(before_tags.clone()),
+    };
+    if new_tags.as_ref().is_some_and(|t| t.len() > MAX_TAGS) && input.tags.is_none() {
+        errors.add("tags", format!("a lead has at most {MAX_TAGS} tags"));
+    }
+    errors.finish()?;
+
+    let before = LeadRow {
+        lead: before_lead.clone(),
+        tags: before_tags,
+    };
+    let mut row: lead::ActiveModel = before_lead.clone().into();
+    if let Some(e) = input.email {
+        let e = e.trim().to_owned();
+        row.email_normalized = Set(e.to_lowercase());
+        row.email = Set(e);
+    }
+    if let Some(v) = input.first_name {
+        row.first_name = Set(v.trim().to_owned());
+    }
+    if let Some(v) = input.last_name {
+        row.last_name = Set(v.trim().to_owned());
+    }
+    match input.phone {
+        Change::Set(ph) => {
+            row.phone_normalized = Set(normalize_phone(&ph));
+            row.phone = Set(Some(ph.trim().to_owned()));
+        }
+        Change::Clear => {
+            row.phone = Set(None);
+            row.phone_normalized = Set(None);
+        }
+        Change::Keep => {}
+    }
+    match input.source {
+        Change::Set(c) => row.source = Set(Some(c)),
+        Change::Clear => row.source = Set(None),
+        Change::Keep => {
+            if let Change::Set(_) = input.source_id {
+                row.source = Set(refs.source.map(|(_, c)| c));
+            }
+        }
+    }
+    row.source_id = Set(refs.source.map(|(id, _)| id));
+    row.pipeline_id = Set(refs.pipeline_id);
+    row.stage_id = Set(refs.stage_id);
+    row.assigned_to = Set(refs.assigned_to);
+    if let Some(s) = input.status {
+        row.status = Set(s);
+    }
+    if let Some(s) = input.score {
+        row.score = Set(s as i32);
+    }
+    if let Some(cf) = input.custom_fields {
+        row.custom_fields = Set(cf);
+    }
+    row.updated_at = Set(Ord::max(now(), before_lead.updated_at));
+    let after_lead = row.update(&tx).await?;
+    let after_tags = match new_tags {
+        Some(tags) => {
+            replace_tags(&tx, &after_lead, &tags).await?;
+            tags
+        }
+        None => before.tags.clone(),
+    };
+    let after = LeadRow {
+        lead: after_lead,
+        tags: after_tags,
+    };
+    audit::record(
+        &tx,
+        Actor::of(p),
+        rc,
+        Entry {
+            action,
+            resource_type: "lead",
+            resource_id: Some(id),
+            changes: audit::diff(&json(&app.ids, &before), &json(&app.ids, &after)),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// `updateLead`: a partial update.
+pub async fn update(app: &App, rc: &RequestCtx, id: i64, input: LeadInput) -> AppResult<LeadRow> {
+    apply(app, rc, id, "lead.update", input, |_| None, Errors::new()).await
+}
+
+/// `assignLead`: `None` unassigns.
+pub async fn assign(
+    app: &App,
+    rc: &RequestCtx,
+    id: i64,
+    user: Option<IdRef>,
+) -> AppResult<LeadRow> {
+    let input = LeadInput {
+        assigned_to: match user {
+            Some(r) => Change::Set(r),
+            None => Change::Clear,
+        },
+        ..Default::default()
+    };
+    apply(app, rc, id, "lead.assign", input, |_| None, Errors::new()).await
+}
+
+/// `addLeadTags`.
+pub async fn add_tags(
+    app: &App,
+    rc: &RequestCtx,
+    id: i64,
+    tags: Vec<String>,
+) -> AppResult<LeadRow> {
+    let mut errors = Errors::new();
+    let tags = clean_tags(&tags, "tags", &mut errors);
+    let change = move |mut current: Vec<String>| {
+        current.extend(tags);
+        current.sort();
+        current.dedup();
+        Some(current)
+    };
+    apply(
+        app,
+        rc,
+        id,
+        "lead.add_tags",
+        LeadInput::default(),
+        change,
+        errors,
+    )
+    .await
+}
+
+/// `removeLeadTags`.
+pub async fn remove_tags(
+    app: &App,
+    rc: &RequestCtx,
+    id: i64,
+    tags: Vec<String>,
+) -> AppResult<LeadRow> {
+    let remove: BTreeSet<String> = tags.iter().map(|t| t.trim().to_owned()).collect();
+    let change = move |current: Vec<String>| {
+        Some(
+            current
+                .into_iter()
+                .filter(|t| !remove.contains(t))
+                .collect(),
+        )
+    };
+    apply(
+        app,
+        rc,
+        id,
+        "lead.remove_tags",
+        LeadInput::default(),
+        change,
+        Errors::new(),
+    )
+    .await
+}
+
+/// `moveLeadToStage`: the stage must belong to the lead's pipeline.
+pub async fn move_to_stage(
+    app: &App,
+    rc: &RequestCtx,
+    id: i64,
+    stage: IdRef,
+) -> AppResult<LeadRow> {
+    let p = rc.principal()?;
+    p.check_write()?;
+    let mut errors = Errors::new();
+    if find(&app.db, p, id).await?.pipeline_id.is_none() {
+        errors.add(
+            "stageId",
+            "the lead is in no pipeline: set its pipelineId first",
+        );
+        return Err(errors.finish().err().unwrap_or(AppError::NotFound));
+    }
+    let input = LeadInput {
+        stage_id: Change::Set(stage),
+        ..Default::default()
+    };
+    apply(app, rc, id, "lead.move_to_stage", input, |_| None, errors).await
+}
+
+/// `deleteLead`: the audit entry keeps the whole row.
+pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
+    let p = rc.principal()?;
+    p.check_write()?;
+    let tx = begin_write(&app.db).await?;
+    let lead = find(&tx, p, id).await?;
+    let tags = tags_of(&tx, id).await?;
+    let before = LeadRow { lead, tags };
+    // Later copies pointed at this lead; they lose the link rather than point at nothing.
+    lead::Entity::update_many()
+        .col_expr(lead::Column::DuplicateOf, Expr::value(Option::<i64>::None))
+        .filter(lead::Column::DuplicateOf.eq(id))
+        .exec(&tx)
+        .await?;
+    lead::Entity::delete_by_id(id).exec(&tx).await?;
+    audit::record(
+        &tx,
+        Actor::of(p),
+        rc,
+        Entry {
+            action: "lead.delete",
+            resource_type: "lead",
+            resource_id: Some(id),
+            changes: json!({"before": json(&app.ids, &before)}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Lead list filters (SPEC.md section 6).
+#[derive(Debug, Clone, Default)]
+pub struct LeadFilter {
+    /// Any of these statuses.
+    pub status: Vec<LeadStatus>,
+    /// Any of these channels.
+    pub source: Vec<Channel>,
+    /// Source row.
+    pub source_id: Option<IdRef>,
+    /// Pipeline.
+    pub pipeline_id: Option<IdRef>,
+    /// Stage.
+    pub stage_id: Option<IdRef>,
+    /// Assigned user.
+    pub assigned_to: Option<IdRef>,
+    /// Has this tag.
+    pub tag: Option<String>,
+    /// Lowest score.
+    pub score_min: Option<i64>,
+    /// Highest score.
+    pub score_max: Option<i64>,
+    /// Created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Free text over name, email and phone; every word must match.
+    pub search: Option<String>,
+}
+
+/// Sort keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortField {
+    /// Creation time (default).
+    #[default]
+    CreatedAt,
+    /// Last change.
+    UpdatedAt,
+    /// Score.
+    Score,
+    /// Last name.
+    LastName,
+}
+
+impl SortField {
+    fn name(self) -> &'static str {
+        match self {
+            SortField::CreatedAt => "createdAt",
+            SortField::UpdatedAt => "updatedAt",
+            SortField::Score => "score",
+            SortField::LastName => "lastName",
+        }
+    }
+
+    fn column(self) -> lead::Column {
+        match self {
+            SortField::CreatedAt => lead::Column::CreatedAt,
+            SortField::UpdatedAt => lead::Column::UpdatedAt,
+            SortField::Score => lead::Column::Score,
+            SortField::LastName => lead::Column::LastName,
+        }
+    }
+
+    /// The sort key of a row, as stored in cursors.
+    pub fn value_of(self, l: &lead::Model) -> String {
+        match self {
+            SortField::CreatedAt => l
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            SortField::UpdatedAt => l
+                .updated_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            SortField::Score => l.score.to_string(),
+            SortField::LastName => l.last_name.clone(),
+        }
+    }
+
+    fn parse_value(self, v: &str) -> Option<sea_orm::Value> {
+        Some(match self {
+            SortField::CreatedAt | SortField::UpdatedAt => DateTime::parse_from_rfc3339(v)
+                .ok()?
+                .with_timezone(&Utc)
+                .into(),
+            SortField::Score => v.parse::<i32>().ok()?.into(),
+            SortField::LastName => v.to_owned().into(),
+        })
+    }
+}
+
+/// An ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Order {
+    /// The key.
+    pub field: SortField,
+    /// Ascending (else descending, the default).
+    pub asc: bool,
+}
+
+impl Order {
+    /// The name cursors carry.
+    pub fn cursor_name(self) -> String {
+        format!(
+            "{}:{}",
+            self.field.name(),
+            if self.asc { "asc" } else { "desc" }
+        )
+    }
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The filter as a condition on leads of the caller's tenant and environment. A filter that
+/// names an invalid ID matches nothing rather than failing.
+pub fn condition(p: &Principal, f: &LeadFilter) -> Condition {
+    let mut c = Condition::all()
+        .add(lead::Column::TenantId.eq(p.tenant_id))
+        .add(lead::Column::Environment.eq(p.environment));
+    if !f.status.is_empty() {
+        c = c.add(lead::Column::Status.is_in(f.status.clone()));
+    }
+    if !f.source.is_empty() {
+        c = c.add(lead::Column::Source.is_in(f.source.clone()));
+    }
+    for (col, r) in [
+        (lead::Column::SourceId, f.source_id),
+        (lead::Column::PipelineId, f.pipeline_id),
+        (lead::Column::StageId, f.stage_id),
+        (lead::Column::AssignedTo, f.assigned_to),
+    ] {
+        match r {
+            Some(Ok(id)) => c = c.add(col.eq(id)),
+            Some(Err(())) => c = c.add(Expr::val(1).eq(0)),
+            None => {}
+        }
+    }
+    if let Some(tag) = &f.tag {
+        c = c.add(
+            lead::Column::Id.in_subquery(
+                Query::select()
+                    .column(lead_tag::Column::LeadId)
+                    .from(lead_tag::Entity)
+                    .and_where(Expr::col(lead_tag::Column::TenantId).eq(p.tenant_id))
+                    .and_where(Expr::col(lead_tag::Column::Environment).eq(p.environment.as_str()))
+                    .and_where(Expr::col(lead_tag::Column::Tag).eq(tag.trim()))
+                    .to_owned(),
+            ),
+        );
+    }
+    if let Some(min) = f.score_min {
+        c = c.add(lead::Column::Score.gte(min));
+    }
+    if let Some(max) = f.score_max {
+        c = c.add(lead::Column::Score.lte(max));
+    }
+    if let Some(at) = f.created_after {
+        c = c.add(lead::Column::CreatedAt.gte(at));
+    }
+    if let Some(at) = f.created_before {
+        c = c.add(lead::Column::CreatedAt.lt(at));
+    }
+    if let Some(search) = &f.search {
+        for word in search.split_whitespace().take(8) {
+            let pattern = escape_like(&word.to_lowercase());
+            let lower = |col: lead::Column| Expr::expr(Func::lower(Expr::col(col)));
+            let mut any = Condition::any()
+                .add(
+                    lower(lead::Column::FirstName)
+                        .like(sea_orm::sea_query::LikeExpr::new(&pattern).escape('\\')),
+                )
+                .add(
+                    lower(lead::Column::LastName)
+                        .like(sea_orm::sea_query::LikeExpr::new(&pattern).escape('\\')),
+                )
+                .add(
+                    Expr::col(lead::Column::EmailNormalized)
+                        .like(sea_orm::sea_query::LikeExpr::new(&pattern).escape('\\')),
+                );
+            let digits: String = word.chars().filter(|c| c.is_ascii_digit()).collect();
+            if digits.len() >= 3 {
+                any = any.add(Expr::col(lead::Column::PhoneNormalized).like(format!("%{digits}%")));
+            }
+            c = c.add(any);
+        }
+    }
+    c
+}
+
+/// One page of leads.
+pub async fn list(
+    app: &App,
+    rc: &RequestCtx,
+    filter: &LeadFilter,
+    order: Order,
+    args: &PageArgs,
+) -> AppResult<(Page<lead::Model>, Condition)> {
+    let p = rc.principal()?;
+    let window = page::window(&app.ids, Kind::Lead, &order.cursor_name(), args)?;
+    let cond = condition(p, filter);
+    let rows = fetch(&app.db, cond.clone(), order, &window).await?;
+    Ok((Page::from_fetched(rows, &window), cond))
+}
+
+async fn fetch(
+    db: &DatabaseConnection,
+    cond: Condition,
+    order: Order,
+    w: &Window,
+) -> AppResult<Vec<lead::Model>> {
+    let col = order.field.column();
+    // Walking backward reverses the order; the page is flipped back afterwards.
+    let asc = order.asc == w.forward;
+    let mut q = lead::Entity::find().filter(cond);
+    if let Some(from) = &w.from {
+        let v = order
+            .field
+            .parse_value(&from.value)
+            .ok_or_else(|| AppError::field("after", "is not a valid cursor"))?;
+        let beyond = if asc {
+            Condition::any().add(Expr::col(col).gt(v.clone())).add(
+                Condition::all()
+                    .add(Expr::col(col).eq(v))
+                    .add(lead::Column::Id.gt(from.id)),
+            )
+        } else {
+            Condition::any().add(Expr::col(col).lt(v.clone())).add(
+                Condition::all()
+                    .add(Expr::col(col).eq(v))
+                    .add(lead::Column::Id.lt(from.id)),
+            )
+        };
+        q = q.filter(beyond);
+    }
+    q = if asc {
+        q.order_by_asc(col).order_by_asc(lead::Column::Id)
+    } else {
+        q.order_by_desc(col).order_by_desc(lead::Column::Id)
+    };
+    Ok(q.limit(w.limit + 1).all(db).await?)
+}
+
+/// Leads matching a condition (for `totalCount`, computed only when selected).
+pub async fn count(db: &DatabaseConnection, cond: Condition) -> AppResult<u64> {
+    Ok(lead::Entity::find().filter(cond).count(db).await?)
+}
