@@ -1362,3 +1362,39 @@ async fn read_keys_and_small_plans_cannot_write(app: TestApp) {
     let r = create_lead(&app, Auth::Bearer(&free.owner.token), jane()).await;
     r.data();
 }
+
+db_tests!(graphql_guide_examples_run);
+
+/// Runs every ```graphql block of docs/graphql.md in order, as written.
+async fn graphql_guide_examples_run(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let member = app.user(&t, Role::Member).await;
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/graphql.md"))
+        .expect("guide");
+    let blocks: Vec<&str> = guide
+        .split("```graphql\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap_or(""))
+        .collect();
+    assert!(blocks.len() >= 15, "{} examples", blocks.len());
+    let mut vars = json!({"email": t.owner.email, "password": "owner-password", "userId": member.id,
+                          "refreshToken": t.owner.refresh_token, "after": null});
+    for block in blocks {
+        let r = app
+            .gql(Auth::Bearer(&t.owner.token), block, vars.clone())
+            .await;
+        let d = r.data().clone();
+        let mut set = |name: &str, v: &Value| {
+            if !v.is_null() {
+                vars[name] = v.clone();
+            }
+        };
+        set("leadId", &d["createLead"]["id"]);
+        set("sourceId", &d["createSource"]["id"]);
+        set("pipelineId", &d["createPipeline"]["id"]);
+        set("stageId", &d["createPipeline"]["stages"][1]["id"]);
+        set("keyId", &d["createApiKey"]["apiKey"]["id"]);
+        set("refreshToken", &d["login"]["refreshToken"]);
+        set("after", &d["leads"]["pageInfo"]["endCursor"]);
+    }
+}
