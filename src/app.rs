@@ -45,6 +45,8 @@ pub struct App {
     pub schema: AppSchema,
     /// A password hash verified when a login names no user, so both cost the same.
     pub dummy_hash: String,
+    /// The REST routes' GraphQL operations, parsed once.
+    pub rest_ops: crate::rest::operations::Operations,
     /// Background work started by requests (duplicate detection), awaited at shutdown.
     pub tasks: tokio_util::task::TaskTracker,
 }
@@ -93,6 +95,7 @@ impl App {
             ids,
             dummy_hash,
             tasks: tokio_util::task::TaskTracker::new(),
+            rest_ops: crate::rest::operations::Operations::parse().map_err(AppError::internal)?,
             config,
             db,
         })))
@@ -124,6 +127,8 @@ pub fn build_router(state: AppState) -> Router {
         .route("/graphql", get(crate::graphql::http::get).post(crate::graphql::http::post))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .nest("/v1", crate::rest::router())
+        .nest("/api", crate::rest::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip::resolve))
         .layer(CatchPanicLayer::custom(|_| AppError::internal("handler panicked").into_response()))

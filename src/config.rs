@@ -27,6 +27,8 @@ pub enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL) and exit.
     Schema,
+    /// Print the REST API's OpenAPI 3.1 document and exit.
+    Openapi,
     /// Create a tenant, its owner and a live full-scope API key; print the key once.
     Bootstrap(BootstrapArgs),
     /// Change a tenant's plan (there is no API for it).

@@ -54,6 +54,19 @@ pub enum AppError {
     Validation(Vec<FieldError>),
     /// `400 BAD_REQUEST`: malformed JSON, parameters or content type.
     BadRequest(String),
+    /// `400 BAD_REQUEST` listing each bad query parameter.
+    BadQuery(Vec<FieldError>),
+    /// `400 QUERY_TOO_COMPLEX`: a GraphQL document over a limit (depth, complexity, aliases, root fields).
+    QueryTooComplex {
+        /// Which limit.
+        limit: &'static str,
+        /// The document's value.
+        value: usize,
+        /// The limit's value.
+        max: usize,
+    },
+    /// `405 METHOD_NOT_ALLOWED`.
+    MethodNotAllowed,
     /// `413 PAYLOAD_TOO_LARGE`.
     PayloadTooLarge(usize),
     /// `429 RATE_LIMITED`.
@@ -105,6 +118,11 @@ impl AppError {
             Conflict(m) => m.to_string(),
             Validation(_) => "Validation failed".to_owned(),
             BadRequest(m) => m.to_string(),
+            BadQuery(_) => "Invalid query parameters".to_owned(),
+            MethodNotAllowed => "Method not allowed on this route".to_owned(),
+            QueryTooComplex { limit, value, max } => {
+                format!("The document's {limit} is {value}, over the limit of {max}")
+            }
             PayloadTooLarge(n) => format!("Request body is larger than the limit of {n} bytes"),
             RateLimited { retry_after } => {
                 format!("Rate limit exceeded; retry after {retry_after} seconds")
@@ -127,7 +145,9 @@ impl AppError {
             NotFound => StatusCode::NOT_FOUND,
             Conflict(_) => StatusCode::CONFLICT,
             Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            BadRequest(_) => StatusCode::BAD_REQUEST,
+            BadRequest(_) | BadQuery(_) => StatusCode::BAD_REQUEST,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            QueryTooComplex { .. } => StatusCode::BAD_REQUEST,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -151,7 +171,9 @@ impl AppError {
             NotFound => "NOT_FOUND",
             Conflict(_) => "CONFLICT",
             Validation(_) => "VALIDATION_FAILED",
-            BadRequest(_) => "BAD_REQUEST",
+            BadRequest(_) | BadQuery(_) => "BAD_REQUEST",
+            MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            QueryTooComplex { .. } => "QUERY_TOO_COMPLEX",
             PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             RateLimited { .. } => "RATE_LIMITED",
             Unavailable => "SERVICE_UNAVAILABLE",
@@ -174,6 +196,7 @@ impl AppError {
             "CONFLICT" => StatusCode::CONFLICT,
             "VALIDATION_FAILED" => StatusCode::UNPROCESSABLE_ENTITY,
             "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
+            "QUERY_TOO_COMPLEX" | "BAD_REQUEST" => StatusCode::BAD_REQUEST,
             "SERVICE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
             "INTERNAL_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => return None,
@@ -183,7 +206,7 @@ impl AppError {
     /// The field errors, for validation failures.
     pub fn fields(&self) -> &[FieldError] {
         match self {
-            AppError::Validation(fields) => fields,
+            AppError::Validation(fields) | AppError::BadQuery(fields) => fields,
             _ => &[],
         }
     }
@@ -198,7 +221,7 @@ impl AppError {
             "message": self.message(),
             "meta": meta(),
         });
-        if let AppError::Validation(fields) = self {
+        if let AppError::Validation(fields) | AppError::BadQuery(fields) = self {
             body["errors"] = json!(fields);
         }
         body
@@ -211,6 +234,10 @@ impl AppError {
         let fields = self.fields().to_vec();
         let retry_after = match self {
             AppError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        let limit = match self {
+            AppError::QueryTooComplex { limit, value, max } => Some((*limit, *value, *max)),
             _ => None,
         };
         err = async_graphql::ErrorExtensions::extend_with(err, |_, e| {
@@ -232,6 +259,11 @@ impl AppError {
             }
             if let Some(secs) = retry_after {
                 e.set("retryAfter", secs);
+            }
+            if let Some((limit, value, max)) = limit {
+                e.set("limit", limit);
+                e.set("value", value as u64);
+                e.set("max", max as u64);
             }
         });
         err

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod guard;
 pub mod http;
 pub mod lead;
+pub mod limits;
 pub mod loaders;
 pub mod node;
 pub mod pipeline;

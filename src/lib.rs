@@ -18,6 +18,8 @@ pub mod error;
 pub mod graphql;
 /// Opaque IDs.
 pub mod ids;
+/// The REST compatibility layer.
+pub mod rest;
 /// Process start-up: logging, serving, shutdown.
 pub mod server;
 /// Services: the only code that queries the database.

@@ -32,6 +32,13 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             print!("{}", graphql::schema::sdl());
             Ok(())
         }
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::rest::openapi::document())?
+            );
+            Ok(())
+        }
         Command::Migrate => {
             let db = db::connect(&config).await?;
             db::migrate(&db).await?;

@@ -868,6 +868,7 @@ async fn total_count_only_when_selected(app: TestApp) {
     app.gql(Auth::Key(&t.key), "{ me { id } }", json!({}))
         .await
         .data();
+    app.settle().await;
     let n0 = app.statement_count();
     let r = app
         .gql(
@@ -987,8 +988,7 @@ async fn duplicate_detection_runs_after_the_create(app: TestApp) {
             json!({"duplicateOfId": first["id"], "duplicateOf": {"email": "Dup@Example.com"}})
         );
     }
-    app.state.tasks.close();
-    app.state.tasks.wait().await;
+    app.settle().await;
     for l in [&first, &unique] {
         let r = app.gql(Auth::Key(&t.key), q, json!({"id": l["id"]})).await;
         assert_eq!(r.data()["lead"]["duplicateOfId"], json!(null));
@@ -1141,6 +1141,7 @@ async fn dataloaders_keep_statement_count_flat(app: TestApp) {
              stage {{ name }} assignedTo {{ email }} duplicateOf {{ id }} }} }} }} }}"
         )
     };
+    app.settle().await;
     let mut counts = Vec::new();
     for n in [10, 100] {
         let before = app.statement_count();

@@ -16,6 +16,7 @@ use crate::context::RequestCtx;
 use std::sync::Arc;
 
 use crate::error::AppError;
+use crate::graphql::limits::{Limits, analyze};
 use crate::graphql::loaders::Loaders;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -210,6 +211,28 @@ async fn execute(
         Ok(p) => p,
         Err(e) => return app_error_response(&e, media),
     };
+    let limits = Limits {
+        max_depth: state.config.graphql_max_depth,
+        max_complexity: state.config.graphql_max_complexity,
+        max_aliases: state.config.graphql_max_aliases,
+        max_root_fields: state.config.graphql_max_root_fields,
+    };
+    let batch = match batch {
+        BatchRequest::Single(r) => match check_limits(r, &limits) {
+            Ok(r) => BatchRequest::Single(r),
+            Err(e) => return app_error_response(&e, media),
+        },
+        BatchRequest::Batch(list) => {
+            let mut checked = Vec::with_capacity(list.len());
+            for r in list {
+                match check_limits(r, &limits) {
+                    Ok(r) => checked.push(r),
+                    Err(e) => return app_error_response(&e, media),
+                }
+            }
+            BatchRequest::Batch(checked)
+        }
+    };
     let loaders = principal
         .as_ref()
         .map(|p| Arc::new(Loaders::new(&state.db, p)));
@@ -228,6 +251,21 @@ async fn execute(
         BatchResponse::Batch(_) => StatusCode::OK,
     };
     json_response(status, media, &response)
+}
+
+/// Parses a request once and refuses it when it is over a limit; unparsable documents are
+/// left to the executor to report as GraphQL errors.
+fn check_limits(
+    mut request: async_graphql::Request,
+    limits: &Limits,
+) -> Result<async_graphql::Request, AppError> {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return Ok(request);
+    };
+    let analysis = analyze(&doc, request.operation_name.as_deref(), &request.variables);
+    limits.check(&analysis)?;
+    request.set_parsed_query(doc);
+    Ok(request)
 }
 
 /// `200` unless the response has no data: then the first error's code decides, and a request

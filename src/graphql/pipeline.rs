@@ -125,7 +125,7 @@ impl PipelineQuery {
     }
 
     /// The caller's pipelines, oldest first.
-    #[graphql(guard = "Need::Auth", complexity = "5 + 100 * child_complexity")]
+    #[graphql(guard = "Need::Auth")]
     async fn pipelines(&self, ctx: &Context<'_>) -> Result<Vec<Pipeline>> {
         let list = service::pipeline::list(app(ctx)?, rc(ctx)?).await?;
         if ctx.look_ahead().field("stages").exists() {

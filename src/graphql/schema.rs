@@ -44,9 +44,9 @@ pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema with the configured limits.
 pub fn build(config: &Config) -> AppSchema {
+    // Depth, cost, alias and root-field limits are checked before execution in `limits.rs`
+    // (for /graphql only: the REST routes run fixed operations).
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(config.graphql_max_depth)
-        .limit_complexity(config.graphql_max_complexity)
         .limit_recursive_depth(64)
         .limit_directives(10);
     if !config.graphql_introspection {

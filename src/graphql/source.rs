@@ -100,7 +100,7 @@ impl SourceQuery {
     }
 
     /// The caller's sources, oldest first.
-    #[graphql(guard = "Need::Auth", complexity = "5 + 100 * child_complexity")]
+    #[graphql(guard = "Need::Auth")]
     async fn sources(&self, ctx: &Context<'_>) -> Result<Vec<Source>> {
         let list = service::source::list(app(ctx)?, rc(ctx)?).await?;
         if ctx.look_ahead().field("leadCount").exists() {

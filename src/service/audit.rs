@@ -28,7 +28,8 @@ impl Actor {
         Actor {
             tenant_id: p.tenant_id,
             environment: p.environment,
-            actor_user_id: Some(p.actor_user_id),
+            // Webhook requests act for no user.
+            actor_user_id: (p.actor_user_id > 0).then_some(p.actor_user_id),
             on_behalf_of_user_id: p.on_behalf_of(),
             api_key_id: p.key.map(|k| k.id),
         }

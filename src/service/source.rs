@@ -262,3 +262,17 @@ pub async fn revoke_webhook_token(app: &App, rc: &RequestCtx, id: i64) -> AppRes
     tx.commit().await?;
     get(app, rc, id).await
 }
+
+/// The source a webhook token belongs to.
+pub async fn by_webhook_token(
+    db: &sea_orm::DatabaseConnection,
+    token: &str,
+) -> AppResult<Option<source::Model>> {
+    if !token.starts_with(WEBHOOK_PREFIX) || token.len() > 128 {
+        return Ok(None);
+    }
+    Ok(source::Entity::find()
+        .filter(source::Column::WebhookTokenHash.eq(hash_token(token)))
+        .one(db)
+        .await?)
+}

@@ -47,6 +47,11 @@ impl Errors {
         }
     }
 
+    /// The errors so far.
+    pub fn fields(&self) -> &[FieldError] {
+        &self.0
+    }
+
     /// Whether nothing failed so far.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

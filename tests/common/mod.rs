@@ -225,6 +225,13 @@ impl TestApp {
         }
     }
 
+    /// Waits for background work (duplicate detection) so it cannot run during a measurement.
+    pub async fn settle(&self) {
+        self.state.tasks.close();
+        self.state.tasks.wait().await;
+        self.state.tasks.reopen();
+    }
+
     /// Statements executed so far.
     pub fn statement_count(&self) -> usize {
         self.statements.load(std::sync::atomic::Ordering::SeqCst)

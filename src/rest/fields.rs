@@ -1,0 +1,263 @@
+//! Body and query-parameter shapes of the REST routes: every field is checked at once and
+//! turned into GraphQL variables (enum values upper-cased).
+
+use serde_json::{Map, Value};
+
+use crate::service::validate::Errors;
+
+/// Channels, as REST spells them.
+pub const CHANNELS: &[&str] = &["web", "referral", "api", "import", "manual"];
+/// Lead statuses.
+pub const STATUSES: &[&str] = &["new", "contacted", "qualified", "unqualified"];
+/// Key scopes.
+pub const SCOPES: &[&str] = &["read", "full"];
+/// Environments.
+pub const ENVIRONMENTS: &[&str] = &["live", "sandbox"];
+
+/// A JSON type a field accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    /// A string.
+    Str,
+    /// An integer.
+    Int,
+    /// `true` or `false`.
+    Bool,
+    /// One of these lower-case strings (upper-cased for GraphQL).
+    Enum(&'static [&'static str]),
+    /// An opaque ID.
+    Id,
+    /// A JSON object.
+    Object,
+    /// An array of strings.
+    StrList,
+    /// An RFC 3339 timestamp.
+    DateTime,
+}
+
+/// A body field.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// Its name in REST and GraphQL.
+    pub name: &'static str,
+    /// Its type.
+    pub ty: Ty,
+    /// Must be present.
+    pub required: bool,
+    /// May be `null` (clears it on PATCH).
+    pub nullable: bool,
+}
+
+const fn f(name: &'static str, ty: Ty) -> Field {
+    Field {
+        name,
+        ty,
+        required: false,
+        nullable: false,
+    }
+}
+const fn req(name: &'static str, ty: Ty) -> Field {
+    Field {
+        name,
+        ty,
+        required: true,
+        nullable: false,
+    }
+}
+const fn null(name: &'static str, ty: Ty) -> Field {
+    Field {
+        name,
+        ty,
+        required: false,
+        nullable: true,
+    }
+}
+
+/// `POST /leads`.
+pub const LEAD_CREATE: &[Field] = &[
+    req("email", Ty::Str),
+    req("firstName", Ty::Str),
+    req("lastName", Ty::Str),
+    f("phone", Ty::Str),
+    f("source", Ty::Enum(CHANNELS)),
+    f("sourceId", Ty::Id),
+    f("pipelineId", Ty::Id),
+    f("stageId", Ty::Id),
+    f("status", Ty::Enum(STATUSES)),
+    f("score", Ty::Int),
+    f("assignedTo", Ty::Id),
+    f("customFields", Ty::Object),
+    f("tags", Ty::StrList),
+];
+
+/// `PATCH /leads/{id}`.
+pub const LEAD_UPDATE: &[Field] = &[
+    f("email", Ty::Str),
+    f("firstName", Ty::Str),
+    f("lastName", Ty::Str),
+    null("phone", Ty::Str),
+    null("source", Ty::Enum(CHANNELS)),
+    null("sourceId", Ty::Id),
+    null("pipelineId", Ty::Id),
+    null("stageId", Ty::Id),
+    f("status", Ty::Enum(STATUSES)),
+    f("score", Ty::Int),
+    null("assignedTo", Ty::Id),
+    f("customFields", Ty::Object),
+    f("tags", Ty::StrList),
+];
+
+/// `POST /webhooks/{token}`: a lead for the token's source.
+pub const WEBHOOK: &[Field] = &[
+    req("email", Ty::Str),
+    req("firstName", Ty::Str),
+    req("lastName", Ty::Str),
+    f("phone", Ty::Str),
+    f("status", Ty::Enum(STATUSES)),
+    f("score", Ty::Int),
+    f("customFields", Ty::Object),
+    f("tags", Ty::StrList),
+];
+
+/// `POST|DELETE /leads/{id}/tags`.
+pub const TAGS: &[Field] = &[req("tags", Ty::StrList)];
+
+/// `POST /sources`.
+pub const SOURCE_CREATE: &[Field] = &[
+    req("name", Ty::Str),
+    req("channel", Ty::Enum(CHANNELS)),
+    f("description", Ty::Str),
+];
+/// `PATCH /sources/{id}`.
+pub const SOURCE_UPDATE: &[Field] = &[
+    f("name", Ty::Str),
+    f("channel", Ty::Enum(CHANNELS)),
+    null("description", Ty::Str),
+];
+/// `POST /pipelines`.
+pub const PIPELINE_CREATE: &[Field] = &[req("name", Ty::Str), f("stages", Ty::StrList)];
+/// `PATCH /pipelines/{id}`.
+pub const PIPELINE_UPDATE: &[Field] = &[f("name", Ty::Str)];
+/// `POST /api-keys` (`label` or `name`).
+pub const KEY_CREATE: &[Field] = &[
+    f("label", Ty::Str),
+    f("name", Ty::Str),
+    f("scope", Ty::Enum(SCOPES)),
+    f("environment", Ty::Enum(ENVIRONMENTS)),
+    f("expiresInDays", Ty::Int),
+    f("expiresAt", Ty::DateTime),
+];
+/// `PATCH /api-keys/{id}`.
+pub const KEY_UPDATE: &[Field] = &[
+    f("label", Ty::Str),
+    f("name", Ty::Str),
+    f("active", Ty::Bool),
+    null("expiresAt", Ty::DateTime),
+];
+/// `POST /auth/login`.
+pub const LOGIN: &[Field] = &[req("email", Ty::Str), req("password", Ty::Str)];
+/// `POST /auth/refresh` and `/auth/logout`.
+pub const REFRESH: &[Field] = &[req("refreshToken", Ty::Str)];
+
+fn describe(ty: Ty) -> String {
+    match ty {
+        Ty::Str | Ty::Id => "must be a string".into(),
+        Ty::Int => "must be an integer".into(),
+        Ty::Bool => "must be true or false".into(),
+        Ty::Enum(values) => format!("must be one of {}", values.join(", ")),
+        Ty::Object => "must be a JSON object".into(),
+        Ty::StrList => "must be an array of strings".into(),
+        Ty::DateTime => "must be an RFC 3339 date-time, e.g. 2026-02-08T14:30:00Z".into(),
+    }
+}
+
+/// Converts one value; `None` when it has the wrong type.
+fn convert(ty: Ty, v: &Value) -> Option<Value> {
+    match (ty, v) {
+        (Ty::Str | Ty::Id, Value::String(_)) => Some(v.clone()),
+        (Ty::Int, Value::Number(n)) if n.is_i64() => Some(v.clone()),
+        (Ty::Bool, Value::Bool(_)) | (Ty::Object, Value::Object(_)) => Some(v.clone()),
+        (Ty::Enum(values), Value::String(s)) => values
+            .contains(&s.as_str())
+            .then(|| Value::String(s.to_uppercase())),
+        (Ty::StrList, Value::Array(items)) => items.iter().all(Value::is_string).then(|| v.clone()),
+        (Ty::DateTime, Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+            .is_ok()
+            .then(|| v.clone()),
+        _ => None,
+    }
+}
+
+/// Checks a body against `fields`, recording every problem; returns the GraphQL input of the
+/// fields that passed.
+pub fn check(
+    fields: &[Field],
+    body: &Map<String, Value>,
+    errors: &mut Errors,
+) -> Map<String, Value> {
+    let mut input = Map::new();
+    for key in body.keys() {
+        if !fields.iter().any(|f| f.name == key) {
+            errors.add(key.as_str(), "is not a known field");
+        }
+    }
+    for field in fields {
+        match body.get(field.name) {
+            None if field.required => errors.add(field.name, "is required"),
+            None => {}
+            Some(Value::Null) if field.nullable => {
+                input.insert(field.name.into(), Value::Null);
+            }
+            Some(Value::Null) if field.required => errors.add(field.name, "is required"),
+            Some(Value::Null) => errors.add(field.name, "must not be null"),
+            Some(v) => match convert(field.ty, v) {
+                Some(converted) => {
+                    input.insert(field.name.into(), converted);
+                }
+                None => errors.add(field.name, describe(field.ty)),
+            },
+        }
+    }
+    input
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let body = json!({"email": 3, "firstName": null, "score": 1.5, "source": "fax", "tags": [1], "extra": true});
+        let mut errors = Errors::new();
+        let input = check(LEAD_CREATE, body.as_object().expect("object"), &mut errors);
+        let err = errors.finish().expect_err("invalid");
+        let fields: Vec<String> = err.fields().iter().map(|f| f.field.clone()).collect();
+        assert_eq!(
+            fields,
+            [
+                "extra",
+                "email",
+                "firstName",
+                "lastName",
+                "source",
+                "score",
+                "tags"
+            ]
+        );
+        assert!(input.is_empty());
+    }
+
+    #[test]
+    fn converts_enums_and_keeps_nulls_where_allowed() {
+        let body = json!({"source": "web", "status": "qualified", "phone": null});
+        let mut errors = Errors::new();
+        let input = check(LEAD_UPDATE, body.as_object().expect("object"), &mut errors);
+        assert!(errors.is_empty());
+        assert_eq!(
+            Value::Object(input),
+            json!({"source": "WEB", "status": "QUALIFIED", "phone": null})
+        );
+    }
+}

@@ -1,0 +1,640 @@
+//! `GET /v1/openapi.json`: the OpenAPI 3.1 description of the REST routes, generated with
+//! utoipa from the route table (paths, parameters, bodies) and from the `ToSchema` types
+//! below (responses), so it follows the code.
+
+use axum::Json;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ComponentsBuilder, KnownFormat, ObjectBuilder, Schema,
+    SchemaFormat, Type,
+};
+use utoipa::openapi::security::{
+    ApiKey as ApiKeyScheme, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{
+    ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required,
+};
+
+use super::fields::{self, Field, Ty};
+use super::{ROUTES, Reply, Route};
+
+/// A lead's channel.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[expect(dead_code, reason = "documentation type")]
+enum Channel {
+    Web,
+    Referral,
+    Api,
+    Import,
+    Manual,
+}
+
+/// A lead's status.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[expect(dead_code, reason = "documentation type")]
+enum LeadStatus {
+    New,
+    Contacted,
+    Qualified,
+    Unqualified,
+}
+
+/// A lead.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Lead {
+    id: String,
+    tenant_id: String,
+    email: String,
+    first_name: String,
+    last_name: String,
+    phone: Option<String>,
+    source: Option<Channel>,
+    source_id: Option<String>,
+    pipeline_id: Option<String>,
+    stage_id: Option<String>,
+    status: LeadStatus,
+    score: i32,
+    assigned_to: Option<String>,
+    #[schema(value_type = Object)]
+    custom_fields: serde_json::Value,
+    tags: Vec<String>,
+    duplicate_of: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// A lead source.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Source {
+    id: String,
+    name: String,
+    channel: Channel,
+    description: Option<String>,
+    has_webhook: bool,
+    lead_count: i64,
+    created_at: String,
+    updated_at: String,
+}
+
+/// A pipeline stage.
+#[derive(Serialize, ToSchema)]
+struct Stage {
+    id: String,
+    name: String,
+    position: i32,
+}
+
+/// A pipeline with its stages in order.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Pipeline {
+    id: String,
+    name: String,
+    stages: Vec<Stage>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// An API key's metadata (never the key).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ApiKey {
+    id: String,
+    label: String,
+    name: String,
+    prefix: String,
+    #[schema(pattern = "^(read|full)$")]
+    scope: String,
+    #[schema(pattern = "^(live|sandbox)$")]
+    environment: String,
+    #[schema(pattern = "^(active|inactive|expired)$")]
+    status: String,
+    active: bool,
+    created_at: String,
+    expires_at: Option<String>,
+    last_used_at: Option<String>,
+    usage_count: i64,
+}
+
+/// A new API key: its metadata and the key, shown this once.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct CreatedApiKey {
+    id: String,
+    label: String,
+    name: String,
+    prefix: String,
+    scope: String,
+    environment: String,
+    status: String,
+    active: bool,
+    created_at: String,
+    expires_at: Option<String>,
+    last_used_at: Option<String>,
+    usage_count: i64,
+    key: String,
+}
+
+/// The logged-in user.
+#[derive(Serialize, ToSchema)]
+struct SessionUser {
+    id: String,
+    name: String,
+    email: String,
+    role: String,
+}
+
+/// A session.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Session {
+    token: String,
+    refresh_token: String,
+    expires_at: String,
+    user: SessionUser,
+}
+
+/// The result of a logout.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct LoggedOut {
+    logged_out: bool,
+}
+
+/// The caller's user.
+#[derive(Serialize, ToSchema)]
+struct MeUser {
+    email: String,
+    name: String,
+}
+
+/// The caller's tenant.
+#[derive(Serialize, ToSchema)]
+struct MeTenant {
+    id: String,
+    name: String,
+    slug: String,
+    plan: String,
+}
+
+/// The caller.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Me {
+    id: String,
+    role: String,
+    environment: String,
+    scope: Option<String>,
+    auth_method: String,
+    user: MeUser,
+    tenant: MeTenant,
+}
+
+/// A deleted resource.
+#[derive(Serialize, ToSchema)]
+struct Deleted {
+    id: String,
+    deleted: bool,
+}
+
+/// Leads with one status.
+#[derive(Serialize, ToSchema)]
+struct StatusCount {
+    status: String,
+    count: i64,
+}
+
+/// Leads of one channel.
+#[derive(Serialize, ToSchema)]
+struct ChannelCount {
+    channel: Option<String>,
+    count: i64,
+}
+
+/// A source's name.
+#[derive(Serialize, ToSchema)]
+struct SourceName {
+    name: String,
+}
+
+/// Leads of one source.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SourceCount {
+    source_id: Option<String>,
+    source: Option<SourceName>,
+    count: i64,
+}
+
+/// A stage's name and pipeline.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct StageName {
+    name: String,
+    pipeline_id: String,
+}
+
+/// Leads in one stage.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct StageCount {
+    stage_id: Option<String>,
+    stage: Option<StageName>,
+    count: i64,
+}
+
+/// Leads created on one day.
+#[derive(Serialize, ToSchema)]
+struct DayCount {
+    date: String,
+    count: i64,
+}
+
+/// Lead statistics.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Stats {
+    total: i64,
+    by_status: Vec<StatusCount>,
+    by_channel: Vec<ChannelCount>,
+    by_source: Vec<SourceCount>,
+    by_stage: Vec<StageCount>,
+    created_per_day: Vec<DayCount>,
+}
+
+/// A failing field.
+#[derive(Serialize, ToSchema)]
+struct FieldError {
+    field: String,
+    message: String,
+}
+
+/// Every error: `error` is the machine-readable code.
+#[derive(Serialize, ToSchema)]
+struct ErrorEnvelope {
+    success: bool,
+    status: u16,
+    error: String,
+    message: String,
+    errors: Option<Vec<FieldError>>,
+    #[schema(value_type = Object)]
+    meta: serde_json::Value,
+}
+
+fn obj(ty: Type) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(ty)
+}
+
+fn field_schema(f: &Field) -> Schema {
+    let base = match f.ty {
+        Ty::Str | Ty::Id => obj(Type::String),
+        Ty::Int => obj(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        Ty::Bool => obj(Type::Boolean),
+        Ty::Enum(values) => obj(Type::String).enum_values(Some(values.iter().copied())),
+        Ty::Object => obj(Type::Object),
+        Ty::DateTime => {
+            obj(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        }
+        Ty::StrList => {
+            return if f.nullable {
+                Schema::Object(obj(Type::Array).build())
+            } else {
+                Schema::Array(ArrayBuilder::new().items(obj(Type::String)).build())
+            };
+        }
+    };
+    let base = if f.nullable {
+        let mut o = base.build();
+        o.schema_type =
+            utoipa::openapi::schema::SchemaType::Array(vec![first_type(f.ty), Type::Null]);
+        if let Some(values) = o.enum_values.as_mut() {
+            values.push(serde_json::Value::Null);
+        }
+        return Schema::Object(o);
+    } else {
+        base
+    };
+    Schema::Object(base.build())
+}
+
+fn first_type(ty: Ty) -> Type {
+    match ty {
+        Ty::Int => Type::Integer,
+        Ty::Bool => Type::Boolean,
+        Ty::Object => Type::Object,
+        Ty::StrList => Type::Array,
+        _ => Type::String,
+    }
+}
+
+fn body_schema(spec: &[Field]) -> Schema {
+    let mut o =
+        obj(Type::Object).additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for f in spec {
+        o = o.property(f.name, field_schema(f));
+        if f.required {
+            o = o.required(f.name);
+        }
+    }
+    Schema::Object(o.build())
+}
+
+fn envelope(data: RefOr<Schema>, list: bool) -> Schema {
+    let data: RefOr<Schema> = if list {
+        ArrayBuilder::new().items(data).build().into()
+    } else {
+        data
+    };
+    let mut meta = obj(Type::Object)
+        .property("timestamp", obj(Type::String))
+        .property("version", obj(Type::String));
+    if list {
+        meta = meta
+            .property(
+                "nextCursor",
+                ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::Array(vec![
+                    Type::String,
+                    Type::Null,
+                ])),
+            )
+            .property("limit", obj(Type::Integer))
+            .required("nextCursor")
+            .required("limit");
+    }
+    Schema::Object(
+        obj(Type::Object)
+            .property("success", obj(Type::Boolean))
+            .property("status", obj(Type::Integer))
+            .property("message", obj(Type::String))
+            .property("data", data)
+            .property("meta", meta)
+            .required("success")
+            .required("status")
+            .required("data")
+            .build(),
+    )
+}
+
+fn json_content(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            json_content(Ref::from_schema_name("ErrorEnvelope")),
+        )
+        .build()
+}
+
+fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
+    let mut op = OperationBuilder::new()
+        .summary(Some(route.summary))
+        .tag(route.tag)
+        .operation_id(Some(format!(
+            "{}_{}",
+            prefix.trim_start_matches('/'),
+            route.op
+        )));
+    if route.path.contains("{id}") {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(obj(Type::String))),
+        );
+    }
+    for p in route.query {
+        let schema = match p.ty {
+            Ty::Int if p.name == "limit" => obj(Type::Integer).minimum(Some(1)).maximum(Some(100)),
+            Ty::Int => obj(Type::Integer),
+            Ty::DateTime => {
+                obj(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            }
+            Ty::Enum(values) => obj(Type::String).enum_values(Some(values.iter().copied())),
+            _ => obj(Type::String),
+        };
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(p.name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(p.doc))
+                .schema(Some(schema)),
+        );
+    }
+    if let Some(spec) = route.body {
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/json", json_content(body_schema(spec)))
+                .required(Some(Required::True))
+                .build(),
+        ));
+    }
+    let data: RefOr<Schema> = match route.schema {
+        Some(name) => Ref::from_schema_name(name).into(),
+        None => obj(Type::Object).build().into(),
+    };
+    let (code, description) = match route.reply {
+        Reply::Created => ("201", "Resource created successfully"),
+        _ => ("200", "Success"),
+    };
+    op = op.response(
+        code,
+        ResponseBuilder::new().description(description).content(
+            "application/json",
+            json_content(envelope(data, route.reply == Reply::List)),
+        ),
+    );
+    op = op.response(
+        "400",
+        error_response("Malformed JSON, parameters or content type"),
+    );
+    if route.auth {
+        op = op
+            .response(
+                "401",
+                error_response("MISSING_TOKEN, INVALID_TOKEN, REVOKED_TOKEN or EXPIRED_TOKEN"),
+            )
+            .response(
+                "403",
+                error_response(
+                    "INSUFFICIENT_SCOPE, INSUFFICIENT_PLAN, SESSION_REQUIRED or FORBIDDEN",
+                ),
+            )
+            .security(SecurityRequirement::new("apiKey", Vec::<String>::new()))
+            .security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+    } else {
+        op = op.response(
+            "401",
+            error_response("INVALID_CREDENTIALS, INVALID_TOKEN, REVOKED_TOKEN or EXPIRED_TOKEN"),
+        );
+    }
+    if route.path.contains("{id}") {
+        op = op.response(
+            "404",
+            error_response("NOT_FOUND: no such resource for the caller"),
+        );
+    }
+    if route.method == axum::http::Method::DELETE && route.tag != "api-keys" && route.tag != "leads"
+    {
+        op = op.response("409", error_response("CONFLICT: leads still use it"));
+    }
+    if route.body.is_some() {
+        op = op
+            .response("413", error_response("PAYLOAD_TOO_LARGE"))
+            .response(
+                "422",
+                error_response("VALIDATION_FAILED with every failing field"),
+            );
+    }
+    op.response("429", error_response("RATE_LIMITED"))
+        .response("500", error_response("INTERNAL_ERROR"))
+        .response("503", error_response("SERVICE_UNAVAILABLE"))
+        .build()
+}
+
+fn method(m: &axum::http::Method) -> HttpMethod {
+    match *m {
+        axum::http::Method::POST => HttpMethod::Post,
+        axum::http::Method::PATCH => HttpMethod::Patch,
+        axum::http::Method::DELETE => HttpMethod::Delete,
+        _ => HttpMethod::Get,
+    }
+}
+
+/// The OpenAPI document.
+pub fn document() -> OpenApi {
+    let mut paths = Paths::new();
+    for prefix in ["/v1", "/api"] {
+        for route in ROUTES.iter() {
+            paths.add_path_operation(
+                format!("{prefix}{}", route.path),
+                vec![method(&route.method)],
+                operation(route, prefix),
+            );
+        }
+        let webhook = OperationBuilder::new()
+            .summary(Some(
+                "Create a lead for the token's source (JSON or form); no other credential",
+            ))
+            .tag("webhooks")
+            .operation_id(Some(format!("{}_webhook", prefix.trim_start_matches('/'))))
+            .parameter(
+                ParameterBuilder::new()
+                    .name("token")
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(obj(Type::String))),
+            )
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        "application/json",
+                        json_content(body_schema(fields::WEBHOOK)),
+                    )
+                    .required(Some(Required::True))
+                    .build(),
+            ))
+            .response(
+                "201",
+                ResponseBuilder::new()
+                    .description("Resource created successfully")
+                    .content(
+                        "application/json",
+                        json_content(envelope(Ref::from_schema_name("Lead").into(), false)),
+                    ),
+            )
+            .response("400", error_response("Malformed body"))
+            .response("404", error_response("NOT_FOUND: unknown token"))
+            .response("413", error_response("PAYLOAD_TOO_LARGE"))
+            .response("422", error_response("VALIDATION_FAILED"))
+            .response("429", error_response("RATE_LIMITED"))
+            .response("500", error_response("INTERNAL_ERROR"))
+            .response("503", error_response("SERVICE_UNAVAILABLE"))
+            .build();
+        paths.add_path_operation(
+            format!("{prefix}/webhooks/{{token}}"),
+            vec![HttpMethod::Post],
+            webhook,
+        );
+        let spec = OperationBuilder::new()
+            .summary(Some("This document"))
+            .tag("meta")
+            .operation_id(Some(format!("{}_openapi", prefix.trim_start_matches('/'))))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("The OpenAPI 3.1 document")
+                    .content("application/json", json_content(obj(Type::Object))),
+            )
+            .build();
+        paths.add_path_operation(
+            format!("{prefix}/openapi.json"),
+            vec![HttpMethod::Get],
+            spec,
+        );
+    }
+    let components = ComponentsBuilder::new()
+        .schema_from::<Channel>()
+        .schema_from::<LeadStatus>()
+        .schema_from::<Lead>()
+        .schema_from::<Source>()
+        .schema_from::<Stage>()
+        .schema_from::<Pipeline>()
+        .schema_from::<ApiKey>()
+        .schema_from::<CreatedApiKey>()
+        .schema_from::<SessionUser>()
+        .schema_from::<Session>()
+        .schema_from::<LoggedOut>()
+        .schema_from::<MeUser>()
+        .schema_from::<MeTenant>()
+        .schema_from::<Me>()
+        .schema_from::<Deleted>()
+        .schema_from::<StatusCount>()
+        .schema_from::<ChannelCount>()
+        .schema_from::<SourceName>()
+        .schema_from::<SourceCount>()
+        .schema_from::<StageName>()
+        .schema_from::<StageCount>()
+        .schema_from::<DayCount>()
+        .schema_from::<Stats>()
+        .schema_from::<FieldError>()
+        .schema_from::<ErrorEnvelope>()
+        .security_scheme(
+            "apiKey",
+            SecurityScheme::ApiKey(ApiKeyScheme::Header(ApiKeyValue::new("X-API-Key"))),
+        )
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        )
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("leadgraph REST API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("The REST routes of leadgraph, under /v1 (Leadron style) and /api (500 Leads style). Every response uses the envelope {success, status, message, data, meta}.")),
+        )
+        .paths(paths)
+        .components(Some(components))
+        .build()
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> impl IntoResponse {
+    Json(document())
+}
