@@ -45,6 +45,8 @@ pub struct App {
     pub schema: AppSchema,
     /// A password hash verified when a login names no user, so both cost the same.
     pub dummy_hash: String,
+    /// Rate limiters.
+    pub limits: crate::rate_limit::RateLimits,
     /// The REST routes' GraphQL operations, parsed once.
     pub rest_ops: crate::rest::operations::Operations,
     /// Background work started by requests (duplicate detection), awaited at shutdown.
@@ -95,6 +97,7 @@ impl App {
             ids,
             dummy_hash,
             tasks: tokio_util::task::TaskTracker::new(),
+            limits: crate::rate_limit::RateLimits::new(&config),
             rest_ops: crate::rest::operations::Operations::parse().map_err(AppError::internal)?,
             config,
             db,
@@ -130,6 +133,7 @@ pub fn build_router(state: AppState) -> Router {
         .nest("/v1", crate::rest::router())
         .nest("/api", crate::rest::router())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::middleware))
         .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip::resolve))
         .layer(CatchPanicLayer::custom(|_| AppError::internal("handler panicked").into_response()))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -137,6 +141,13 @@ pub fn build_router(state: AppState) -> Router {
             let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
             tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
         }))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(transport_error))
+                .load_shed()
+                .concurrency_limit(state.config.max_concurrent_requests)
+                .timeout(state.config.request_timeout()),
+        )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }
@@ -159,6 +170,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Timeouts and load shedding become `503 SERVICE_UNAVAILABLE` with the envelope.
+async fn transport_error(err: tower::BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        tracing::warn!("request timed out");
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        tracing::warn!("request shed: too many requests in flight");
+    } else {
+        return AppError::internal(err).into_response();
+    }
+    AppError::Unavailable.into_response()
 }
 
 async fn not_found() -> AppError {

@@ -191,14 +191,14 @@ pub struct Config {
     #[arg(long, env = "LEADGRAPH_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,
 
-    /// Seconds after which a request is abandoned with 503.
+    /// Milliseconds after which a request is abandoned with 503.
     #[arg(
         long,
-        env = "LEADGRAPH_REQUEST_TIMEOUT_SECS",
-        default_value_t = 30,
+        env = "LEADGRAPH_REQUEST_TIMEOUT_MS",
+        default_value_t = 30_000,
         global = true
     )]
-    pub request_timeout_secs: u64,
+    pub request_timeout_ms: u64,
 
     /// Requests served at once; further requests are refused with 503 at once.
     #[arg(
@@ -268,6 +268,10 @@ pub struct Config {
     )]
     pub rate_limit_per_ip: u32,
 
+    /// Apply the per-tenant limits of SPEC.md section 8 (`--tenant-rate-limits=false` turns them off).
+    #[arg(long, env = "LEADGRAPH_TENANT_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub tenant_rate_limits: bool,
+
     /// Requests per minute for enterprise tenants.
     #[arg(
         long,
@@ -315,7 +319,7 @@ impl Config {
 
     /// Request timeout as a duration.
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_secs)
+        Duration::from_millis(self.request_timeout_ms)
     }
 
     /// Defaults as the `serve` command would have them with no flags and no environment,

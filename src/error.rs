@@ -26,7 +26,7 @@ impl FieldError {
 }
 
 /// Every way a request can fail.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AppError {
     /// `401 MISSING_TOKEN`: no credential was sent.
     MissingToken,
@@ -65,6 +65,8 @@ pub enum AppError {
         /// The limit's value.
         max: usize,
     },
+    /// `400 INTROSPECTION_DISABLED`: `__schema`/`__type` on a server that hides its schema.
+    IntrospectionDisabled,
     /// `405 METHOD_NOT_ALLOWED`.
     MethodNotAllowed,
     /// `413 PAYLOAD_TOO_LARGE`.
@@ -120,6 +122,7 @@ impl AppError {
             BadRequest(m) => m.to_string(),
             BadQuery(_) => "Invalid query parameters".to_owned(),
             MethodNotAllowed => "Method not allowed on this route".to_owned(),
+            IntrospectionDisabled => "GraphQL introspection is disabled on this server".to_owned(),
             QueryTooComplex { limit, value, max } => {
                 format!("The document's {limit} is {value}, over the limit of {max}")
             }
@@ -147,7 +150,7 @@ impl AppError {
             Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             BadRequest(_) | BadQuery(_) => StatusCode::BAD_REQUEST,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            QueryTooComplex { .. } => StatusCode::BAD_REQUEST,
+            QueryTooComplex { .. } | IntrospectionDisabled => StatusCode::BAD_REQUEST,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -174,6 +177,7 @@ impl AppError {
             BadRequest(_) | BadQuery(_) => "BAD_REQUEST",
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             QueryTooComplex { .. } => "QUERY_TOO_COMPLEX",
+            IntrospectionDisabled => "INTROSPECTION_DISABLED",
             PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             RateLimited { .. } => "RATE_LIMITED",
             Unavailable => "SERVICE_UNAVAILABLE",
@@ -196,7 +200,9 @@ impl AppError {
             "CONFLICT" => StatusCode::CONFLICT,
             "VALIDATION_FAILED" => StatusCode::UNPROCESSABLE_ENTITY,
             "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
-            "QUERY_TOO_COMPLEX" | "BAD_REQUEST" => StatusCode::BAD_REQUEST,
+            "QUERY_TOO_COMPLEX" | "BAD_REQUEST" | "INTROSPECTION_DISABLED" => {
+                StatusCode::BAD_REQUEST
+            }
             "SERVICE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
             "INTERNAL_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => return None,

@@ -18,6 +18,8 @@ pub mod error;
 pub mod graphql;
 /// Opaque IDs.
 pub mod ids;
+/// Rate limits.
+pub mod rate_limit;
 /// The REST compatibility layer.
 pub mod rest;
 /// Process start-up: logging, serving, shutdown.

@@ -21,12 +21,12 @@ use serde_json::{Map, Value, json};
 
 use self::fields::{Field, Ty};
 use crate::app::{AppState, RequestId};
-use crate::auth::extract::authenticate;
 use crate::auth::principal::Principal;
 use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::error::AppError;
 use crate::graphql::loaders::Loaders;
+use crate::rate_limit::Authenticated;
 use crate::service::validate::Errors;
 
 /// How a route answers on success.
@@ -249,10 +249,11 @@ pub fn router() -> Router<AppState> {
                       path: Path<HashMap<String, String>>,
                       ip: ClientIp,
                       id: RequestId,
+                      auth: Authenticated,
                       query: RawQuery,
                       headers: HeaderMap,
                       body: Body| async move {
-                    match handle(route, state, path, ip, id, query, headers, body).await {
+                    match handle(route, state, path, ip, id, auth, query, headers, body).await {
                         Ok(resp) => resp,
                         Err(e) => e.into_response(),
                     }
@@ -372,6 +373,7 @@ async fn handle(
     Path(path): Path<HashMap<String, String>>,
     ClientIp(ip): ClientIp,
     RequestId(request_id): RequestId,
+    Authenticated(auth): Authenticated,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -397,11 +399,7 @@ async fn handle(
         vars.insert("filter".into(), Value::Object(params.clone()));
     }
     let principal = if route.auth {
-        Some(
-            authenticate(&state, &headers)
-                .await?
-                .ok_or(AppError::MissingToken)?,
-        )
+        Some(auth?.ok_or(AppError::MissingToken)?)
     } else {
         None
     };

@@ -139,6 +139,7 @@ fn print_welcome(b: &tenant::Bootstrapped, bind: SocketAddr) {
     );
 }
 
+/// Periodic housekeeping: writes key usage, trims rate-limit state.
 async fn flush_usage(state: AppState) {
     let mut every =
         tokio::time::interval(Duration::from_secs(state.config.usage_flush_secs.max(1)));
@@ -148,6 +149,8 @@ async fn flush_usage(state: AppState) {
         if let Err(e) = state.usage.flush(&state.db).await {
             tracing::warn!(error = %e, "could not write key usage; will retry");
         }
+        // Forget rate-limit state of callers whose budget is full again: memory stays flat.
+        state.limits.retain_recent();
     }
 }
 

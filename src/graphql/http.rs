@@ -6,13 +6,13 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::app::{AppState, RequestId};
-use crate::auth::extract::authenticate;
 use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
+use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
 use std::sync::Arc;
 
 use crate::error::AppError;
@@ -74,6 +74,11 @@ fn app_error_response(err: &AppError, media: Media) -> Response {
     resp
 }
 
+/// A GraphQL error body (`application/json`) carrying `err`'s code and status.
+pub fn error_response(err: &AppError) -> Response {
+    app_error_response(err, Media::Json)
+}
+
 fn strip_pos(mut e: ServerError) -> ServerError {
     e.locations.clear();
     e
@@ -100,6 +105,8 @@ pub async fn get(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     RequestId(request_id): RequestId,
+    auth: Authenticated,
+    budget: ReportedBudget,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -124,16 +131,14 @@ pub async fn get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    execute(
-        &state,
-        &headers,
+    let call = Call {
+        state,
+        auth,
+        budget: budget.0,
         ip,
         request_id,
-        BatchRequest::Single(request),
-        media,
-        Method::GET,
-    )
-    .await
+    };
+    execute(call, BatchRequest::Single(request), media).await
 }
 
 /// Whether the operation a request would run is a mutation (unparsable documents are left
@@ -159,6 +164,8 @@ pub async fn post(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     RequestId(request_id): RequestId,
+    auth: Authenticated,
+    budget: ReportedBudget,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -195,19 +202,34 @@ pub async fn post(
             return bad_request(media, format!("A batch must hold 1 to {max} operations"));
         }
     }
-    execute(&state, &headers, ip, request_id, batch, media, Method::POST).await
+    let call = Call {
+        state,
+        auth,
+        budget: budget.0,
+        ip,
+        request_id,
+    };
+    execute(call, batch, media).await
 }
 
-async fn execute(
-    state: &AppState,
-    headers: &HeaderMap,
+/// What the handlers hand to [`execute`].
+struct Call {
+    state: AppState,
+    auth: Authenticated,
+    budget: Option<Budget>,
     ip: Option<std::net::IpAddr>,
     request_id: String,
-    batch: BatchRequest,
-    media: Media,
-    _method: Method,
-) -> Response {
-    let principal = match authenticate(state, headers).await {
+}
+
+async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
+    let Call {
+        state,
+        auth,
+        budget,
+        ip,
+        request_id,
+    } = call;
+    let principal = match auth.0 {
         Ok(p) => p,
         Err(e) => return app_error_response(&e, media),
     };
@@ -216,17 +238,25 @@ async fn execute(
         max_complexity: state.config.graphql_max_complexity,
         max_aliases: state.config.graphql_max_aliases,
         max_root_fields: state.config.graphql_max_root_fields,
+        introspection: state.config.graphql_introspection,
     };
+    let mut costs = Vec::new();
     let batch = match batch {
         BatchRequest::Single(r) => match check_limits(r, &limits) {
-            Ok(r) => BatchRequest::Single(r),
+            Ok((r, cost)) => {
+                costs.push(cost);
+                BatchRequest::Single(r)
+            }
             Err(e) => return app_error_response(&e, media),
         },
         BatchRequest::Batch(list) => {
             let mut checked = Vec::with_capacity(list.len());
             for r in list {
                 match check_limits(r, &limits) {
-                    Ok(r) => checked.push(r),
+                    Ok((r, cost)) => {
+                        costs.push(cost);
+                        checked.push(r);
+                    }
                     Err(e) => return app_error_response(&e, media),
                 }
             }
@@ -246,6 +276,49 @@ async fn execute(
         batch = batch.data(loaders);
     }
     let response = state.schema.execute_batch(batch).await;
+    // Cost feedback, as large GraphQL APIs give it: the document's cost and the budget left.
+    let feedback = |r: async_graphql::Response, cost: usize| {
+        let mut ext = async_graphql::indexmap::IndexMap::new();
+        ext.insert(
+            async_graphql::Name::new("requested"),
+            async_graphql::Value::from(cost as u64),
+        );
+        ext.insert(
+            async_graphql::Name::new("maximum"),
+            async_graphql::Value::from(limits.max_complexity as u64),
+        );
+        let r = r.extension("cost", async_graphql::Value::Object(ext));
+        match budget {
+            Some(b) => {
+                let mut rl = async_graphql::indexmap::IndexMap::new();
+                rl.insert(
+                    async_graphql::Name::new("limit"),
+                    async_graphql::Value::from(b.limit),
+                );
+                rl.insert(
+                    async_graphql::Name::new("remaining"),
+                    async_graphql::Value::from(b.remaining),
+                );
+                rl.insert(
+                    async_graphql::Name::new("resetSeconds"),
+                    async_graphql::Value::from(b.reset),
+                );
+                r.extension("rateLimit", async_graphql::Value::Object(rl))
+            }
+            None => r,
+        }
+    };
+    let response = match response {
+        BatchResponse::Single(r) => {
+            BatchResponse::Single(feedback(r, costs.first().copied().unwrap_or(0)))
+        }
+        BatchResponse::Batch(list) => BatchResponse::Batch(
+            list.into_iter()
+                .zip(costs.iter().copied().chain(std::iter::repeat(0)))
+                .map(|(r, c)| feedback(r, c))
+                .collect(),
+        ),
+    };
     let status = match &response {
         BatchResponse::Single(r) => status_of(r, media),
         BatchResponse::Batch(_) => StatusCode::OK,
@@ -258,14 +331,14 @@ async fn execute(
 fn check_limits(
     mut request: async_graphql::Request,
     limits: &Limits,
-) -> Result<async_graphql::Request, AppError> {
+) -> Result<(async_graphql::Request, usize), AppError> {
     let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
-        return Ok(request);
+        return Ok((request, 0));
     };
     let analysis = analyze(&doc, request.operation_name.as_deref(), &request.variables);
     limits.check(&analysis)?;
     request.set_parsed_query(doc);
-    Ok(request)
+    Ok((request, analysis.complexity))
 }
 
 /// `200` unless the response has no data: then the first error's code decides, and a request

@@ -27,6 +27,8 @@ pub struct Limits {
     pub max_aliases: usize,
     /// Most root fields in the operation.
     pub max_root_fields: usize,
+    /// Whether `__schema` and `__type` are served.
+    pub introspection: bool,
 }
 
 /// What a document would cost.
@@ -40,6 +42,8 @@ pub struct Analysis {
     pub aliases: usize,
     /// Root fields.
     pub root_fields: usize,
+    /// Whether it asks for `__schema` or `__type`.
+    pub introspection: bool,
 }
 
 /// Page sizes of lists that take no `first`/`last`.
@@ -57,6 +61,7 @@ struct Walker<'a> {
     doc: &'a ExecutableDocument,
     vars: &'a Variables,
     aliases: usize,
+    introspection: bool,
     visiting: HashSet<Name>,
 }
 
@@ -92,6 +97,9 @@ impl Walker<'_> {
                         self.aliases += 1;
                     }
                     if f.name.node.starts_with("__") {
+                        if f.name.node != "__typename" {
+                            self.introspection = true;
+                        }
                         (0, 0)
                     } else if f.selection_set.node.items.is_empty() {
                         (1, 0)
@@ -147,6 +155,7 @@ pub fn analyze(
         doc,
         vars,
         aliases: 0,
+        introspection: false,
         visiting: HashSet::new(),
     };
     let (depth, complexity) = w.walk(&op.node.selection_set.node);
@@ -155,6 +164,7 @@ pub fn analyze(
         doc,
         vars,
         aliases: 0,
+        introspection: false,
         visiting: HashSet::new(),
     };
     for (_, def) in doc.operations.iter() {
@@ -168,12 +178,16 @@ pub fn analyze(
         complexity,
         aliases: all.aliases.max(w.aliases),
         root_fields: root_fields(&op.node),
+        introspection: w.introspection,
     }
 }
 
 impl Limits {
     /// Refuses a document over any limit with `400 QUERY_TOO_COMPLEX`.
     pub fn check(&self, a: &Analysis) -> Result<(), AppError> {
+        if a.introspection && !self.introspection {
+            return Err(AppError::IntrospectionDisabled);
+        }
         let over = |what: &'static str, value: usize, max: usize| {
             (value > max).then_some(AppError::QueryTooComplex {
                 limit: what,
@@ -209,7 +223,8 @@ mod tests {
                 depth: 2,
                 complexity: 1,
                 aliases: 0,
-                root_fields: 1
+                root_fields: 1,
+                introspection: false,
             }
         );
         let a = analyze_str("{ leads(first: 50) { edges { node { id source { name } } } } }");
@@ -237,7 +252,10 @@ mod tests {
         let deep = analyze_str(
             "{ __schema { types { fields { type { ofType { ofType { ofType { name } } } } } } } }",
         );
-        assert_eq!((deep.depth, deep.complexity), (0, 0));
+        assert_eq!(
+            (deep.depth, deep.complexity, deep.introspection),
+            (0, 0, true)
+        );
         // Recursive fragments do not loop.
         let cyc = analyze_str("{ me { ...A } } fragment A on Viewer { user { ...A } }");
         assert!(cyc.depth >= 2);
@@ -250,6 +268,7 @@ mod tests {
             max_complexity: 100,
             max_aliases: 1,
             max_root_fields: 2,
+            introspection: true,
         };
         let a = analyze_str("{ me { user { tenant { id } } } }");
         assert!(matches!(

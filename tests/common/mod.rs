@@ -195,6 +195,9 @@ impl TestApp {
         config.database_url = Some(url);
         config.db_pool_size = Some(5);
         config.log = "warn".into();
+        // Rate limits are tested on purpose (tests/limits.rs); elsewhere they would get in the way.
+        config.rate_limit_per_ip = 0;
+        config.tenant_rate_limits = false;
         f(&mut config);
         let mut db = leadgraph::db::connect(&config)
             .await

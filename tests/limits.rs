@@ -1,0 +1,335 @@
+//! Rate limits, GraphQL document limits, cost feedback and transport limits.
+
+#[macro_use]
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use common::{Auth, Resp, TestApp};
+use entity::enums::Plan;
+use serde_json::json;
+
+fn budget(r: &Resp) -> (Option<&str>, Option<&str>, Option<&str>) {
+    (
+        r.header("x-ratelimit-limit"),
+        r.header("x-ratelimit-remaining"),
+        r.header("x-ratelimit-reset"),
+    )
+}
+
+async fn limited(app: TestApp, per_ip: u32) -> TestApp {
+    let app = app
+        .sibling(|c| {
+            c.rate_limit_per_ip = per_ip;
+            c.tenant_rate_limits = true;
+        })
+        .await;
+    app.state.limits.clock.freeze();
+    app
+}
+
+async fn rest_get(app: &TestApp, key: &str) -> Resp {
+    app.request(
+        Method::GET,
+        "/v1/leads",
+        &[("x-api-key", key)],
+        Body::empty(),
+    )
+    .await
+}
+
+db_tests!(
+    plan_budget_headers_over_a_sequence,
+    keys_of_a_tenant_share_one_budget,
+    failed_logins_are_throttled_per_ip,
+    documents_over_a_limit_are_refused,
+    introspection_can_be_turned_off,
+    cost_feedback_in_extensions,
+    timeouts_and_saturation_are_503,
+);
+
+async fn plan_budget_headers_over_a_sequence(app: TestApp) {
+    let app = limited(app, 0).await;
+    let t = app.tenant("Tiny", Plan::Free).await;
+    // free: 60/minute, burst 10: one request comes back per second.
+    for i in 1..=10u32 {
+        let r = rest_get(&app, &t.key).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}");
+        let (remaining, reset) = ((10 - i).to_string(), i.to_string());
+        assert_eq!(
+            budget(&r),
+            (Some("60"), Some(remaining.as_str()), Some(reset.as_str())),
+            "request {i}"
+        );
+    }
+    let r = rest_get(&app, &t.key).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(budget(&r), (Some("60"), Some("0"), Some("10")));
+    assert_eq!(r.body["error"], "RATE_LIMITED");
+    assert_eq!(r.body["success"], false);
+    // GraphQL gets a GraphQL error body with the same code and headers.
+    let g = app.gql(Auth::Key(&t.key), "{ me { id } }", json!({})).await;
+    assert_eq!(g.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(g.code(), Some("RATE_LIMITED"));
+    assert_eq!(g.header("retry-after"), Some("1"));
+    // A second later one request is allowed again.
+    app.state
+        .limits
+        .clock
+        .advance(std::time::Duration::from_secs(1));
+    let r = rest_get(&app, &t.key).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(budget(&r), (Some("60"), Some("0"), Some("10")));
+    // Other plans have their own numbers.
+    let pro = app.tenant("Big", Plan::Pro).await;
+    let r = rest_get(&app, &pro.key).await;
+    assert_eq!(budget(&r), (Some("1000"), Some("99"), Some("1")));
+}
+
+async fn keys_of_a_tenant_share_one_budget(app: TestApp) {
+    let app = limited(app, 0).await;
+    let t = app.tenant("Tiny", Plan::Free).await;
+    let (_, second) = app.key(&t.owner.token, "READ", "LIVE").await;
+    // The session's createApiKey above used one request of the tenant's budget.
+    for _ in 0..4 {
+        rest_get(&app, &t.key).await;
+    }
+    let r = rest_get(&app, &second).await;
+    assert_eq!(
+        r.header("x-ratelimit-remaining"),
+        Some("4"),
+        "10 - 1 - 4 - 1"
+    );
+    // Sandbox is a separate budget; another tenant too.
+    let (_, sandbox) = app.key(&t.owner.token, "READ", "SANDBOX").await;
+    let r = rest_get(&app, &sandbox).await;
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("9"));
+    let other = app.tenant("Other", Plan::Free).await;
+    let r = rest_get(&app, &other.key).await;
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("9"));
+}
+
+async fn failed_logins_are_throttled_per_ip(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let app2 = limited(app, 5).await;
+    let t2 = app2.tenant("Acme", Plan::Pro).await;
+    let _ = t;
+    let login = |password: &'static str, ip: &'static str| {
+        let app = &app2;
+        let email = t2.owner.email.clone();
+        async move {
+            let body = json!({"email": email, "password": password}).to_string();
+            app.request_from(
+                ip.parse().expect("addr"),
+                Method::POST,
+                "/v1/auth/login",
+                &[("content-type", "application/json")],
+                Body::from(body),
+            )
+            .await
+        }
+    };
+    for i in 1..=5 {
+        let r = login("wrong-guess", "203.0.113.7:5000").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "guess {i}");
+        assert_eq!(
+            r.header("x-ratelimit-remaining"),
+            Some((5 - i).to_string().as_str())
+        );
+    }
+    // The sixth attempt is refused before the password is even checked, right or wrong.
+    let r = login("owner-password", "203.0.113.7:5000").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.body["error"], "RATE_LIMITED");
+    assert_eq!(
+        r.header("retry-after"),
+        Some("12"),
+        "100/min… here 5/min: one every 12 s"
+    );
+    // Another address is not affected.
+    let r = login("owner-password", "198.51.100.1:5000").await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Invalid keys count against the address too.
+    for _ in 0..4 {
+        app2.request_from(
+            "192.0.2.9:1".parse().expect("addr"),
+            Method::GET,
+            "/v1/leads",
+            &[("x-api-key", "lg_live_sk_bad")],
+            Body::empty(),
+        )
+        .await;
+    }
+    let r = app2
+        .request_from(
+            "192.0.2.9:1".parse().expect("addr"),
+            Method::GET,
+            "/v1/leads",
+            &[("x-api-key", "lg_live_sk_bad")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = app2
+        .request_from(
+            "192.0.2.9:1".parse().expect("addr"),
+            Method::GET,
+            "/v1/leads",
+            &[("x-api-key", &t2.key)],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+async fn documents_over_a_limit_are_refused(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let k = Auth::Key(&t.key);
+    let deep = "{ lead(id: \"x\") { duplicateOf { duplicateOf { duplicateOf { duplicateOf { duplicateOf { duplicateOf { duplicateOf { duplicateOf { duplicateOf { duplicateOf { id } } } } } } } } } } } }";
+    let complex = "{ leads(first: 100) { edges { node { source { name } pipeline { stages { name } } stage { name } assignedTo { name } } } } }";
+    let aliases = format!(
+        "{{ {} }}",
+        (0..31)
+            .map(|i| format!("a{i}: me {{ id }}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let roots = format!(
+        "{{ {} }}",
+        (0..21)
+            .map(|i| format!("r{i}: __typename"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for (q, limit) in [
+        (deep, "depth"),
+        (complex, "complexity"),
+        (aliases.as_str(), "aliases"),
+        (roots.as_str(), "rootFields"),
+    ] {
+        let r = app.gql(k, q, json!({})).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{limit}");
+        assert_eq!(r.code(), Some("QUERY_TOO_COMPLEX"));
+        assert_eq!(r.body["errors"][0]["extensions"]["limit"], limit);
+    }
+    // Under the limits, the same shapes run.
+    let r = app.gql(k, "{ leads(first: 50) { edges { node { source { name } pipeline { name } stage { name } assignedTo { name } tags } } } }", json!({})).await;
+    r.data();
+    // Batches are capped.
+    let batch = format!("[{}]", [r#"{"query":"{ __typename }"}"#; 11].join(","));
+    let r = app
+        .request(
+            Method::POST,
+            "/graphql",
+            &[("content-type", "application/json")],
+            Body::from(batch),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+async fn introspection_can_be_turned_off(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "{ __schema { queryType { name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.data()["__schema"]["queryType"]["name"], "Query");
+    let app = app.sibling(|c| c.graphql_introspection = false).await;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "{ __schema { queryType { name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), Some("INTROSPECTION_DISABLED"));
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "{ __type(name: \"Lead\") { name } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.code(), Some("INTROSPECTION_DISABLED"));
+    let r = app
+        .gql(Auth::Key(&t.key), "{ __typename }", json!({}))
+        .await;
+    assert_eq!(
+        r.data()["__typename"],
+        "Query",
+        "__typename is not introspection"
+    );
+    let r = app
+        .gql(Auth::Key(&t.key), "{ leadz { totalCount } }", json!({}))
+        .await;
+    let message = r.body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        !message.contains("Did you mean"),
+        "no field suggestions: {message}"
+    );
+}
+
+async fn cost_feedback_in_extensions(app: TestApp) {
+    let app = limited(app, 0).await;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "{ leads(first: 10) { edges { node { id source { name } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        r.body["extensions"]["cost"],
+        json!({"requested": 10 * (1 + (1 + (1 + 1))), "maximum": 1000})
+    );
+    assert_eq!(
+        r.body["extensions"]["rateLimit"],
+        json!({"limit": 1000, "remaining": 99, "resetSeconds": 1})
+    );
+}
+
+async fn timeouts_and_saturation_are_503(app: TestApp) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let slow = app.sibling(|c| c.request_timeout_ms = 300).await;
+    let t = slow.tenant("Acme", Plan::Pro).await;
+    // Hold the leads table so a create has to wait for longer than the request timeout.
+    let lock = slow.db().begin().await.expect("begin");
+    if slow.is_postgres() {
+        lock.execute_unprepared("LOCK TABLE leads IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("lock");
+    } else {
+        lock.execute_unprepared("DELETE FROM leads WHERE id < 0")
+            .await
+            .expect("take the write lock");
+    }
+    let started = std::time::Instant::now();
+    let r = slow
+        .gql(Auth::Key(&t.key), "mutation { createLead(input: {email: \"a@b.co\", firstName: \"A\", lastName: \"B\"}) { id } }", json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body["error"], "SERVICE_UNAVAILABLE");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered at the timeout, not after the lock"
+    );
+    lock.rollback().await.expect("rollback");
+    let busy = app.sibling(|c| c.max_concurrent_requests = 0).await;
+    let r = busy
+        .request(Method::GET, "/healthz", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body["error"], "SERVICE_UNAVAILABLE");
+    let r = app
+        .request(Method::GET, "/healthz", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
