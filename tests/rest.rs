@@ -937,3 +937,94 @@ fn openapi_snapshot_is_current() {
         "docs/openapi.json is stale: run `cargo run -q -- openapi > docs/openapi.json`"
     );
 }
+
+/// Runs the ```sh blocks of docs/rest.md, in order, with curl against a live server.
+#[test]
+fn rest_walkthrough_runs_against_a_live_server() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!(
+        "leadgraph-walkthrough-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_leadgraph"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env(
+            "LEADGRAPH_DATABASE_URL",
+            format!("sqlite://{}", dir.join("walk.db").display()),
+        )
+        .env("LEADGRAPH_ADMIN_EMAIL", "walker@example.com")
+        .env("LEADGRAPH_ADMIN_PASSWORD", "walkthrough-password")
+        .env("LEADGRAPH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the server");
+    let stdout = server.stdout.take().expect("stdout");
+    let mut key = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if let Some(k) = line.trim().strip_prefix("API key:") {
+            key = k.trim().to_owned();
+            break;
+        }
+    }
+    assert!(
+        key.starts_with("lg_live_sk_"),
+        "the first start prints a key"
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rest.md"))
+        .expect("docs/rest.md");
+    let blocks: Vec<&str> = doc
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap_or(""))
+        .collect();
+    assert!(blocks.len() >= 8);
+    let script = format!("set -euo pipefail\n{}", blocks.join("\n"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("BASE", &base)
+        .env("KEY", &key)
+        .env("EMAIL", "walker@example.com")
+        .env("PASSWORD", "walkthrough-password")
+        .output()
+        .expect("run bash");
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "walkthrough failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "jane.doe@example.com",
+        "qualified",
+        "['b2b', 'hot']",
+        "Won",
+        "owner",
+        "Please call me",
+        "True",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
+    }
+}
