@@ -493,12 +493,13 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
         op = op.response("409", error_response("CONFLICT: leads still use it"));
     }
     if route.body.is_some() {
-        op = op
-            .response("413", error_response("PAYLOAD_TOO_LARGE"))
-            .response(
-                "422",
-                error_response("VALIDATION_FAILED with every failing field"),
-            );
+        op = op.response("413", error_response("PAYLOAD_TOO_LARGE"));
+    }
+    if route.body.is_some() || !route.query.is_empty() {
+        op = op.response(
+            "422",
+            error_response("VALIDATION_FAILED with every failing field"),
+        );
     }
     op.response("429", error_response("RATE_LIMITED"))
         .response("500", error_response("INTERNAL_ERROR"))
