@@ -33,6 +33,8 @@ pub enum Command {
     Bootstrap(BootstrapArgs),
     /// Change a tenant's plan (there is no API for it).
     SetPlan(SetPlanArgs),
+    /// Fill a new demo tenant with users, sources, pipelines and leads.
+    SeedDemo(SeedArgs),
 }
 
 /// Arguments of `leadgraph bootstrap`.
@@ -51,6 +53,23 @@ pub struct BootstrapArgs {
     #[arg(long, value_parser = parse_plan, default_value = "pro")]
     pub plan: Plan,
     /// Print `{"tenantId","userId","email","password","apiKey"}` as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `leadgraph seed-demo`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Leads to create.
+    #[arg(long, default_value_t = 10_000)]
+    pub leads: usize,
+    /// The demo tenant's name.
+    #[arg(long, default_value = "Demo")]
+    pub tenant: String,
+    /// The tenant's plan.
+    #[arg(long, value_parser = parse_plan, default_value = "enterprise")]
+    pub plan: Plan,
+    /// Print `{"tenantId","email","password","apiKey","leads"}` as one JSON line.
     #[arg(long)]
     pub json: bool,
 }

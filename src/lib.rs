@@ -22,6 +22,8 @@ pub mod ids;
 pub mod rate_limit;
 /// The REST compatibility layer.
 pub mod rest;
+/// The demo data generator.
+pub mod seed;
 /// Process start-up: logging, serving, shutdown.
 pub mod server;
 /// Services: the only code that queries the database.

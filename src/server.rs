@@ -62,6 +62,21 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
+        Command::SeedDemo(args) => {
+            let state = open(config).await?;
+            let started = std::time::Instant::now();
+            let s = crate::seed::seed(&state, &args.tenant, args.plan, args.leads, true)
+                .await
+                .map_err(describe)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                println!("Seeded {} leads in {:.1?}", s.leads, started.elapsed());
+                println!("  owner: {} / {}", s.email, s.password);
+                println!("  API key: {}", s.api_key);
+            }
+            Ok(())
+        }
         Command::SetPlan(args) => {
             let state = open(config).await?;
             let t = tenant::set_plan(&state.db, &args.tenant, args.plan)

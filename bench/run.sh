@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# leadgraph benchmark: release server on a fresh, seeded database, driven by oha over loopback
+# for a bounded time per scenario, on SQLite and on PostgreSQL. Writes a Markdown table to
+# bench/results/ and prints it.
+#
+#   bash bench/run.sh                 # defaults below
+#   BENCH_SECONDS=20 BENCH_CONCURRENCY=32 BENCH_LEADS=100000 bash bench/run.sh
+#   BENCH_DATABASES=sqlite bash bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS="${BENCH_SECONDS:-10}"
+CONC="${BENCH_CONCURRENCY:-16}"
+LEADS="${BENCH_LEADS:-10000}"
+DATABASES="${BENCH_DATABASES:-sqlite postgres}"
+PG_ADMIN="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+tools="$PWD/target/bench-tools"
+if ! [ -x "$tools/bin/oha" ]; then
+  echo "installing oha (HTTP load generator) into $tools" >&2
+  cargo install oha --locked --quiet --root "$tools"
+fi
+OHA="$tools/bin/oha"
+echo "building the release binaries" >&2
+cargo build --release --quiet --bin leadgraph --example sql_baseline
+BIN="$PWD/target/release/leadgraph"
+BASELINE="$PWD/target/release/examples/sql_baseline"
+
+work=$(mktemp -d)
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+json_get() { python3 -c 'import json,sys
+v=json.load(sys.stdin)
+for k in sys.argv[1].split("."): v=v[k]
+print(v)' "$1"; }
+
+# oha prints JSON with --output-format json; pull requests/s and latency percentiles (ms).
+summarize() { python3 -c 'import json,sys
+d=json.load(sys.stdin)
+s=d["summary"]; p=d["latencyPercentiles"]
+codes=d.get("statusCodeDistribution",{})
+bad=sum(v for k,v in codes.items() if not k.startswith("2"))
+print("%.0f %.2f %.2f %d" % (s["requestsPerSec"], p["p50"]*1000, p["p99"]*1000, bad))'; }
+
+start_server() { # URL PORT EXTRA...
+  local url=$1 p=$2; shift 2
+  "$BIN" serve --database-url "$url" --bind "127.0.0.1:$p" --no-bootstrap --log warn \
+    --rate-limit-per-ip 0 --max-concurrent-requests 100000 "$@" > "$work/server.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$p/healthz" >/dev/null && return; sleep 0.05; done
+  echo "server did not start" >&2; cat "$work/server.log" >&2; exit 1
+}
+stop_server() { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; server=""; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+Q_A='{ leads(first: 50) { edges { node { id email firstName lastName status score tags source { name } pipeline { name } stage { name } assignedTo { name email } } } } }'
+body() { python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$1"; }
+
+run() { # NAME ARGS... -> "rps p50 p99 non2xx"
+  "$OHA" --no-tui --output-format json -z "${SECS}s" -c "$CONC" "$@" | summarize
+}
+
+rows=()
+ratios=()
+for db in $DATABASES; do
+  case $db in
+    sqlite) url="sqlite://$work/bench.db" ;;
+    postgres)
+      name="leadgraph_bench_$$"
+      psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $name" >/dev/null
+      psql "$PG_ADMIN" -qc "CREATE DATABASE $name" >/dev/null
+      url="${PG_ADMIN%/*}/$name" ;;
+    *) echo "unknown database $db" >&2; exit 1 ;;
+  esac
+  echo "[$db] seeding $LEADS leads" >&2
+  seeded=$("$BIN" seed-demo --database-url "$url" --leads "$LEADS" --json --log warn 2>/dev/null)
+  KEY=$(echo "$seeded" | json_get apiKey)
+  p=$(port); base="http://127.0.0.1:$p"
+  start_server "$url" "$p" --tenant-rate-limits=false
+  rss_start=$(rss_kb "$server")
+  echo "[$db] a: GraphQL leads(first: 50), nested" >&2
+  read -r a_rps a_p50 a_p99 a_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body "$Q_A")" "$base/graphql")
+  echo "[$db] b: GET /v1/leads?limit=50" >&2
+  read -r b_rps b_p50 b_p99 b_bad < <(run -H "X-API-Key: $KEY" "$base/v1/leads?limit=50")
+  echo "[$db] c: createLead" >&2
+  read -r c_rps c_p50 c_p99 c_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
+    -d "$(body 'mutation { createLead(input: {email: "bench@example.com", firstName: "Bench", lastName: "Mark", source: API}) { id } }')" "$base/graphql")
+  echo "[$db] d: { me { id } } with a key vs { __typename } without" >&2
+  read -r d1_rps d1_p50 d1_p99 d1_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql")
+  read -r d0_rps d0_p50 d0_p99 d0_bad < <(run -m POST -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
+  rss_end=$(rss_kb "$server"); hwm=$(hwm_kb "$server")
+  stop_server
+  echo "[$db] rate limiter on: { me { id } }" >&2
+  start_server "$url" "$p" --tenant-rate-limits=true --enterprise-rate-limit 1000000000 --enterprise-burst 1000000000
+  read -r l_rps l_p50 l_p99 l_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql")
+  stop_server
+  echo "[$db] baseline: the SQL of (a) replayed directly" >&2
+  base_rate=$("$BASELINE" --database-url "$url" --key "$KEY" --seconds "$SECS" --concurrency "$CONC" | json_get iterationsPerSec)
+  base_stmts=$("$BASELINE" --database-url "$url" --key "$KEY" --seconds 1 --concurrency 1 | json_get statements)
+  ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1])/float(sys.argv[2])))" "$1" "$2"; }
+  rows+=("| $db | a. GraphQL \`leads(first: 50)\` nested | $a_rps | $a_p50 | $a_p99 | $a_bad |")
+  rows+=("| $db | b. \`GET /v1/leads?limit=50\` | $b_rps | $b_p50 | $b_p99 | $b_bad |")
+  rows+=("| $db | c. \`createLead\` (+ audit entry) | $c_rps | $c_p50 | $c_p99 | $c_bad |")
+  rows+=("| $db | d1. \`{ me { id } }\`, API key | $d1_rps | $d1_p50 | $d1_p99 | $d1_bad |")
+  rows+=("| $db | d0. \`{ __typename }\`, no credential | $d0_rps | $d0_p50 | $d0_p99 | $d0_bad |")
+  rows+=("| $db | d1 with the tenant rate limiter on | $l_rps | $l_p50 | $l_p99 | $l_bad |")
+  ratios+=("| $db | $(ratio "$d1_rps" "$d0_rps") | $(ratio "$l_rps" "$d1_rps") | $(printf '%.0f' "$base_rate") ($base_stmts statements) | $(ratio "$a_rps" "$base_rate") | $((rss_start/1024)) → $((rss_end/1024)) MiB, peak $((hwm/1024)) MiB |")
+  if [ "$db" = postgres ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null; fi
+done
+
+out="bench/results/$(date -u +%Y-%m-%dT%H%M)-$(hostname).md"
+{
+  echo "# leadgraph benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr). $LEADS seeded leads; oha, $CONC connections, ${SECS} s per scenario, over loopback; release build."
+  echo
+  echo "| database | scenario | requests/s | p50 ms | p99 ms | non-2xx |"
+  echo "|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "| database | auth ratio d1/d0 | limiter ratio | baseline: SQL of (a) per s | (a) as a fraction of baseline | RSS start → end, peak |"
+  echo "|---|---|---|---|---|---|"
+  printf '%s\n' "${ratios[@]}"
+} > "$out"
+cat "$out"
+echo "written to $out" >&2
