@@ -164,6 +164,15 @@ pub async fn list(
     use crate::service::page::{self, Page};
     let p = rc.principal()?;
     p.check_admin()?;
+    let nul = |s: &Option<String>| s.as_deref().is_some_and(|s| s.contains('\0'));
+    if nul(&filter.action) || nul(&filter.resource_type) {
+        // Nothing stored contains NUL; PostgreSQL would refuse the parameter.
+        return Ok(Page {
+            items: Vec::new(),
+            has_next: false,
+            has_previous: false,
+        });
+    }
     let window = page::window(&app.ids, crate::ids::Kind::AuditEntry, "id:desc", args)?;
     let mut q = audit_log::Entity::find()
         .filter(audit_log::Column::TenantId.eq(p.tenant_id))

@@ -128,8 +128,17 @@ pub fn check_custom_fields(v: &Value, errors: &mut Errors) {
         errors.add("customFields", format!("at most {MAX_CUSTOM_FIELDS} keys"));
     }
     for (k, val) in obj {
-        if k.is_empty() || k.chars().count() > 100 {
-            errors.add("customFields", "keys must be 1 to 100 characters");
+        // PostgreSQL's jsonb cannot hold NUL characters: refused on both databases alike.
+        if k.is_empty() || k.chars().count() > 100 || k.contains('\0') {
+            errors.add(
+                "customFields",
+                "keys must be 1 to 100 characters, without NUL",
+            );
+        } else if val.as_str().is_some_and(|s| s.contains('\0')) {
+            errors.add(
+                format!("customFields.{k}"),
+                "must not contain NUL characters",
+            );
         } else if val.is_object() || val.is_array() {
             errors.add(
                 format!("customFields.{k}"),
@@ -876,6 +885,11 @@ pub fn condition(p: &Principal, f: &LeadFilter) -> Condition {
             Some(Err(())) => c = c.add(Expr::val(1).eq(0)),
             None => {}
         }
+    }
+    // Text that cannot be stored cannot match (PostgreSQL refuses NUL in text parameters).
+    let unmatchable = |s: &Option<String>| s.as_deref().is_some_and(|s| s.contains('\0'));
+    if unmatchable(&f.tag) || unmatchable(&f.search) {
+        return c.add(Expr::val(1).eq(0));
     }
     if let Some(tag) = &f.tag {
         c = c.add(

@@ -42,7 +42,10 @@ impl Errors {
     pub fn email(&mut self, field: &str, value: &str) {
         if value.is_empty() {
             self.add(field, "is required");
-        } else if value.chars().count() > 254 || !email_address::EmailAddress::is_valid(value) {
+        } else if value.chars().count() > 254
+            || value.contains('\0')
+            || !email_address::EmailAddress::is_valid(value)
+        {
             self.add(field, "Invalid email format");
         }
     }

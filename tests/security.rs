@@ -1,0 +1,375 @@
+//! Attack cases (OWASP API Top 10 as they apply) and concurrency guarantees.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use common::{Auth, TestApp, snapshot};
+use entity::enums::Plan;
+use serde_json::{Value, json};
+
+db_tests!(
+    injection_strings_are_stored_and_returned_verbatim,
+    nul_bytes_bad_encodings_and_huge_inputs_are_refused,
+    mass_assignment_is_refused,
+    concurrent_updates_of_one_lead_are_serializable,
+    concurrent_refreshes_let_exactly_one_through,
+    no_request_passes_after_a_revocation_returns,
+);
+
+const CREATE: &str = "mutation($i: CreateLeadInput!) { createLead(input: $i) { id firstName lastName customFields tags } }";
+
+async fn injection_strings_are_stored_and_returned_verbatim(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let evil = json!({
+        "email": "bobby@example.com",
+        "firstName": "Robert'); DROP TABLE leads;--",
+        "lastName": "<script>alert(1)</script>",
+        "customFields": {"q": "' OR 1=1 --", "html": "<img src=x onerror=alert(1)>", "\"; DROP": "x"},
+        "tags": ["'; DELETE FROM lead_tags; --", "%_\\"]
+    });
+    let r = app.gql(Auth::Key(&t.key), CREATE, json!({"i": evil})).await;
+    let l = r.data()["createLead"].clone();
+    assert_eq!(l["firstName"], evil["firstName"]);
+    assert_eq!(l["lastName"], evil["lastName"]);
+    assert_eq!(l["customFields"], evil["customFields"]);
+    let mut tags: Vec<Value> = evil["tags"].as_array().expect("tags").clone();
+    tags.sort_by_key(|v| v.as_str().unwrap_or("").to_owned());
+    assert_eq!(l["tags"], json!(tags));
+    let other = app
+        .gql(
+            Auth::Key(&t.key),
+            CREATE,
+            json!({"i": {"email": "plain@example.com", "firstName": "Plain", "lastName": "Lead"}}),
+        )
+        .await;
+    other.data();
+    // Injection in filters is just text.
+    for (filter, want) in [
+        (json!({"search": "' OR 1=1 --"}), 0),
+        (json!({"search": "DROP"}), 1),
+        (json!({"tag": "'; DELETE FROM lead_tags; --"}), 1),
+        (json!({"tag": "%_\\"}), 1),
+        (json!({"search": "%"}), 0),
+        (json!({"search": "_"}), 0),
+    ] {
+        let r = app
+            .gql(
+                Auth::Key(&t.key),
+                "query($f: LeadFilter) { leads(filter: $f) { totalCount } }",
+                json!({"f": filter}),
+            )
+            .await;
+        assert_eq!(r.data()["leads"]["totalCount"], want, "{filter}");
+    }
+    let r = app
+        .request(
+            Method::GET,
+            "/v1/leads?q=%27%20OR%201%3D1%20--&tag=x%27%3B--",
+            &[("x-api-key", &t.key)],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(app.count("leads").await, 2);
+    assert_eq!(app.count("lead_tags").await, 2);
+}
+
+async fn nul_bytes_bad_encodings_and_huge_inputs_are_refused(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let before = snapshot(&app).await;
+    let fields_of = |r: &common::Resp| -> Vec<String> {
+        r.body["errors"][0]["extensions"]["fields"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| f["field"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let r = app
+        .gql(Auth::Key(&t.key), CREATE, json!({"i": {"email": "a\u{0}b@example.com", "firstName": "A\u{0}", "lastName": "x".repeat(100_000), "customFields": {"k": "v\u{0}", "k\u{0}": 1}, "tags": ["t\u{0}"]}}))
+        .await;
+    assert_eq!(r.code(), Some("VALIDATION_FAILED"));
+    let mut f = fields_of(&r);
+    f.sort();
+    assert_eq!(
+        f,
+        [
+            "customFields",
+            "customFields.k",
+            "email",
+            "firstName",
+            "lastName",
+            "tags"
+        ]
+    );
+    // Filters and logins with NUL match nothing instead of failing.
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "query($f: LeadFilter) { leads(filter: $f) { totalCount } }",
+            json!({"f": {"search": "a\u{0}", "tag": "b\u{0}"}}),
+        )
+        .await;
+    assert_eq!(r.data()["leads"]["totalCount"], 0);
+    let r = app
+        .gql(
+            Auth::Bearer(&t.owner.token),
+            "query($a: String) { auditLog(filter: {action: $a}) { edges { cursor } } }",
+            json!({"a": "x\u{0}"}),
+        )
+        .await;
+    assert_eq!(r.data()["auditLog"]["edges"], json!([]));
+    let r = app
+        .gql(
+            Auth::None,
+            "mutation($e: String!) { login(email: $e, password: \"p\") { token } }",
+            json!({"e": "a\u{0}@example.com"}),
+        )
+        .await;
+    assert_eq!(r.code(), Some("INVALID_CREDENTIALS"));
+    let r = app
+        .request(
+            Method::GET,
+            "/v1/leads?q=%00&tag=%00",
+            &[("x-api-key", &t.key)],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Invalid UTF-8 and deeply nested JSON are malformed requests.
+    let json_ct = [
+        ("x-api-key", t.key.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/leads",
+            &json_ct,
+            Body::from(vec![b'{', b'"', 0xff, 0xfe, b'"', b':', b'1', b'}']),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let deep = format!(
+        "{{\"customFields\": {}1{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/leads",
+            &json_ct,
+            Body::from(deep.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app
+        .request(
+            Method::POST,
+            "/graphql",
+            &json_ct,
+            Body::from(format!(
+                "{{\"query\": \"{{ __typename }}\", \"variables\": {}}}",
+                &deep[16..deep.len() - 1]
+            )),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(snapshot(&app).await, before, "nothing was written");
+}
+
+async fn mass_assignment_is_refused(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let other = app.tenant("Globex", Plan::Pro).await;
+    let before = snapshot(&app).await;
+    let body = json!({"email": "a@b.co", "firstName": "A", "lastName": "B", "id": "x", "tenantId": other.id,
+                      "createdAt": "2000-01-01T00:00:00Z", "duplicateOf": "y", "environment": "sandbox"});
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/leads",
+            &[("x-api-key", &t.key), ("content-type", "application/json")],
+            Body::from(body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut f: Vec<&str> = r.body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["field"].as_str().unwrap_or(""))
+        .collect();
+    f.sort_unstable();
+    assert_eq!(
+        f,
+        ["createdAt", "duplicateOf", "environment", "id", "tenantId"]
+    );
+    let (key_id, _) = app.key(&t.owner.token, "READ", "LIVE").await;
+    let before_key = snapshot(&app).await;
+    let r = app
+        .request(
+            Method::PATCH,
+            &format!("/v1/api-keys/{key_id}"),
+            &[
+                ("authorization", &format!("Bearer {}", t.owner.token)),
+                ("content-type", "application/json"),
+            ],
+            Body::from(
+                json!({"usageCount": 0, "scope": "full", "environment": "sandbox"}).to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // GraphQL inputs have no such fields at all.
+    let r = app.gql(Auth::Key(&t.key), CREATE, json!({"i": {"email": "a@b.co", "firstName": "A", "lastName": "B", "tenantId": other.id}})).await;
+    assert!(r.body["errors"].is_array());
+    assert_eq!(snapshot(&app).await, before_key);
+    assert_eq!(
+        before.iter().find(|(t, _)| *t == "leads"),
+        before_key.iter().find(|(t, _)| *t == "leads")
+    );
+}
+
+async fn concurrent_updates_of_one_lead_are_serializable(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            CREATE,
+            json!({"i": {"email": "c@example.com", "firstName": "C", "lastName": "D"}}),
+        )
+        .await;
+    let id = r.data()["createLead"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let app = Arc::new(app);
+    let mut tasks = Vec::new();
+    for i in 1..=16i64 {
+        let (app, key, id) = (app.clone(), t.key.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = app
+                .gql(Auth::Key(&key), "mutation($id: ID!, $s: Int!, $n: String!) { updateLead(id: $id, input: {score: $s, firstName: $n}) { score } }", json!({"id": id, "s": i, "n": format!("W{i}")}))
+                .await;
+            (i, r.status, r.body.get("errors").is_none())
+        }));
+    }
+    let mut ok = Vec::new();
+    for task in tasks {
+        let (i, status, success) = task.await.expect("task");
+        assert!(status == StatusCode::OK, "write {i}: {status}");
+        if success {
+            ok.push(i);
+        }
+    }
+    assert_eq!(ok.len(), 16, "every write succeeds, one after the other");
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "query($id: ID!) { lead(id: $id) { score firstName } }",
+            json!({"id": id}),
+        )
+        .await;
+    let score = r.data()["lead"]["score"].as_i64().expect("score");
+    assert!(ok.contains(&score));
+    assert_eq!(
+        r.data()["lead"]["firstName"],
+        json!(format!("W{score}")),
+        "the state equals one whole write"
+    );
+    let r = app.gql(Auth::Bearer(&t.owner.token), "query($id: ID!) { auditLog(first: 100, filter: {resourceId: $id, action: \"lead.update\"}) { edges { node { changes } } } }", json!({"id": id})).await;
+    assert_eq!(
+        r.data()["auditLog"]["edges"].as_array().map(Vec::len),
+        Some(ok.len()),
+        "one audit entry per successful write"
+    );
+}
+
+async fn concurrent_refreshes_let_exactly_one_through(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let app = Arc::new(app);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (app, token) = (app.clone(), t.owner.refresh_token.clone());
+        tasks.push(tokio::spawn(async move {
+            app.gql(
+                Auth::None,
+                "mutation($t: String!) { refreshSession(refreshToken: $t) { token } }",
+                json!({"t": token}),
+            )
+            .await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        let r = task.await.expect("task");
+        if r.body.get("errors").is_none() {
+            wins += 1;
+        } else {
+            assert_eq!(r.code(), Some("REVOKED_TOKEN"), "{}", r.body);
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+async fn no_request_passes_after_a_revocation_returns(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let (id, key) = app.key(&t.owner.token, "READ", "LIVE").await;
+    let app = Arc::new(app);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut users = Vec::new();
+    for _ in 0..3 {
+        let (app, key, stop) = (app.clone(), key.clone(), stop.clone());
+        users.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let started = Instant::now();
+                let r = app.gql(Auth::Key(&key), "{ me { id } }", json!({})).await;
+                seen.push((started, r.status));
+                // A cached key needs no I/O: yield so the revoking request gets its turn.
+                tokio::task::yield_now().await;
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let r = app
+        .gql(
+            Auth::Bearer(&t.owner.token),
+            "mutation($id: ID!) { deleteApiKey(id: $id) }",
+            json!({"id": id}),
+        )
+        .await;
+    r.data();
+    let revoked = Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut before_ok = 0;
+    let mut after = 0;
+    for u in users {
+        for (started, status) in u.await.expect("task") {
+            if started > revoked {
+                after += 1;
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "a request started after the revocation got through"
+                );
+            } else if status == StatusCode::OK {
+                before_ok += 1;
+            }
+        }
+    }
+    assert!(
+        before_ok > 0 && after > 0,
+        "the key was in use on both sides of the revocation ({before_ok}, {after})"
+    );
+}
