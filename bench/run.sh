@@ -85,21 +85,29 @@ for db in $DATABASES; do
   read -r a_rps a_p50 a_p99 a_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body "$Q_A")" "$base/graphql")
   echo "[$db] b: GET /v1/leads?limit=50" >&2
   read -r b_rps b_p50 b_p99 b_bad < <(run -H "X-API-Key: $KEY" "$base/v1/leads?limit=50")
+  # The baseline replays (a)'s SQL now, before (c) adds leads that would change its shape.
+  echo "[$db] baseline: the SQL of (a) replayed directly" >&2
+  base_rate=$("$BASELINE" --database-url "$url" --key "$KEY" --seconds "$SECS" --concurrency "$CONC" | json_get iterationsPerSec)
+  base_stmts=$("$BASELINE" --database-url "$url" --key "$KEY" --seconds 1 --concurrency 1 | json_get statements)
+  echo "[$db] d: { me { id } } with a key vs { __typename } without" >&2
+  # Alternated twice, best of each, so drift on a shared machine does not decide the ratio.
+  best() { if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)" "$1" "$2"; then echo "$3"; else echo "$4"; fi; }
+  d1a=$(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql")
+  d0a=$(run -m POST -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
+  d1b=$(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql")
+  d0b=$(run -m POST -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
+  read -r d1_rps d1_p50 d1_p99 d1_bad <<< "$(best "${d1a%% *}" "${d1b%% *}" "$d1a" "$d1b")"
+  read -r d0_rps d0_p50 d0_p99 d0_bad <<< "$(best "${d0a%% *}" "${d0b%% *}" "$d0a" "$d0b")"
+  # (c) last: its creates start duplicate detection in the background.
   echo "[$db] c: createLead" >&2
   read -r c_rps c_p50 c_p99 c_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
     -d "$(body 'mutation { createLead(input: {email: "bench@example.com", firstName: "Bench", lastName: "Mark", source: API}) { id } }')" "$base/graphql")
-  echo "[$db] d: { me { id } } with a key vs { __typename } without" >&2
-  read -r d1_rps d1_p50 d1_p99 d1_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql")
-  read -r d0_rps d0_p50 d0_p99 d0_bad < <(run -m POST -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
   rss_end=$(rss_kb "$server"); hwm=$(hwm_kb "$server")
   stop_server
   echo "[$db] rate limiter on: { me { id } }" >&2
   start_server "$url" "$p" --tenant-rate-limits=true --enterprise-rate-limit 1000000000 --enterprise-burst 1000000000
   read -r l_rps l_p50 l_p99 l_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql")
   stop_server
-  echo "[$db] baseline: the SQL of (a) replayed directly" >&2
-  base_rate=$("$BASELINE" --database-url "$url" --key "$KEY" --seconds "$SECS" --concurrency "$CONC" | json_get iterationsPerSec)
-  base_stmts=$("$BASELINE" --database-url "$url" --key "$KEY" --seconds 1 --concurrency 1 | json_get statements)
   ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1])/float(sys.argv[2])))" "$1" "$2"; }
   rows+=("| $db | a. GraphQL \`leads(first: 50)\` nested | $a_rps | $a_p50 | $a_p99 | $a_bad |")
   rows+=("| $db | b. \`GET /v1/leads?limit=50\` | $b_rps | $b_p50 | $b_p99 | $b_bad |")

@@ -84,6 +84,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("scenario (a) did not return 50 leads: {parsed}").into());
     }
     let statements = Arc::new(captured.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    if std::env::var_os("BASELINE_SHOW_SQL").is_some() {
+        for s in statements.iter() {
+            eprintln!("{s}");
+        }
+    }
 
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);

@@ -34,9 +34,12 @@ pub fn rc<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a RequestCtx> {
     ctx.data::<RequestCtx>()
 }
 
-/// The request's dataloaders (present on every authenticated request).
+/// The request's dataloaders, created on first use (most small requests need none).
 pub fn loaders<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a loaders::Loaders> {
-    Ok(ctx.data::<std::sync::Arc<loaders::Loaders>>()?.as_ref())
+    let lazy = ctx.data::<loaders::LazyLoaders>()?;
+    let app = app(ctx)?;
+    let p = rc(ctx)?.principal()?;
+    Ok(lazy.get(&app.db, p))
 }
 
 /// Encodes a row ID for output.

@@ -9,7 +9,6 @@ pub mod operations;
 pub mod webhook;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -25,7 +24,7 @@ use crate::auth::principal::Principal;
 use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::error::AppError;
-use crate::graphql::loaders::Loaders;
+use crate::graphql::loaders::LazyLoaders;
 use crate::rate_limit::Authenticated;
 use crate::service::validate::Errors;
 
@@ -550,20 +549,15 @@ pub async fn execute(
         .rest_ops
         .request(op)
         .ok_or_else(|| AppError::internal(format!("no REST operation {op}")))?;
-    let loaders = principal
-        .as_ref()
-        .map(|p| Arc::new(Loaders::new(&state.db, p)));
-    let mut request = request
+    let request = request
         .variables(async_graphql::Variables::from_json(Value::Object(vars)))
         .data(RequestCtx {
             principal,
             ip,
             request_id,
         })
-        .data(state.clone());
-    if let Some(loaders) = loaders {
-        request = request.data(loaders);
-    }
+        .data(state.clone())
+        .data(LazyLoaders::default());
     let response = state.schema.execute(request).await;
     if !response.errors.is_empty() {
         return Err(envelope::error_from_graphql(&response.errors));

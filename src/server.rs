@@ -115,6 +115,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let no_bootstrap = config.no_bootstrap;
     let bind = config.bind;
     let state = open(config).await?;
+    // Listen first, so the address printed below already answers.
+    let listener = TcpListener::bind(bind).await?;
+    tracing::info!(address = %listener.local_addr()?, "leadgraph listening");
     if !no_bootstrap
         && let Some(b) = tenant::bootstrap_if_empty(&state, admin_email, admin_password)
             .await
@@ -122,10 +125,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     {
         print_welcome(&b, bind);
     }
-
     let flusher = tokio::spawn(flush_usage(state.clone()));
-    let listener = TcpListener::bind(bind).await?;
-    tracing::info!(address = %listener.local_addr()?, "leadgraph listening");
     axum::serve(
         listener,
         build_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),

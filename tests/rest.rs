@@ -980,8 +980,13 @@ fn rest_walkthrough_runs_against_a_live_server() {
         "the first start prints a key"
     );
     let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+    // The key is printed once the server listens; wait until it answers all the same.
+    for _ in 0..600 {
+        let up = Command::new("curl")
+            .args(["-sf", &format!("{base}/healthz")])
+            .stdout(Stdio::null())
+            .status();
+        if up.is_ok_and(|s| s.success()) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

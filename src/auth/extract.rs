@@ -70,13 +70,15 @@ fn requested_environment(headers: &HeaderMap) -> Result<Option<Environment>, App
 }
 
 async fn key_principal(app: &App, key: &str, headers: &HeaderMap) -> Result<Principal, AppError> {
-    if api_key::parse(key).is_none() {
-        return Err(AppError::InvalidToken);
-    }
     let hash = api_key::hash(key);
+    // Only real keys are cached, so a hit needs no checksum; a miss is checked before the
+    // database is asked, so mistyped keys never reach it.
     let record = match app.key_cache.get(&hash) {
         Some(record) => record,
         None => {
+            if api_key::parse(key).is_none() {
+                return Err(AppError::InvalidToken);
+            }
             let record = load_key(app, &hash).await?.ok_or(AppError::InvalidToken)?;
             app.key_cache.insert(hash, record.clone());
             record

@@ -13,11 +13,10 @@ use crate::app::{AppState, RequestId};
 use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
-use std::sync::Arc;
 
 use crate::error::AppError;
 use crate::graphql::limits::{Limits, analyze};
-use crate::graphql::loaders::Loaders;
+use crate::graphql::loaders::LazyLoaders;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -263,18 +262,15 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
             BatchRequest::Batch(checked)
         }
     };
-    let loaders = principal
-        .as_ref()
-        .map(|p| Arc::new(Loaders::new(&state.db, p)));
     let rc = RequestCtx {
         principal,
         ip,
         request_id,
     };
-    let mut batch = batch.data(rc).data(state.clone());
-    if let Some(loaders) = loaders {
-        batch = batch.data(loaders);
-    }
+    let batch = batch
+        .data(rc)
+        .data(state.clone())
+        .data(LazyLoaders::default());
     let response = state.schema.execute_batch(batch).await;
     // Cost feedback, as large GraphQL APIs give it: the document's cost and the budget left.
     let feedback = |r: async_graphql::Response, cost: usize| {

