@@ -16,6 +16,8 @@ pub mod db;
 pub mod error;
 /// The GraphQL API.
 pub mod graphql;
+/// HTTP helpers shared by handlers.
+pub mod http;
 /// Opaque IDs.
 pub mod ids;
 /// Rate limits.

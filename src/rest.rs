@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 use serde_json::{Map, Value, json};
@@ -334,20 +334,8 @@ pub async fn read_json(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Map<String, Value>, AppError> {
-    let limit = state.config.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| AppError::PayloadTooLarge(limit))?;
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let bytes = crate::http::read_body(body, state.config.max_body_bytes).await?;
+    let mime = crate::http::media_type(headers);
     if bytes.is_empty() && mime.is_empty() {
         return Ok(Map::new());
     }

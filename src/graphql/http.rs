@@ -171,25 +171,14 @@ pub async fn post(
     let Some(media) = negotiate(&headers) else {
         return StatusCode::NOT_ACCEPTABLE.into_response();
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if mime != "application/json" {
+    if crate::http::media_type(&headers) != "application/json" {
         let mut resp = bad_request(media, "Content-Type must be application/json");
         *resp.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
         return resp;
     }
-    let limit = state.config.max_body_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
+    let bytes = match crate::http::read_body(body, state.config.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return app_error_response(&AppError::PayloadTooLarge(limit), media),
+        Err(e) => return app_error_response(&e, media),
     };
     let batch: BatchRequest = match serde_json::from_slice(&bytes) {
         Ok(b) => b,

@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use entity::enums::Role;
 use serde_json::{Map, Value};
@@ -44,22 +44,9 @@ async fn run(
     let source = service::source::by_webhook_token(&state.db, token)
         .await?
         .ok_or(AppError::NotFound)?;
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = crate::http::media_type(headers);
     let body = if mime == "application/x-www-form-urlencoded" {
-        let limit = state.config.max_body_bytes;
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| AppError::PayloadTooLarge(limit))?;
-        form_to_lead(&bytes)?
+        form_to_lead(&crate::http::read_body(body, state.config.max_body_bytes).await?)?
     } else {
         super::read_json(state, headers, body).await?
     };
