@@ -373,3 +373,128 @@ async fn no_request_passes_after_a_revocation_returns(app: TestApp) {
         "the key was in use on both sides of the revocation ({before_ok}, {after})"
     );
 }
+
+db_tests!(acknowledged_creates_survive_sigkill);
+
+/// A minimal HTTP/1.1 client over a TCP socket (the server under test is another process).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-API-Key: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((
+        status,
+        buf.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
+    ))
+}
+
+fn spawn_server(url: &str, port: u16) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_leadgraph"))
+        .args([
+            "serve",
+            "--no-bootstrap",
+            "--rate-limit-per-ip",
+            "0",
+            "--tenant-rate-limits=false",
+            "--log",
+            "error",
+        ])
+        .args([
+            "--database-url",
+            url,
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the server");
+    for _ in 0..400 {
+        if http(port, "GET", "/healthz", "", "").is_ok_and(|(s, _)| s == 200) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    child
+}
+
+async fn acknowledged_creates_survive_sigkill(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let url = app.state.config.database_url();
+    let key = t.key.clone();
+    let acknowledged = tokio::task::spawn_blocking(move || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let mut server = spawn_server(&url, port);
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let key = key.clone();
+            writers.push(std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for i in 0.. {
+                    let body = json!({"email": format!("w{w}-{i}@example.com"), "firstName": "W", "lastName": format!("{i}")}).to_string();
+                    match http(port, "POST", "/v1/leads", &key, &body) {
+                        Ok((201, b)) => {
+                            let v: Value = serde_json::from_str(&b).unwrap_or(Value::Null);
+                            ids.push(v["data"]["id"].as_str().unwrap_or("").to_owned());
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                ids
+            }));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        server.kill().expect("SIGKILL");
+        server.wait().expect("reaped");
+        let ids: Vec<String> = writers.into_iter().flat_map(|w| w.join().expect("writer")).collect();
+        // Restart on the same database: it must come up, and serve every acknowledged lead.
+        let mut again = spawn_server(&url, port);
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !http(port, "GET", &format!("/v1/leads/{id}"), &key, "").is_ok_and(|(s, _)| s == 200))
+            .cloned()
+            .collect();
+        let _ = again.kill();
+        let _ = again.wait();
+        (ids, missing)
+    })
+    .await
+    .expect("load phase");
+    let (ids, missing) = acknowledged;
+    assert!(
+        ids.len() >= 10,
+        "the load ran ({} creates acknowledged)",
+        ids.len()
+    );
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    // Each acknowledged create has its audit entry.
+    for id in &ids {
+        let r = app
+            .gql(Auth::Bearer(&t.owner.token), "query($id: ID!) { auditLog(filter: {resourceId: $id, action: \"lead.create\"}) { edges { cursor } } }", json!({"id": id}))
+            .await;
+        assert_eq!(
+            r.data()["auditLog"]["edges"].as_array().map(Vec::len),
+            Some(1),
+            "audit entry of {id}"
+        );
+    }
+}
