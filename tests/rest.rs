@@ -1033,3 +1033,48 @@ fn rest_walkthrough_runs_against_a_live_server() {
         );
     }
 }
+
+db_tests!(internal_errors_are_500_without_internals);
+
+async fn internal_errors_are_500_without_internals(app: TestApp) {
+    use sea_orm::ConnectionTrait;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/leads",
+        Auth::Key(&t.key),
+        Some(jane()),
+    )
+    .await;
+    let id = r.body["data"]["id"].as_str().expect("id").to_owned();
+    // Break the database under the server: reading a lead's tags now fails.
+    app.db()
+        .execute_unprepared("DROP TABLE lead_tags")
+        .await
+        .expect("drop");
+    let r = call(
+        &app,
+        Method::GET,
+        &format!("/v1/leads/{id}"),
+        Auth::Key(&t.key),
+        None,
+    )
+    .await;
+    assert_error(&r, 500, "INTERNAL_ERROR");
+    assert_eq!(r.body["message"], "Internal server error");
+    assert!(
+        !r.text.to_lowercase().contains("lead_tags") && !r.text.to_lowercase().contains("sql"),
+        "{}",
+        r.text
+    );
+    let g = app
+        .gql(
+            Auth::Key(&t.key),
+            "query($id: ID!) { lead(id: $id) { tags } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(g.code(), Some("INTERNAL_ERROR"));
+    assert!(!g.text.to_lowercase().contains("lead_tags"), "{}", g.text);
+}
