@@ -188,6 +188,23 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
+impl PageInfo {
+    /// Page information from a page's neighbour flags and its first and last edges' cursors.
+    pub fn new(
+        has_next: bool,
+        has_previous: bool,
+        start: Option<&String>,
+        end: Option<&String>,
+    ) -> Self {
+        PageInfo {
+            has_next_page: has_next,
+            has_previous_page: has_previous,
+            start_cursor: start.cloned(),
+            end_cursor: end.cloned(),
+        }
+    }
+}
+
 /// An edge of a lead list.
 #[derive(SimpleObject)]
 pub struct LeadEdge {
@@ -314,8 +331,12 @@ pub fn connection(
 ) -> Result<LeadConnection> {
     let ids = &app(ctx)?.ids;
     let name = order.cursor_name();
-    let edges: Vec<LeadEdge> = page
-        .items
+    let Page {
+        items,
+        has_next,
+        has_previous,
+    } = page;
+    let edges: Vec<LeadEdge> = items
         .into_iter()
         .map(|l| LeadEdge {
             cursor: encode_cursor(ids, Kind::Lead, &name, &order.field.value_of(&l), l.id),
@@ -323,12 +344,12 @@ pub fn connection(
         })
         .collect();
     Ok(LeadConnection {
-        page_info: PageInfo {
-            has_next_page: page.has_next,
-            has_previous_page: page.has_previous,
-            start_cursor: edges.first().map(|e| e.cursor.clone()),
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
-        },
+        page_info: PageInfo::new(
+            has_next,
+            has_previous,
+            edges.first().map(|e| &e.cursor),
+            edges.last().map(|e| &e.cursor),
+        ),
         edges,
         condition: cond,
     })

@@ -4,7 +4,8 @@ use chrono::{DateTime, Duration, Utc};
 use entity::api_key;
 use entity::enums::{Environment, Scope};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use serde_json::json;
 
@@ -143,6 +144,19 @@ fn visible(p: &Principal, k: &api_key::Model) -> bool {
         && (p.role.is_admin() || k.user_id == p.user_id)
 }
 
+/// Key `id` if the caller may manage it; `NOT_FOUND` otherwise.
+async fn find_visible<C: ConnectionTrait>(
+    db: &C,
+    p: &Principal,
+    id: i64,
+) -> AppResult<api_key::Model> {
+    api_key::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .filter(|k| visible(p, k))
+        .ok_or(AppError::NotFound)
+}
+
 /// Folds in this process's not-yet-written usage, so counts are current.
 fn with_pending(app: &App, mut k: api_key::Model) -> api_key::Model {
     if let Some(p) = app.usage.pending(k.id) {
@@ -173,11 +187,7 @@ pub async fn list(app: &App, rc: &RequestCtx) -> AppResult<Vec<api_key::Model>> 
 pub async fn get(app: &App, rc: &RequestCtx, id: i64) -> AppResult<api_key::Model> {
     let p = rc.principal()?;
     p.check_session()?;
-    let k = api_key::Entity::find_by_id(id)
-        .one(&app.db)
-        .await?
-        .filter(|k| visible(p, k))
-        .ok_or(AppError::NotFound)?;
+    let k = find_visible(&app.db, p, id).await?;
     Ok(with_pending(app, k))
 }
 
@@ -196,11 +206,7 @@ pub async fn update(
     }
     errors.finish()?;
     let tx = begin_write(&app.db).await?;
-    let before = api_key::Entity::find_by_id(id)
-        .one(&tx)
-        .await?
-        .filter(|k| visible(p, k))
-        .ok_or(AppError::NotFound)?;
+    let before = find_visible(&tx, p, id).await?;
     let mut row: api_key::ActiveModel = before.clone().into();
     if let Some(label) = patch.label {
         row.label = Set(label.trim().to_owned());
@@ -235,11 +241,7 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     let p = rc.principal()?;
     p.check_session()?;
     let tx = begin_write(&app.db).await?;
-    let before = api_key::Entity::find_by_id(id)
-        .one(&tx)
-        .await?
-        .filter(|k| visible(p, k))
-        .ok_or(AppError::NotFound)?;
+    let before = find_visible(&tx, p, id).await?;
     let mut row: api_key::ActiveModel = before.clone().into();
     row.active = Set(false);
     row.deleted_at = Set(Some(Utc::now()));

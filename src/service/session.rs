@@ -36,6 +36,22 @@ pub struct Session {
     pub user: user::Model,
 }
 
+/// The audit entry of a session event, attributed to the user.
+async fn record<C: ConnectionTrait>(
+    tx: &C,
+    rc: &RequestCtx,
+    user: &user::Model,
+    action: &str,
+) -> AppResult<()> {
+    let entry = Entry {
+        action,
+        resource_type: "user",
+        resource_id: Some(user.id),
+        changes: serde_json::json!({}),
+    };
+    Ok(audit::record(tx, Actor::user(user.tenant_id, user.id), rc, entry).await?)
+}
+
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -106,18 +122,7 @@ pub async fn login(app: &App, rc: &RequestCtx, email: &str, password: &str) -> A
     let family = uuid::Uuid::new_v4().to_string();
     let tx = begin_write(&app.db).await?;
     let (refresh, _) = insert_refresh(&tx, user.id, &family).await?;
-    audit::record(
-        &tx,
-        Actor::user(user.tenant_id, user.id),
-        rc,
-        Entry {
-            action: "session.login",
-            resource_type: "user",
-            resource_id: Some(user.id),
-            changes: serde_json::json!({}),
-        },
-    )
-    .await?;
+    record(&tx, rc, &user, "session.login").await?;
     tx.commit().await?;
     let (token, expires_at) = access_token(app, &user)?;
     Ok(Session {
@@ -195,18 +200,7 @@ pub async fn refresh(app: &App, rc: &RequestCtx, token: &str) -> AppResult<Sessi
         tx.commit().await?;
         return Err(AppError::RevokedToken);
     }
-    audit::record(
-        &tx,
-        Actor::user(user.tenant_id, user.id),
-        rc,
-        Entry {
-            action: "session.refresh",
-            resource_type: "user",
-            resource_id: Some(user.id),
-            changes: serde_json::json!({}),
-        },
-    )
-    .await?;
+    record(&tx, rc, &user, "session.refresh").await?;
     tx.commit().await?;
     let (token, expires_at) = access_token(app, &user)?;
     Ok(Session {
@@ -226,18 +220,7 @@ pub async fn logout(app: &App, rc: &RequestCtx, token: &str) -> AppResult<()> {
         .ok_or(AppError::InvalidToken)?;
     let tx = begin_write(&app.db).await?;
     revoke_family(&tx, &current.family_id).await?;
-    audit::record(
-        &tx,
-        Actor::user(user.tenant_id, user.id),
-        rc,
-        Entry {
-            action: "session.logout",
-            resource_type: "user",
-            resource_id: Some(user.id),
-            changes: serde_json::json!({}),
-        },
-    )
-    .await?;
+    record(&tx, rc, &user, "session.logout").await?;
     tx.commit().await?;
     Ok(())
 }
