@@ -143,7 +143,10 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn print_welcome(b: &tenant::Bootstrapped, bind: SocketAddr) {
-    println!(
+    use std::io::Write;
+    // A closed stdout (a supervisor that stopped reading) must not take the server down.
+    let _ = writeln!(
+        std::io::stdout(),
         "\nFirst start: created tenant \"Default\" and its owner. These are shown once.\n\
          \n  owner email:    {email}\n  owner password: {password}\n  API key:        {key}\n\
          \nTry it:\n  curl -s http://{bind}/graphql -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\\n       -d '{{\"query\":\"{{ me {{ id role environment tenant {{ name }} }} }}\"}}'\n\
