@@ -51,6 +51,10 @@ pub struct App {
     pub rest_ops: crate::rest::operations::Operations,
     /// Background work started by requests (duplicate detection), awaited at shutdown.
     pub tasks: tokio_util::task::TaskTracker,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// GraphiQL's scripts, when served locally.
+    pub graphiql_assets: Option<crate::graphql::graphiql::Assets>,
 }
 
 /// Cheap-to-clone handle on [`App`].
@@ -89,6 +93,12 @@ impl App {
         };
         let ids = Ids::new(&alphabet).map_err(AppError::BadRequest)?;
         let dummy_hash = password::hash_async(password::generate()).await?;
+        let graphiql_assets = match &config.graphiql_assets {
+            Some(dir) => {
+                Some(crate::graphql::graphiql::Assets::load(dir).map_err(AppError::BadRequest)?)
+            }
+            None => None,
+        };
         Ok(AppState(Arc::new(App {
             key_cache: KeyCache::new(Duration::from_secs(config.key_cache_ttl_secs)),
             usage: UsageTracker::default(),
@@ -97,6 +107,8 @@ impl App {
             ids,
             dummy_hash,
             tasks: tokio_util::task::TaskTracker::new(),
+            metrics: crate::metrics::Metrics::default(),
+            graphiql_assets,
             limits: crate::rate_limit::RateLimits::new(&config),
             rest_ops: crate::rest::operations::Operations::parse().map_err(AppError::internal)?,
             config,
@@ -126,8 +138,13 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the router: GraphQL, health checks and middleware.
 pub fn build_router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if state.config.metrics_bind.is_none() {
+        router = router.route("/metrics", get(crate::metrics::handler));
+    }
+    router
         .route("/graphql", get(crate::graphql::http::get).post(crate::graphql::http::post))
+        .route("/graphiql/{file}", get(crate::graphql::graphiql::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/v1", crate::rest::router())
@@ -148,6 +165,7 @@ pub fn build_router(state: AppState) -> Router {
                 .concurrency_limit(state.config.max_concurrent_requests)
                 .timeout(state.config.request_timeout()),
         )
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }
@@ -170,6 +188,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The router of `--metrics-bind`: `/metrics` only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(crate::metrics::handler))
+        .with_state(state)
 }
 
 /// Timeouts and load shedding become `503 SERVICE_UNAVAILABLE` with the envelope.

@@ -317,6 +317,15 @@ pub struct Config {
         global = true
     )]
     pub trusted_proxies: Vec<IpAddr>,
+
+    /// Serve `GET /metrics` on this address only, instead of on the public address.
+    #[arg(long, env = "LEADGRAPH_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Serve GraphiQL's scripts from this directory (a `node_modules` holding `graphiql`,
+    /// `react` and `react-dom`; `npm ci --prefix clients/graphiql` makes one) instead of a CDN.
+    #[arg(long, env = "LEADGRAPH_GRAPHIQL_ASSETS", global = true)]
+    pub graphiql_assets: Option<std::path::PathBuf>,
 }
 
 impl Config {

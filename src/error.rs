@@ -306,6 +306,9 @@ impl From<AppError> for async_graphql::Error {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.envelope())).into_response();
+        response
+            .extensions_mut()
+            .insert(crate::metrics::ErrorCode(self.code().to_owned()));
         if let AppError::RateLimited { retry_after } = self {
             response
                 .headers_mut()

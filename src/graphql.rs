@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod graphiql;
 pub mod guard;
 pub mod http;
 pub mod lead;

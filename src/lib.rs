@@ -20,6 +20,8 @@ pub mod graphql;
 pub mod http;
 /// Opaque IDs.
 pub mod ids;
+/// Prometheus metrics.
+pub mod metrics;
 /// Rate limits.
 pub mod rate_limit;
 /// The REST compatibility layer.

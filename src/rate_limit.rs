@@ -281,7 +281,7 @@ fn set_headers(headers: &mut HeaderMap, b: Budget) {
     headers.insert("x-ratelimit-reset", HeaderValue::from(b.reset));
 }
 
-fn refuse(graphql: bool, budget: Budget, retry_after: u64) -> Response {
+fn refuse(graphql: bool, scope: &'static str, budget: Budget, retry_after: u64) -> Response {
     let err = AppError::RateLimited { retry_after };
     let mut resp = if graphql {
         crate::graphql::http::error_response(&err)
@@ -289,6 +289,8 @@ fn refuse(graphql: bool, budget: Budget, retry_after: u64) -> Response {
         err.into_response()
     };
     set_headers(resp.headers_mut(), budget);
+    resp.extensions_mut()
+        .insert(crate::metrics::RateLimitScope(scope));
     resp.headers_mut().insert(
         axum::http::header::RETRY_AFTER,
         HeaderValue::from(retry_after),
@@ -299,7 +301,7 @@ fn refuse(graphql: bool, budget: Budget, retry_after: u64) -> Response {
 /// The middleware.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if path == "/healthz" || path == "/readyz" {
+    if matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/graphiql/") {
         return next.run(req).await;
     }
     let graphql = path == "/graphql";
@@ -307,7 +309,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     let mut budget = None;
     if let Some(ip) = ip {
         match state.limits.check_ip(ip) {
-            Some(Decision::Refused(b, retry)) => return refuse(graphql, b, retry),
+            Some(Decision::Refused(b, retry)) => return refuse(graphql, "ip", b, retry),
             Some(Decision::Allowed(b)) => budget = Some(b),
             None => {}
         }
@@ -315,7 +317,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     let outcome = authenticate(&state, req.headers()).await;
     if let Ok(Some(p)) = &outcome {
         match state.limits.check_tenant(p) {
-            Some(Decision::Refused(b, retry)) => return refuse(graphql, b, retry),
+            Some(Decision::Refused(b, retry)) => return refuse(graphql, "tenant", b, retry),
             Some(Decision::Allowed(b)) => budget = Some(b),
             None => {}
         }

@@ -114,6 +114,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let admin_password = config.admin_password.clone();
     let no_bootstrap = config.no_bootstrap;
     let bind = config.bind;
+    let metrics_bind = config.metrics_bind;
     let state = open(config).await?;
     // Listen first, so the address printed below already answers.
     let listener = TcpListener::bind(bind).await?;
@@ -126,6 +127,17 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         print_welcome(&b, bind);
     }
     let flusher = tokio::spawn(flush_usage(state.clone()));
+    let metrics_server = match metrics_bind {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await?;
+            tracing::info!(address = %listener.local_addr()?, "metrics listening");
+            let router = crate::app::metrics_router(state.clone());
+            Some(tokio::spawn(
+                async move { axum::serve(listener, router).await },
+            ))
+        }
+        None => None,
+    };
     axum::serve(
         listener,
         build_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
@@ -133,6 +145,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     flusher.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     state.tasks.close();
     state.tasks.wait().await;
     if let Err(e) = state.usage.flush(&state.db).await {
@@ -169,6 +184,7 @@ async fn flush_usage(state: AppState) {
         }
         // Forget rate-limit state of callers whose budget is full again: memory stays flat.
         state.limits.retain_recent();
+        state.metrics.upkeep();
     }
 }
 

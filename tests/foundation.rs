@@ -13,6 +13,7 @@ db_tests!(
     health_and_readiness,
     request_id_on_every_response,
     graphql_get_post_and_graphiql,
+    graphiql_assets_served_locally,
     malformed_graphql_requests_are_400,
     node_resolves_visible_objects_only,
     unknown_route_is_a_404_envelope,
@@ -128,6 +129,87 @@ async fn graphql_get_post_and_graphiql(app: TestApp) {
         .await;
     assert_eq!(r.body[0]["data"], json!({"__typename": "Query"}));
     assert_eq!(r.body[1]["data"], json!({"a": "Query"}));
+}
+
+async fn graphiql_assets_served_locally(app: TestApp) {
+    let html = [("accept", "text/html")];
+    // By default the page loads pinned versions from a CDN, and nothing is served here.
+    let r = app
+        .request(Method::GET, "/graphql", &html, Body::empty())
+        .await;
+    assert!(
+        r.text
+            .contains("https://unpkg.com/graphiql@4.1.2/graphiql.min.js")
+    );
+    let r = app
+        .request(Method::GET, "/graphiql/graphiql.js", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let dir = std::env::temp_dir().join(format!("lg-assets-{}", uuid::Uuid::new_v4().simple()));
+    for (rel, text) in [
+        ("react/umd/react.production.min.js", "/* react */"),
+        (
+            "react-dom/umd/react-dom.production.min.js",
+            "/* react-dom */",
+        ),
+        ("graphiql/graphiql.min.js", "/* graphiql */"),
+    ] {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    // A missing file stops the start with its path, rather than serving a broken page.
+    let mut config = app.state.config.clone();
+    config.graphiql_assets = Some(dir.clone());
+    let err = leadgraph::app::App::build(config, app.db().clone())
+        .await
+        .err()
+        .expect("missing stylesheet refused");
+    assert!(
+        err.message().contains("graphiql.min.css"),
+        "{}",
+        err.message()
+    );
+
+    std::fs::write(dir.join("graphiql/graphiql.min.css"), "/* css */").expect("write");
+    let local = app.sibling(|c| c.graphiql_assets = Some(dir.clone())).await;
+    let r = local
+        .request(Method::GET, "/graphql", &html, Body::empty())
+        .await;
+    assert!(
+        r.text.contains(r#"src="/graphiql/graphiql.js""#),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("unpkg.com"));
+    for (file, body, ct) in [
+        ("react.js", "/* react */", "text/javascript"),
+        ("react-dom.js", "/* react-dom */", "text/javascript"),
+        ("graphiql.js", "/* graphiql */", "text/javascript"),
+        ("graphiql.css", "/* css */", "text/css"),
+    ] {
+        let r = local
+            .request(
+                Method::GET,
+                &format!("/graphiql/{file}"),
+                &[],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{file}");
+        assert_eq!(r.text, body);
+        assert!(r.header("content-type").unwrap_or("").starts_with(ct));
+    }
+    for other in [
+        "/graphiql/..%2Fsecret",
+        "/graphiql/index.html",
+        "/graphiql/",
+    ] {
+        let r = local.request(Method::GET, other, &[], Body::empty()).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{other}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 async fn malformed_graphql_requests_are_400(app: TestApp) {

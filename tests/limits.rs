@@ -46,7 +46,81 @@ db_tests!(
     introspection_can_be_turned_off,
     cost_feedback_in_extensions,
     timeouts_and_saturation_are_503,
+    metrics_count_requests_refusals_and_failures,
 );
+
+/// The value of one Prometheus sample, `0` when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn metrics_count_requests_refusals_and_failures(app: TestApp) {
+    let app = limited(app, 0).await;
+    let t = app.tenant("Tiny", Plan::Free).await;
+    for _ in 0..11 {
+        rest_get(&app, &t.key).await;
+    }
+    rest_get(&app, "lg_live_sk_notakeynotakeynotakeynota000000").await;
+    let named = app
+        .gql(
+            Auth::Key(&t.key),
+            "query PageOne { leads(first: 1) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(named.code(), Some("RATE_LIMITED"));
+    let me = app
+        .gql(Auth::None, "query Who { me { id } }", json!({}))
+        .await;
+    assert_eq!(me.code(), Some("MISSING_TOKEN"));
+
+    let r = app
+        .request(Method::GET, "/metrics", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/plain")
+    );
+    let m = r.text.as_str();
+    let ok = r#"leadgraph_http_requests_total{method="GET",route="/v1/leads",operation="",status="200"}"#;
+    let refused = r#"leadgraph_http_requests_total{method="GET",route="/v1/leads",operation="",status="429"}"#;
+    assert_eq!(sample(m, ok), 10.0, "{m}");
+    assert_eq!(sample(m, refused), 1.0, "{m}");
+    assert_eq!(
+        sample(m, r#"leadgraph_rate_limit_refusals_total{scope="tenant"}"#),
+        2.0
+    );
+    assert_eq!(
+        sample(m, r#"leadgraph_auth_failures_total{code="INVALID_TOKEN"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(m, r#"leadgraph_auth_failures_total{code="MISSING_TOKEN"}"#),
+        1.0
+    );
+    let who = r#"leadgraph_http_requests_total{method="POST",route="/graphql",operation="Who",status="401"}"#;
+    assert_eq!(sample(m, who), 1.0, "{m}");
+    let hist = r#"leadgraph_http_request_duration_seconds_count{method="GET",route="/v1/leads"}"#;
+    assert_eq!(sample(m, hist), 12.0, "{m}");
+    assert!(sample(m, "leadgraph_db_pool_max_connections") >= 1.0, "{m}");
+    assert!(
+        m.contains(r#"leadgraph_db_pool_connections{state="idle"}"#),
+        "{m}"
+    );
+
+    // With --metrics-bind the public router has no /metrics.
+    let private = app
+        .sibling(|c| c.metrics_bind = Some("127.0.0.1:0".parse().expect("addr")))
+        .await;
+    let r = private
+        .request(Method::GET, "/metrics", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
 
 async fn plan_budget_headers_over_a_sequence(app: TestApp) {
     let app = limited(app, 0).await;

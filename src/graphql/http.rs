@@ -66,6 +66,8 @@ fn app_error_response(err: &AppError, media: Media) -> Response {
         .to_graphql()
         .into_server_error(async_graphql::Pos::default());
     let mut resp = errors_response(err.status(), media, vec![strip_pos(server)]);
+    resp.extensions_mut()
+        .insert(crate::metrics::ErrorCode(err.code().to_owned()));
     if let AppError::RateLimited { retry_after } = err {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
@@ -111,7 +113,8 @@ pub async fn get(
 ) -> Response {
     let query = uri.query().unwrap_or_default();
     if wants_html(&headers) && !query.contains("query=") {
-        return Html(graphiql()).into_response();
+        let local = state.graphiql_assets.is_some();
+        return Html(crate::graphql::graphiql::page(local)).into_response();
     }
     let Some(media) = negotiate(&headers) else {
         return StatusCode::NOT_ACCEPTABLE.into_response();
@@ -229,10 +232,12 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
         introspection: state.config.graphql_introspection,
     };
     let mut costs = Vec::new();
+    let mut operation = "batch".to_owned();
     let batch = match batch {
         BatchRequest::Single(r) => match check_limits(r, &limits) {
-            Ok((r, cost)) => {
+            Ok((r, cost, name)) => {
                 costs.push(cost);
+                operation = name;
                 BatchRequest::Single(r)
             }
             Err(e) => return app_error_response(&e, media),
@@ -241,7 +246,7 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
             let mut checked = Vec::with_capacity(list.len());
             for r in list {
                 match check_limits(r, &limits) {
-                    Ok((r, cost)) => {
+                    Ok((r, cost, _)) => {
                         costs.push(cost);
                         checked.push(r);
                     }
@@ -308,22 +313,53 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
         BatchResponse::Single(r) => status_of(r, media),
         BatchResponse::Batch(_) => StatusCode::OK,
     };
-    json_response(status, media, &response)
+    let first_code = match &response {
+        BatchResponse::Single(r) => first_code(r),
+        BatchResponse::Batch(list) => list.iter().find_map(first_code),
+    };
+    let mut resp = json_response(status, media, &response);
+    resp.extensions_mut()
+        .insert(crate::metrics::OperationName(operation));
+    if let Some(code) = first_code {
+        resp.extensions_mut()
+            .insert(crate::metrics::ErrorCode(code.to_owned()));
+    }
+    resp
 }
 
 /// Parses a request once and refuses it when it is over a limit; unparsable documents are
-/// left to the executor to report as GraphQL errors.
+/// left to the executor to report as GraphQL errors. Also returns the operation's name (empty
+/// when anonymous), for metrics.
 fn check_limits(
     mut request: async_graphql::Request,
     limits: &Limits,
-) -> Result<(async_graphql::Request, usize), AppError> {
+) -> Result<(async_graphql::Request, usize, String), AppError> {
     let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
-        return Ok((request, 0));
+        return Ok((request, 0, String::new()));
     };
     let analysis = analyze(&doc, request.operation_name.as_deref(), &request.variables);
     limits.check(&analysis)?;
+    let name = match &request.operation_name {
+        Some(n) => n.clone(),
+        None => doc
+            .operations
+            .iter()
+            .next()
+            .and_then(|(n, _)| n.map(|n| n.to_string()))
+            .unwrap_or_default(),
+    };
     request.set_parsed_query(doc);
-    Ok((request, analysis.complexity))
+    Ok((request, analysis.complexity, name))
+}
+
+/// The code of a response's first error that has one.
+fn first_code(r: &async_graphql::Response) -> Option<&str> {
+    r.errors
+        .iter()
+        .find_map(|e| match e.extensions.as_ref()?.get("code")? {
+            async_graphql::Value::String(code) => Some(code.as_str()),
+            _ => None,
+        })
 }
 
 /// `200` unless the response has no data: then the first error's code decides, and a request
@@ -332,13 +368,8 @@ fn status_of(r: &async_graphql::Response, media: Media) -> StatusCode {
     if r.errors.is_empty() || r.data != async_graphql::Value::Null {
         return StatusCode::OK;
     }
-    for e in &r.errors {
-        if let Some(async_graphql::Value::String(code)) =
-            e.extensions.as_ref().and_then(|x| x.get("code"))
-            && let Some(status) = AppError::status_for_code(code)
-        {
-            return status;
-        }
+    if let Some(status) = first_code(r).and_then(AppError::status_for_code) {
+        return status;
     }
     let request_error = r.errors.iter().all(|e| e.path.is_empty());
     if request_error && media == Media::GraphqlResponse {
@@ -346,11 +377,4 @@ fn status_of(r: &async_graphql::Response, media: Media) -> StatusCode {
     } else {
         StatusCode::OK
     }
-}
-
-fn graphiql() -> String {
-    async_graphql::http::GraphiQLSource::build()
-        .endpoint("/graphql")
-        .title("leadgraph GraphiQL")
-        .finish()
 }

@@ -1,0 +1,47 @@
+// A typed leadgraph client over fetch: each call's variables and result are the types
+// generated from schema.graphql (src/generated, made by `npm run codegen`).
+import type { TypedDocumentString } from './generated/graphql';
+
+/** Where the server is and how to authenticate. */
+export interface ClientOptions {
+  url: string;
+  apiKey: string;
+}
+
+/** A GraphQL error as leadgraph sends it. */
+export interface GraphQLErrorBody {
+  message: string;
+  extensions?: { code?: string; fields?: { field: string; message: string }[] };
+}
+
+/** Raised when the response carries errors. */
+export class LeadgraphError extends Error {
+  constructor(
+    readonly status: number,
+    readonly errors: GraphQLErrorBody[],
+  ) {
+    super(errors.map((e) => `${e.extensions?.code ?? 'ERROR'}: ${e.message}`).join('; '));
+  }
+}
+
+/** Runs one operation and returns its typed data. */
+export async function execute<TResult, TVariables>(
+  options: ClientOptions,
+  document: TypedDocumentString<TResult, TVariables>,
+  ...[variables]: TVariables extends Record<string, never> ? [] : [TVariables]
+): Promise<TResult> {
+  const response = await fetch(options.url, {
+    method: 'POST',
+    headers: {
+      'Content-Type': 'application/json',
+      Accept: 'application/graphql-response+json',
+      'X-API-Key': options.apiKey,
+    },
+    body: JSON.stringify({ query: document.toString(), variables }),
+  });
+  const body = (await response.json()) as { data?: TResult | null; errors?: GraphQLErrorBody[] };
+  if (body.errors?.length || body.data == null) {
+    throw new LeadgraphError(response.status, body.errors ?? []);
+  }
+  return body.data;
+}

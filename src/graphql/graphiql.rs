@@ -1,0 +1,129 @@
+//! The GraphiQL page. Its scripts come from a CDN at pinned versions or, when
+//! `--graphiql-assets` names a directory (see `clients/graphiql/`), from this server, so the
+//! playground also works where browsers cannot reach the internet.
+
+use std::path::Path;
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::error::AppError;
+
+/// Where each file is served, where it lies under the assets directory, its CDN address and
+/// its media type. The versions match `clients/graphiql/package.json`.
+const FILES: [(&str, &str, &str, &str); 4] = [
+    (
+        "react.js",
+        "react/umd/react.production.min.js",
+        "https://unpkg.com/react@18.3.1/umd/react.production.min.js",
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "react-dom.js",
+        "react-dom/umd/react-dom.production.min.js",
+        "https://unpkg.com/react-dom@18.3.1/umd/react-dom.production.min.js",
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "graphiql.js",
+        "graphiql/graphiql.min.js",
+        "https://unpkg.com/graphiql@4.1.2/graphiql.min.js",
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "graphiql.css",
+        "graphiql/graphiql.min.css",
+        "https://unpkg.com/graphiql@4.1.2/graphiql.min.css",
+        "text/css; charset=utf-8",
+    ),
+];
+
+/// GraphiQL's files, read once at start.
+pub struct Assets(Vec<Bytes>);
+
+impl Assets {
+    /// Reads the four files from `dir` (a `node_modules` directory holding `react`,
+    /// `react-dom` and `graphiql`); a missing file is an error at start, not a broken page.
+    pub fn load(dir: &Path) -> Result<Self, String> {
+        FILES
+            .iter()
+            .map(|(_, rel, _, _)| {
+                let path = dir.join(rel);
+                std::fs::read(&path)
+                    .map(Bytes::from)
+                    .map_err(|e| format!("GraphiQL asset {}: {e}", path.display()))
+            })
+            .collect::<Result<_, _>>()
+            .map(Assets)
+    }
+}
+
+/// The page, pointing at local files when they are served and at the CDN otherwise.
+pub fn page(local: bool) -> String {
+    let url = |i: usize| {
+        if local {
+            format!("/graphiql/{}", FILES[i].0)
+        } else {
+            FILES[i].2.to_owned()
+        }
+    };
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <meta name="robots" content="noindex">
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <title>leadgraph GraphiQL</title>
+    <style>body {{ margin: 0; }} #graphiql {{ height: 100vh; }}</style>
+    <link rel="icon" href="data:,">
+    <link rel="stylesheet" href="{css}">
+    <script crossorigin src="{react}"></script>
+    <script crossorigin src="{react_dom}"></script>
+    <script crossorigin src="{graphiql}"></script>
+  </head>
+  <body>
+    <div id="graphiql">Loading GraphiQL…</div>
+    <script>
+      // API keys go in the Headers pane: {{"X-API-Key": "lg_live_sk_…"}}
+      const fetcher = GraphiQL.createFetcher({{ url: new URL('/graphql', location.origin).toString() }});
+      ReactDOM.createRoot(document.getElementById('graphiql')).render(
+        React.createElement(GraphiQL, {{ fetcher, defaultEditorToolsVisibility: 'headers' }}),
+      );
+    </script>
+  </body>
+</html>
+"#,
+        css = url(3),
+        react = url(0),
+        react_dom = url(1),
+        graphiql = url(2),
+    )
+}
+
+/// `GET /graphiql/{file}`: one of GraphiQL's files, when this server serves them.
+pub async fn asset(State(state): State<AppState>, UrlPath(file): UrlPath<String>) -> Response {
+    let Some(assets) = &state.graphiql_assets else {
+        return AppError::NotFound.into_response();
+    };
+    let Some(i) = FILES.iter().position(|(name, ..)| *name == file) else {
+        return AppError::NotFound.into_response();
+    };
+    let Some(body) = assets.0.get(i) else {
+        return AppError::NotFound.into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(FILES[i].3)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        body.clone(),
+    )
+        .into_response()
+}
