@@ -286,14 +286,38 @@ pub fn meta() -> serde_json::Value {
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
-        match &err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-                tracing::warn!(error = %err, "database unavailable");
-                AppError::Unavailable
-            }
-            _ => AppError::internal(err),
+        if db_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            AppError::Unavailable
+        } else {
+            AppError::internal(err)
         }
+    }
+}
+
+/// Whether a database error means "not reachable right now" (retrying later can succeed):
+/// no connection to be had, a connection that broke, a server shutting down or starting up,
+/// or SQLite still locked after its busy timeout.
+fn db_unavailable(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    match sqlx.as_ref() {
+        Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+        Sqlx::Database(db) => db.code().is_some_and(|code| {
+            // PostgreSQL: class 08 connection exceptions; 57P01-57P03 shutdown and start-up.
+            // SQLite: BUSY, LOCKED and their extended codes.
+            code.starts_with("08")
+                || matches!(
+                    &*code,
+                    "57P01" | "57P02" | "57P03" | "5" | "6" | "261" | "517"
+                )
+        }),
+        _ => false,
     }
 }
 

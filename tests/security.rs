@@ -498,3 +498,240 @@ async fn acknowledged_creates_survive_sigkill(app: TestApp) {
         );
     }
 }
+
+db_tests!(a_full_pool_is_503_after_the_acquire_timeout);
+
+async fn a_full_pool_is_503_after_the_acquire_timeout(app: TestApp) {
+    use sea_orm::TransactionTrait;
+    let app = app
+        .sibling(|c| {
+            c.db_pool_size = Some(2);
+            c.db_acquire_timeout_ms = 300;
+        })
+        .await;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let list = |app: &TestApp| {
+        let key = t.key.clone();
+        let router = app.router.clone();
+        async move {
+            let req = axum::http::Request::get("/v1/leads")
+                .header("x-api-key", key)
+                .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                    [127, 0, 0, 1],
+                    1,
+                ))))
+                .body(Body::empty())
+                .expect("request");
+            tower::ServiceExt::oneshot(router, req)
+                .await
+                .expect("infallible")
+                .status()
+        }
+    };
+    assert_eq!(list(&app).await, StatusCode::OK);
+    // Hold every pooled connection, as long transactions or a slow database would.
+    let held = (
+        app.db().begin().await.expect("one"),
+        app.db().begin().await.expect("two"),
+    );
+    let started = Instant::now();
+    let status = list(&app).await;
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        waited >= std::time::Duration::from_millis(250)
+            && waited < std::time::Duration::from_secs(10),
+        "answered after the acquire timeout, not at once and not never: {waited:?}"
+    );
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "{ leads(first: 1) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.code(), Some("SERVICE_UNAVAILABLE"));
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    drop(held);
+    assert_eq!(list(&app).await, StatusCode::OK);
+}
+
+/// A PostgreSQL server of the test's own (initdb in a temporary directory, another port), so
+/// it can be stopped without disturbing the tests sharing the machine's server.
+struct PrivatePostgres {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    /// `None` when PostgreSQL tests are not configured; panics when they are but the server
+    /// binaries are missing, so CI cannot skip the test by accident.
+    fn start() -> Option<Self> {
+        std::env::var("LEADGRAPH_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|s| !s.is_empty())?;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .find(|b| b.join("initdb").exists())
+            .expect("initdb");
+        let dir = std::env::temp_dir().join(format!("lg-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let pg = PrivatePostgres { bin, dir, port };
+        // PostgreSQL refuses to run as root: run it as the `postgres` user when we are root.
+        pg.run(
+            "chown",
+            &["-R", "postgres:postgres", &pg.dir.display().to_string()],
+            false,
+        );
+        let data = pg.dir.join("data").display().to_string();
+        pg.run(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+            true,
+        );
+        pg.ctl("start");
+        Some(pg)
+    }
+
+    fn run(&self, program: &str, args: &[&str], pg_binary: bool) {
+        let program = if pg_binary {
+            self.bin.join(program).display().to_string()
+        } else {
+            program.to_owned()
+        };
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut cmd = if root && pg_binary {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", &program]);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        let out = cmd.args(args).output().expect("run a PostgreSQL command");
+        if root || pg_binary {
+            assert!(
+                out.status.success(),
+                "{program} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    fn ctl(&self, action: &str) {
+        let data = self.dir.join("data").display().to_string();
+        let log = self.dir.join("log").display().to_string();
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        match action {
+            "start" => self.run(
+                "pg_ctl",
+                &["-D", &data, "-l", &log, "-o", &opts, "-w", "start"],
+                true,
+            ),
+            _ => self.run(
+                "pg_ctl",
+                &["-D", &data, "-m", "immediate", "-w", "stop"],
+                true,
+            ),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data").display().to_string();
+        let _ = std::process::Command::new(self.bin.join("pg_ctl"))
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .output();
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_is_503_and_the_server_recovers() {
+    let Some(pg) = PrivatePostgres::start() else {
+        return;
+    };
+    let app = TestApp::postgres_at(pg.url(), |c| c.db_acquire_timeout_ms = 1000).await;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let auth = [("x-api-key", t.key.as_str())];
+    let rest = |path: &'static str| app.request(Method::GET, path, &auth, Body::empty());
+    assert_eq!(rest("/v1/leads").await.status, StatusCode::OK);
+
+    pg.ctl("stop");
+    // Every kind of request fails fast with 503 and its code; the process stays up.
+    let started = Instant::now();
+    let r = rest("/v1/leads").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.body["error"], "SERVICE_UNAVAILABLE");
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "{ leads(first: 5) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.code(), Some("SERVICE_UNAVAILABLE"));
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/leads",
+            &[("x-api-key", &t.key), ("content-type", "application/json")],
+            Body::from(r#"{"email":"a@example.com","firstName":"A","lastName":"B"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    let r = rest("/readyz").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body["status"], "unavailable");
+    assert_eq!(rest("/healthz").await.status, StatusCode::OK);
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(15),
+        "failed fast: {waited:?}"
+    );
+
+    pg.ctl("start");
+    // Back without a restart: the pool replaces its broken connections.
+    let mut ready = false;
+    for _ in 0..100 {
+        if rest("/readyz").await.status == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "/readyz recovered");
+    assert_eq!(rest("/v1/leads").await.status, StatusCode::OK);
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/leads",
+            &[("x-api-key", &t.key), ("content-type", "application/json")],
+            Body::from(r#"{"email":"a@example.com","firstName":"A","lastName":"B"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}

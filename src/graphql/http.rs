@@ -89,8 +89,35 @@ fn bad_request(media: Media, message: impl Into<String>) -> Response {
     app_error_response(&AppError::BadRequest(message.into()), media)
 }
 
+/// A request error (the document could not run at all) carries no `data` entry, as the
+/// GraphQL specification and GraphQL over HTTP ask; async-graphql would write `"data": null`.
+fn is_request_error(r: &async_graphql::Response) -> bool {
+    r.data == async_graphql::Value::Null
+        && !r.errors.is_empty()
+        && r.errors.iter().all(|e| e.path.is_empty())
+}
+
+fn to_json(r: &async_graphql::Response) -> serde_json::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(r)?;
+    if is_request_error(r)
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.remove("data");
+    }
+    Ok(v)
+}
+
 fn json_response(status: StatusCode, media: Media, body: &BatchResponse) -> Response {
-    let bytes = match serde_json::to_vec(body) {
+    let encoded = match body {
+        BatchResponse::Single(r) if !is_request_error(r) => serde_json::to_vec(r),
+        BatchResponse::Single(r) => to_json(r).and_then(|v| serde_json::to_vec(&v)),
+        BatchResponse::Batch(list) => list
+            .iter()
+            .map(to_json)
+            .collect::<serde_json::Result<Vec<_>>>()
+            .and_then(|v| serde_json::to_vec(&v)),
+    };
+    let bytes = match encoded {
         Ok(b) => b,
         Err(e) => return AppError::internal(e).into_response(),
     };
@@ -371,8 +398,7 @@ fn status_of(r: &async_graphql::Response, media: Media) -> StatusCode {
     if let Some(status) = first_code(r).and_then(AppError::status_for_code) {
         return status;
     }
-    let request_error = r.errors.iter().all(|e| e.path.is_empty());
-    if request_error && media == Media::GraphqlResponse {
+    if is_request_error(r) && media == Media::GraphqlResponse {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK

@@ -165,10 +165,15 @@ impl TestApp {
         let admin_url = std::env::var("LEADGRAPH_TEST_POSTGRES_URL")
             .ok()
             .filter(|s| !s.is_empty())?;
+        Some(Self::postgres_at(admin_url, f).await)
+    }
+
+    /// An app on a fresh database of the PostgreSQL server at `admin_url`.
+    pub async fn postgres_at(admin_url: String, f: impl FnOnce(&mut Config)) -> Self {
         let name = format!("lg_test_{}", unique());
         let admin = Database::connect(&admin_url)
             .await
-            .expect("connect to LEADGRAPH_TEST_POSTGRES_URL");
+            .expect("connect to the PostgreSQL server");
         admin
             .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
             .await
@@ -178,7 +183,7 @@ impl TestApp {
             .rsplit_once('/')
             .map_or(admin_url.as_str(), |(b, _)| b);
         let url = format!("{base}/{name}");
-        Some(Self::start(url, Backend::Postgres { admin_url, name }, f).await)
+        Self::start(url, Backend::Postgres { admin_url, name }, f).await
     }
 
     /// The same test on the other backend's fresh database, for tests that need two apps.

@@ -1,0 +1,78 @@
+// GraphiQL in a real browser: headless Chromium (Debian's) driven by playwright-core opens
+// /graphql, an API key goes into the Headers pane, a query runs and the result pane shows
+// leads. The page's scripts are served by leadgraph itself (--graphiql-assets), so no CDN
+// is needed. Screenshot: target/graphiql.png.
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { root, startServer } from './server.mjs';
+
+const QUERY = `query Newest {
+  leads(first: 5) {
+    totalCount
+    edges { node { id email status } }
+  }
+}`;
+
+let server;
+let browser;
+before(async () => {
+  server = await startServer({
+    leads: 12,
+    extraEnv: { LEADGRAPH_GRAPHIQL_ASSETS: join(root, 'clients/graphiql/node_modules') },
+  });
+  // playwright-core gives Chromium a new, empty profile of its own.
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** Replaces the text of the CodeMirror editor inside `container`. */
+async function fill(page, container, text) {
+  await page.locator(`${container} .CodeMirror`).first().click();
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Delete');
+  // insertText sends one input event: no auto-closed brackets or quotes get in the way.
+  await page.keyboard.insertText(text);
+}
+
+test('GraphiQL runs an authenticated query in Chromium', async () => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const offsite = [];
+  page.on('request', (r) => {
+    if (!r.url().startsWith(server.url) && !r.url().startsWith('data:')) offsite.push(r.url());
+  });
+  await page.goto(`${server.url}/graphql`);
+  await page.locator('.graphiql-container').waitFor();
+
+  await fill(page, '.graphiql-query-editor', QUERY);
+  await page.getByRole('button', { name: 'Headers', exact: true }).click();
+  await fill(page, '.graphiql-editor-tool .graphiql-editor:not(.hidden)', JSON.stringify({ 'X-API-Key': server.apiKey }));
+  await page.locator('.graphiql-execute-button').click();
+
+  const result = page.locator('.result-window');
+  await result.getByText('totalCount').waitFor({ timeout: 15000 });
+  const text = await result.innerText();
+  mkdirSync(join(root, 'target'), { recursive: true });
+  await page.screenshot({ path: join(root, 'target/graphiql.png') });
+
+  assert.match(text, /"totalCount": 12/);
+  assert.equal((text.match(/"email":/g) ?? []).length, 5, text);
+  assert.doesNotMatch(text, /"errors"/);
+  assert.deepEqual(offsite, [], 'the page loads nothing from other origins');
+});
