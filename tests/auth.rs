@@ -620,7 +620,7 @@ async fn credential_errors_are_401_with_their_code(app: TestApp) {
         }
         let mut expected = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
         if executed {
-            expected["data"] = serde_json::Value::Null;
+            expected["data"] = Value::Null;
         }
         assert_eq!(body, expected, "{hs:?}");
     }
