@@ -12,29 +12,9 @@ SECS="${BENCH_SECONDS:-10}"
 CONC="${BENCH_CONCURRENCY:-16}"
 LEADS="${BENCH_LEADS:-10000}"
 DATABASES="${BENCH_DATABASES:-sqlite postgres}"
-PG_ADMIN="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-
-tools="$PWD/target/bench-tools"
-if ! [ -x "$tools/bin/oha" ]; then
-  echo "installing oha (HTTP load generator) into $tools" >&2
-  cargo install oha --locked --quiet --root "$tools"
-fi
-OHA="$tools/bin/oha"
-echo "building the release binaries" >&2
-cargo build --release --quiet --bin leadgraph --example sql_baseline
-BIN="$PWD/target/release/leadgraph"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 BASELINE="$PWD/target/release/examples/sql_baseline"
-
-work=$(mktemp -d)
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-json_get() { python3 -c 'import json,sys
-v=json.load(sys.stdin)
-for k in sys.argv[1].split("."): v=v[k]
-print(v)' "$1"; }
 
 # oha prints JSON with --output-format json; pull requests/s and latency percentiles (ms).
 summarize() { python3 -c 'import json,sys
@@ -44,21 +24,6 @@ codes=d.get("statusCodeDistribution",{})
 bad=sum(v for k,v in codes.items() if not k.startswith("2"))
 print("%.0f %.2f %.2f %d" % (s["requestsPerSec"], p["p50"]*1000, p["p99"]*1000, bad))'; }
 
-start_server() { # URL PORT EXTRA...
-  local url=$1 p=$2; shift 2
-  "$BIN" serve --database-url "$url" --bind "127.0.0.1:$p" --no-bootstrap --log warn \
-    --rate-limit-per-ip 0 --max-concurrent-requests 100000 "$@" > "$work/server.log" 2>&1 &
-  server=$!
-  for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$p/healthz" >/dev/null && return; sleep 0.05; done
-  echo "server did not start" >&2; cat "$work/server.log" >&2; exit 1
-}
-stop_server() { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; server=""; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
-
-Q_A='{ leads(first: 50) { edges { node { id email firstName lastName status score tags source { name } pipeline { name } stage { name } assignedTo { name email } } } } }'
-body() { python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$1"; }
-
 run() { # NAME ARGS... -> "rps p50 p99 non2xx"
   "$OHA" --no-tui --output-format json -z "${SECS}s" -c "$CONC" "$@" | summarize
 }
@@ -66,20 +31,12 @@ run() { # NAME ARGS... -> "rps p50 p99 non2xx"
 rows=()
 ratios=()
 for db in $DATABASES; do
-  case $db in
-    sqlite) url="sqlite://$work/bench.db" ;;
-    postgres)
-      name="leadgraph_bench_$$"
-      psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $name" >/dev/null
-      psql "$PG_ADMIN" -qc "CREATE DATABASE $name" >/dev/null
-      url="${PG_ADMIN%/*}/$name" ;;
-    *) echo "unknown database $db" >&2; exit 1 ;;
-  esac
+  url=$(fresh_database "$db")
   echo "[$db] seeding $LEADS leads" >&2
   seeded=$("$BIN" seed-demo --database-url "$url" --leads "$LEADS" --json --log warn 2>/dev/null)
   KEY=$(echo "$seeded" | json_get apiKey)
   p=$(port); base="http://127.0.0.1:$p"
-  start_server "$url" "$p" --tenant-rate-limits=false
+  start_server "$url" "$p" --tenant-rate-limits=false --max-concurrent-requests 100000
   rss_start=$(rss_kb "$server")
   echo "[$db] a: GraphQL leads(first: 50), nested" >&2
   read -r a_rps a_p50 a_p99 a_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body "$Q_A")" "$base/graphql")
@@ -101,11 +58,11 @@ for db in $DATABASES; do
   # (c) last: its creates start duplicate detection in the background.
   echo "[$db] c: createLead" >&2
   read -r c_rps c_p50 c_p99 c_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
-    -d "$(body 'mutation { createLead(input: {email: "bench@example.com", firstName: "Bench", lastName: "Mark", source: API}) { id } }')" "$base/graphql")
+    -d "$(body "$Q_C")" "$base/graphql")
   rss_end=$(rss_kb "$server"); hwm=$(hwm_kb "$server")
   stop_server
   echo "[$db] rate limiter on: { me { id } }" >&2
-  start_server "$url" "$p" --tenant-rate-limits=true --enterprise-rate-limit 1000000000 --enterprise-burst 1000000000
+  start_server "$url" "$p" --max-concurrent-requests 100000 --tenant-rate-limits=true --enterprise-rate-limit 1000000000 --enterprise-burst 1000000000
   read -r l_rps l_p50 l_p99 l_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql")
   stop_server
   ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1])/float(sys.argv[2])))" "$1" "$2"; }
@@ -116,7 +73,7 @@ for db in $DATABASES; do
   rows+=("| $db | d0. \`{ __typename }\`, no credential | $d0_rps | $d0_p50 | $d0_p99 | $d0_bad |")
   rows+=("| $db | d1 with the tenant rate limiter on | $l_rps | $l_p50 | $l_p99 | $l_bad |")
   ratios+=("| $db | $(ratio "$d1_rps" "$d0_rps") | $(ratio "$l_rps" "$d1_rps") | $(printf '%.0f' "$base_rate") ($base_stmts statements) | $(ratio "$a_rps" "$base_rate") | $((rss_start/1024)) → $((rss_end/1024)) MiB, peak $((hwm/1024)) MiB |")
-  if [ "$db" = postgres ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null; fi
+  drop_database "$db"
 done
 
 out="bench/results/$(date -u +%Y-%m-%dT%H%M)-$(hostname).md"

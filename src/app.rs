@@ -53,6 +53,8 @@ pub struct App {
     pub tasks: tokio_util::task::TaskTracker,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Parsed GraphQL documents, by text.
+    pub documents: crate::graphql::documents::Documents,
     /// GraphiQL's scripts, when served locally.
     pub graphiql_assets: Option<crate::graphql::graphiql::Assets>,
 }
@@ -108,6 +110,7 @@ impl App {
             dummy_hash,
             tasks: tokio_util::task::TaskTracker::new(),
             metrics: crate::metrics::Metrics::default(),
+            documents: Default::default(),
             graphiql_assets,
             limits: crate::rate_limit::RateLimits::new(&config),
             rest_ops: crate::rest::operations::Operations::parse().map_err(AppError::internal)?,
@@ -138,21 +141,37 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the router: GraphQL, health checks and middleware.
 pub fn build_router(state: AppState) -> Router {
+    let compression = state.config.compression;
     let mut router = Router::new();
     if state.config.metrics_bind.is_none() {
         router = router.route("/metrics", get(crate::metrics::handler));
     }
-    router
-        .route("/graphql", get(crate::graphql::http::get).post(crate::graphql::http::post))
+    router = router
+        .route(
+            "/graphql",
+            get(crate::graphql::http::get).post(crate::graphql::http::post),
+        )
         .route("/graphiql/{file}", get(crate::graphql::graphiql::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/v1", crate::rest::router())
         .nest("/api", crate::rest::router())
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::rate_limit::middleware))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip::resolve))
-        .layer(CatchPanicLayer::custom(|_| AppError::internal("handler panicked").into_response()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::rate_limit::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_ip::resolve,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            AppError::internal("handler panicked").into_response()
+        }));
+    if compression {
+        router = router.layer(tower_http::compression::CompressionLayer::new());
+    }
+    router
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");

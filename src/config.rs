@@ -318,6 +318,11 @@ pub struct Config {
     )]
     pub trusted_proxies: Vec<IpAddr>,
 
+    /// Compress responses with gzip for clients that accept it (off by default: on loopback or
+    /// behind a proxy that compresses, it only costs CPU).
+    #[arg(long, env = "LEADGRAPH_COMPRESSION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
+    pub compression: bool,
+
     /// Serve `GET /metrics` on this address only, instead of on the public address.
     #[arg(long, env = "LEADGRAPH_METRICS_BIND", global = true)]
     pub metrics_bind: Option<SocketAddr>,

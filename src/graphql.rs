@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod documents;
 pub mod graphiql;
 pub mod guard;
 pub mod http;

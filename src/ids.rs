@@ -53,7 +53,15 @@ const BASE62: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 
 /// Encoder and decoder of opaque IDs for one deployment.
 #[derive(Clone)]
-pub struct Ids(Arc<Sqids>);
+pub struct Ids(Arc<Sqids>, Arc<EncodedCache>);
+
+/// Encoded IDs kept at most; when full the cache starts over (about 5 MiB at most).
+const CACHE_CAPACITY: usize = 65_536;
+
+/// IDs already encoded: a Sqids encoding shuffles the alphabet several times, and list
+/// responses encode the same few hundred IDs (leads, sources, stages, users) over and over.
+#[derive(Default)]
+struct EncodedCache(std::sync::RwLock<std::collections::HashMap<(u8, i64), Box<str>>>);
 
 impl std::fmt::Debug for Ids {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,7 +86,7 @@ impl Ids {
             .blocklist(std::collections::HashSet::new())
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Ids(Arc::new(sqids)))
+        Ok(Ids(Arc::new(sqids), Arc::default()))
     }
 
     /// A fresh random alphabet for a new deployment.
@@ -90,9 +98,21 @@ impl Ids {
 
     /// Encodes row `id` of `kind`.
     pub fn encode(&self, kind: Kind, id: i64) -> String {
-        self.0
+        let key = (kind as u8, id);
+        let cache = &self.1.0;
+        if let Some(s) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return s.to_string();
+        }
+        let s = self
+            .0
             .encode(&[kind as u64, id as u64])
-            .expect("two u64s always encode without a blocklist")
+            .expect("two u64s always encode without a blocklist");
+        let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(key, s.as_str().into());
+        s
     }
 
     /// Decodes an ID of `kind`; `None` for garbage, non-canonical spellings and other kinds.
@@ -136,6 +156,21 @@ mod tests {
                 assert_eq!(ids.decode_any(&s), Some((kind, id)));
             }
         }
+    }
+
+    #[test]
+    fn cached_encodings_equal_fresh_ones() {
+        let alphabet = Ids::generate_alphabet();
+        let warm = Ids::new(&alphabet).expect("valid");
+        for id in 1..2000 {
+            warm.encode(Kind::Lead, id);
+        }
+        let fresh = Ids::new(&alphabet).expect("valid");
+        for id in 1..2000 {
+            assert_eq!(warm.encode(Kind::Lead, id), fresh.encode(Kind::Lead, id));
+            assert_ne!(warm.encode(Kind::Lead, id), warm.encode(Kind::User, id));
+        }
+        assert!(warm.1.0.read().expect("lock").len() <= CACHE_CAPACITY);
     }
 
     #[test]

@@ -14,6 +14,7 @@ db_tests!(
     request_id_on_every_response,
     graphql_get_post_and_graphiql,
     graphiql_assets_served_locally,
+    compression_is_opt_in,
     malformed_graphql_requests_are_400,
     node_resolves_visible_objects_only,
     unknown_route_is_a_404_envelope,
@@ -282,6 +283,31 @@ async fn node_resolves_visible_objects_only(app: TestApp) {
     let r = app.gql(Auth::None, q, json!({"id": t.id})).await;
     assert_eq!(r.code(), Some("MISSING_TOKEN"));
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn compression_is_opt_in(app: TestApp) {
+    let gzip = [("accept-encoding", "gzip")];
+    let r = app
+        .request(Method::GET, "/v1/openapi.json", &gzip, Body::empty())
+        .await;
+    assert_eq!(r.header("content-encoding"), None);
+    assert!(r.body["openapi"].is_string());
+    let app = app.sibling(|c| c.compression = true).await;
+    let r = app
+        .request(Method::GET, "/v1/openapi.json", &gzip, Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert!(r.body.is_null(), "the body is gzip, not JSON");
+    let r = app
+        .request(Method::GET, "/v1/openapi.json", &[], Body::empty())
+        .await;
+    assert_eq!(
+        r.header("content-encoding"),
+        None,
+        "only for clients that accept it"
+    );
+    assert!(r.body["openapi"].is_string());
 }
 
 async fn unknown_route_is_a_404_envelope(app: TestApp) {

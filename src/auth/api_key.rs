@@ -89,7 +89,12 @@ pub fn parse(key: &str) -> Option<Environment> {
 
 /// Hex SHA-256 of a key, as stored.
 pub fn hash(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    hex::encode(digest(key))
+}
+
+/// The key's SHA-256 as bytes: the cache's key, cheaper than the hex form on the hot path.
+pub fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
 }
 
 fn checksum(s: &str) -> String {

@@ -70,17 +70,19 @@ fn requested_environment(headers: &HeaderMap) -> Result<Option<Environment>, App
 }
 
 async fn key_principal(app: &App, key: &str, headers: &HeaderMap) -> Result<Principal, AppError> {
-    let hash = api_key::hash(key);
+    let digest = api_key::digest(key);
     // Only real keys are cached, so a hit needs no checksum; a miss is checked before the
     // database is asked, so mistyped keys never reach it.
-    let record = match app.key_cache.get(&hash) {
+    let record = match app.key_cache.get(&digest) {
         Some(record) => record,
         None => {
             if api_key::parse(key).is_none() {
                 return Err(AppError::InvalidToken);
             }
-            let record = load_key(app, &hash).await?.ok_or(AppError::InvalidToken)?;
-            app.key_cache.insert(hash, record.clone());
+            let record = load_key(app, &hex::encode(digest))
+                .await?
+                .ok_or(AppError::InvalidToken)?;
+            app.key_cache.insert(digest, record.clone());
             record
         }
     };

@@ -39,7 +39,7 @@ pub struct KeyRecord {
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
-    entries: RwLock<HashMap<String, (Instant, KeyRecord)>>,
+    entries: RwLock<HashMap<[u8; 32], (Instant, KeyRecord)>>,
 }
 
 /// Entries kept at most; beyond it the cache is cleared rather than grown.
@@ -55,7 +55,7 @@ impl KeyCache {
     }
 
     /// A fresh entry for `hash`.
-    pub fn get(&self, hash: &str) -> Option<KeyRecord> {
+    pub fn get(&self, hash: &[u8; 32]) -> Option<KeyRecord> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         entries
             .get(hash)
@@ -64,7 +64,7 @@ impl KeyCache {
     }
 
     /// Stores a look-up result.
-    pub fn insert(&self, hash: String, record: KeyRecord) {
+    pub fn insert(&self, hash: [u8; 32], record: KeyRecord) {
         if self.ttl.is_zero() {
             return;
         }

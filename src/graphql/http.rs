@@ -150,7 +150,7 @@ pub async fn get(
         Ok(r) => r,
         Err(e) => return bad_request(media, format!("Invalid GraphQL request: {e}")),
     };
-    if is_mutation(&request) {
+    if is_mutation(&state, &request) {
         let mut resp = app_error_response(
             &AppError::BadRequest("Mutations are only accepted over POST".into()),
             media,
@@ -172,8 +172,8 @@ pub async fn get(
 
 /// Whether the operation a request would run is a mutation (unparsable documents are left
 /// to the executor to report).
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+fn is_mutation(state: &AppState, request: &async_graphql::Request) -> bool {
+    let Ok(doc) = state.documents.parse(&request.query) else {
         return false;
     };
     match &request.operation_name {
@@ -261,7 +261,7 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
     let mut costs = Vec::new();
     let mut operation = "batch".to_owned();
     let batch = match batch {
-        BatchRequest::Single(r) => match check_limits(r, &limits) {
+        BatchRequest::Single(r) => match check_limits(&state, r, &limits) {
             Ok((r, cost, name)) => {
                 costs.push(cost);
                 operation = name;
@@ -272,7 +272,7 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
         BatchRequest::Batch(list) => {
             let mut checked = Vec::with_capacity(list.len());
             for r in list {
-                match check_limits(r, &limits) {
+                match check_limits(&state, r, &limits) {
                     Ok((r, cost, _)) => {
                         costs.push(cost);
                         checked.push(r);
@@ -358,10 +358,11 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
 /// left to the executor to report as GraphQL errors. Also returns the operation's name (empty
 /// when anonymous), for metrics.
 fn check_limits(
+    state: &AppState,
     mut request: async_graphql::Request,
     limits: &Limits,
 ) -> Result<(async_graphql::Request, usize, String), AppError> {
-    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+    let Ok(doc) = state.documents.parse(&request.query) else {
         return Ok((request, 0, String::new()));
     };
     let analysis = analyze(&doc, request.operation_name.as_deref(), &request.variables);
