@@ -46,15 +46,19 @@ for db in $DATABASES; do
   echo "[$db] baseline: the SQL of (a) replayed directly" >&2
   base_rate=$("$BASELINE" --database-url "$url" --key "$KEY" --seconds "$SECS" --concurrency "$CONC" | json_get iterationsPerSec)
   base_stmts=$("$BASELINE" --database-url "$url" --key "$KEY" --seconds 1 --concurrency 1 | json_get statements)
-  echo "[$db] d: { me { id } } with a key vs { __typename } without" >&2
+  echo "[$db] d: { me { id } } with a key vs { __typename } without (and with) one" >&2
   # Alternated twice, best of each, so drift on a shared machine does not decide the ratio.
   best() { if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)" "$1" "$2"; then echo "$3"; else echo "$4"; fi; }
   d1a=$(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql")
   d0a=$(run -m POST -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
+  # d2: d0's document with the key, so d2/d0 is authentication alone.
+  d2a=$(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
   d1b=$(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql")
   d0b=$(run -m POST -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
+  d2b=$(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
   read -r d1_rps d1_p50 d1_p99 d1_bad <<< "$(best "${d1a%% *}" "${d1b%% *}" "$d1a" "$d1b")"
   read -r d0_rps d0_p50 d0_p99 d0_bad <<< "$(best "${d0a%% *}" "${d0b%% *}" "$d0a" "$d0b")"
+  read -r d2_rps d2_p50 d2_p99 d2_bad <<< "$(best "${d2a%% *}" "${d2b%% *}" "$d2a" "$d2b")"
   # (c) last: its creates start duplicate detection in the background.
   echo "[$db] c: createLead" >&2
   read -r c_rps c_p50 c_p99 c_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
@@ -71,8 +75,9 @@ for db in $DATABASES; do
   rows+=("| $db | c. \`createLead\` (+ audit entry) | $c_rps | $c_p50 | $c_p99 | $c_bad |")
   rows+=("| $db | d1. \`{ me { id } }\`, API key | $d1_rps | $d1_p50 | $d1_p99 | $d1_bad |")
   rows+=("| $db | d0. \`{ __typename }\`, no credential | $d0_rps | $d0_p50 | $d0_p99 | $d0_bad |")
+  rows+=("| $db | d2. \`{ __typename }\`, API key | $d2_rps | $d2_p50 | $d2_p99 | $d2_bad |")
   rows+=("| $db | d1 with the tenant rate limiter on | $l_rps | $l_p50 | $l_p99 | $l_bad |")
-  ratios+=("| $db | $(ratio "$d1_rps" "$d0_rps") | $(ratio "$l_rps" "$d1_rps") | $(printf '%.0f' "$base_rate") ($base_stmts statements) | $(ratio "$a_rps" "$base_rate") | $((rss_start/1024)) → $((rss_end/1024)) MiB, peak $((hwm/1024)) MiB |")
+  ratios+=("| $db | $(ratio "$d1_rps" "$d0_rps") | $(ratio "$d2_rps" "$d0_rps") | $(ratio "$l_rps" "$d1_rps") | $(printf '%.0f' "$base_rate") ($base_stmts statements) | $(ratio "$a_rps" "$base_rate") | $((rss_start/1024)) → $((rss_end/1024)) MiB, peak $((hwm/1024)) MiB |")
   drop_database "$db"
 done
 
@@ -86,8 +91,8 @@ out="bench/results/$(date -u +%Y-%m-%dT%H%M)-$(hostname).md"
   echo "|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "| database | auth ratio d1/d0 | limiter ratio | baseline: SQL of (a) per s | (a) as a fraction of baseline | RSS start → end, peak |"
-  echo "|---|---|---|---|---|---|"
+  echo "| database | auth ratio d1/d0 | authentication alone d2/d0 | limiter ratio | baseline: SQL of (a) per s | (a) as a fraction of baseline | RSS start → end, peak |"
+  echo "|---|---|---|---|---|---|---|"
   printf '%s\n' "${ratios[@]}"
 } > "$out"
 cat "$out"

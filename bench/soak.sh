@@ -33,7 +33,8 @@ load() {
   local phase=$1 secs=$2; shift 2
   local pace=("$@") i=0 pids=()
   for stream in a b c d; do
-    local common=(--no-tui --output-format json -z "${secs}s" ${pace[$i]})
+    # -w: requests in flight at the deadline finish and count, rather than being aborted.
+    local common=(--no-tui --output-format json -w -z "${secs}s" ${pace[$i]})
     case $stream in
       a) "$OHA" "${common[@]}" -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body "$Q_A")" "$base/graphql" ;;
       b) "$OHA" "${common[@]}" -H "X-API-Key: $KEY" "$base/v1/leads?limit=50" ;;
