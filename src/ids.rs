@@ -6,6 +6,8 @@ use std::sync::Arc;
 use rand::seq::SliceRandom;
 use sqids::Sqids;
 
+use crate::bounded::BoundedMap;
+
 /// The kinds of rows that have public IDs. The discriminant is encoded into every ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -53,15 +55,10 @@ const BASE62: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 
 /// Encoder and decoder of opaque IDs for one deployment.
 #[derive(Clone)]
-pub struct Ids(Arc<Sqids>, Arc<EncodedCache>);
+pub struct Ids(Arc<Sqids>, Arc<BoundedMap<(u8, i64), Arc<str>>>);
 
 /// Encoded IDs kept at most; when full the cache starts over (about 5 MiB at most).
 const CACHE_CAPACITY: usize = 65_536;
-
-/// IDs already encoded: a Sqids encoding shuffles the alphabet several times, and list
-/// responses encode the same few hundred IDs (leads, sources, stages, users) over and over.
-#[derive(Default)]
-struct EncodedCache(std::sync::RwLock<std::collections::HashMap<(u8, i64), Box<str>>>);
 
 impl std::fmt::Debug for Ids {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,7 +83,12 @@ impl Ids {
             .blocklist(std::collections::HashSet::new())
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Ids(Arc::new(sqids), Arc::default()))
+        // IDs already encoded are kept: a Sqids encoding shuffles the alphabet several times,
+        // and list responses encode the same few hundred IDs over and over.
+        Ok(Ids(
+            Arc::new(sqids),
+            Arc::new(BoundedMap::new(CACHE_CAPACITY)),
+        ))
     }
 
     /// A fresh random alphabet for a new deployment.
@@ -99,19 +101,14 @@ impl Ids {
     /// Encodes row `id` of `kind`.
     pub fn encode(&self, kind: Kind, id: i64) -> String {
         let key = (kind as u8, id);
-        let cache = &self.1.0;
-        if let Some(s) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(s) = self.1.get(&key) {
             return s.to_string();
         }
         let s = self
             .0
             .encode(&[kind as u64, id as u64])
             .expect("two u64s always encode without a blocklist");
-        let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(key, s.as_str().into());
+        self.1.insert(key, s.as_str().into());
         s
     }
 
@@ -170,7 +167,7 @@ mod tests {
             assert_eq!(warm.encode(Kind::Lead, id), fresh.encode(Kind::Lead, id));
             assert_ne!(warm.encode(Kind::Lead, id), warm.encode(Kind::User, id));
         }
-        assert!(warm.1.0.read().expect("lock").len() <= CACHE_CAPACITY);
+        assert!(warm.1.len() <= CACHE_CAPACITY);
     }
 
     #[test]

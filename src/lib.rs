@@ -4,6 +4,8 @@
 pub mod app;
 /// Authentication: keys, tokens, passwords, principals.
 pub mod auth;
+/// A size-bounded shared map for caches.
+pub mod bounded;
 /// Client IP resolution (trusted proxies).
 pub mod client_ip;
 /// Configuration and CLI.

@@ -510,32 +510,20 @@ async fn a_full_pool_is_503_after_the_acquire_timeout(app: TestApp) {
         })
         .await;
     let t = app.tenant("Acme", Plan::Pro).await;
-    let list = |app: &TestApp| {
-        let key = t.key.clone();
-        let router = app.router.clone();
-        async move {
-            let req = axum::http::Request::get("/v1/leads")
-                .header("x-api-key", key)
-                .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
-                    [127, 0, 0, 1],
-                    1,
-                ))))
-                .body(Body::empty())
-                .expect("request");
-            tower::ServiceExt::oneshot(router, req)
-                .await
-                .expect("infallible")
-                .status()
-        }
+    let auth = [("x-api-key", t.key.as_str())];
+    let list = || async {
+        app.request(Method::GET, "/v1/leads", &auth, Body::empty())
+            .await
+            .status
     };
-    assert_eq!(list(&app).await, StatusCode::OK);
+    assert_eq!(list().await, StatusCode::OK);
     // Hold every pooled connection, as long transactions or a slow database would.
     let held = (
         app.db().begin().await.expect("one"),
         app.db().begin().await.expect("two"),
     );
     let started = Instant::now();
-    let status = list(&app).await;
+    let status = list().await;
     let waited = started.elapsed();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
@@ -553,7 +541,7 @@ async fn a_full_pool_is_503_after_the_acquire_timeout(app: TestApp) {
     assert_eq!(r.code(), Some("SERVICE_UNAVAILABLE"));
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     drop(held);
-    assert_eq!(list(&app).await, StatusCode::OK);
+    assert_eq!(list().await, StatusCode::OK);
 }
 
 /// A PostgreSQL server of the test's own (initdb in a temporary directory, another port), so
@@ -677,6 +665,14 @@ async fn database_outage_is_503_and_the_server_recovers() {
     let t = app.tenant("Acme", Plan::Pro).await;
     let auth = [("x-api-key", t.key.as_str())];
     let rest = |path: &'static str| app.request(Method::GET, path, &auth, Body::empty());
+    let json_auth = [
+        ("x-api-key", t.key.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let create = || {
+        let body = r#"{"email":"a@example.com","firstName":"A","lastName":"B"}"#;
+        app.request(Method::POST, "/v1/leads", &json_auth, Body::from(body))
+    };
     assert_eq!(rest("/v1/leads").await.status, StatusCode::OK);
 
     pg.ctl("stop");
@@ -694,14 +690,7 @@ async fn database_outage_is_503_and_the_server_recovers() {
         .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(r.code(), Some("SERVICE_UNAVAILABLE"));
-    let r = app
-        .request(
-            Method::POST,
-            "/v1/leads",
-            &[("x-api-key", &t.key), ("content-type", "application/json")],
-            Body::from(r#"{"email":"a@example.com","firstName":"A","lastName":"B"}"#),
-        )
-        .await;
+    let r = create().await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     let r = rest("/readyz").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -725,13 +714,6 @@ async fn database_outage_is_503_and_the_server_recovers() {
     }
     assert!(ready, "/readyz recovered");
     assert_eq!(rest("/v1/leads").await.status, StatusCode::OK);
-    let r = app
-        .request(
-            Method::POST,
-            "/v1/leads",
-            &[("x-api-key", &t.key), ("content-type", "application/json")],
-            Body::from(r#"{"email":"a@example.com","firstName":"A","lastName":"B"}"#),
-        )
-        .await;
+    let r = create().await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }

@@ -4,11 +4,11 @@
 //! deactivated through another process keeps working here. Changes made through this
 //! process evict the entry at once.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use entity::enums::{Environment, Plan, Role, Scope};
+
+use crate::bounded::BoundedMap;
 
 /// What a key look-up needs to authorize a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +39,7 @@ pub struct KeyRecord {
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
-    entries: RwLock<HashMap<[u8; 32], (Instant, KeyRecord)>>,
+    entries: BoundedMap<[u8; 32], (Instant, KeyRecord)>,
 }
 
 /// Entries kept at most; beyond it the cache is cleared rather than grown.
@@ -50,17 +50,16 @@ impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
         KeyCache {
             ttl,
-            entries: RwLock::new(HashMap::new()),
+            entries: BoundedMap::new(MAX_ENTRIES),
         }
     }
 
     /// A fresh entry for `hash`.
     pub fn get(&self, hash: &[u8; 32]) -> Option<KeyRecord> {
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries
+        self.entries
             .get(hash)
             .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, record)| record.clone())
+            .map(|(_, record)| record)
     }
 
     /// Stores a look-up result.
@@ -68,22 +67,16 @@ impl KeyCache {
         if self.ttl.is_zero() {
             return;
         }
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            entries.clear();
-        }
-        entries.insert(hash, (Instant::now(), record));
+        self.entries.insert(hash, (Instant::now(), record));
     }
 
     /// Evicts the entry of key `id` (after it was changed or deleted).
     pub fn evict_key(&self, id: i64) {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|_, (_, r)| r.id != id);
+        self.entries.retain(|_, (_, r)| r.id != id);
     }
 
     /// Evicts every entry of a tenant (after a user or plan change).
     pub fn evict_tenant(&self, tenant_id: i64) {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|_, (_, r)| r.tenant_id != tenant_id);
+        self.entries.retain(|_, (_, r)| r.tenant_id != tenant_id);
     }
 }

@@ -1,10 +1,11 @@
 //! Parsed GraphQL documents, cached by their text: clients send the same few documents over
 //! and over, and parsing (a PEG parser) is a large share of a small request's cost.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use async_graphql::parser::types::ExecutableDocument;
+
+use crate::bounded::BoundedMap;
 
 /// Documents kept at most; when full the cache starts over, so clients sending ever-new
 /// documents cost memory up to this bound and no more.
@@ -13,41 +14,35 @@ const CAPACITY: usize = 512;
 const MAX_CACHED_LEN: usize = 16 * 1024;
 
 /// The cache; one per process.
-#[derive(Default)]
-pub struct Documents {
-    parsed: RwLock<HashMap<Box<str>, Arc<ExecutableDocument>>>,
+pub struct Documents(BoundedMap<Box<str>, Arc<ExecutableDocument>>);
+
+impl Default for Documents {
+    fn default() -> Self {
+        Documents(BoundedMap::new(CAPACITY))
+    }
 }
 
 impl Documents {
     /// The parsed document for `query`, from the cache or the parser.
     pub fn parse(&self, query: &str) -> async_graphql::parser::Result<ExecutableDocument> {
-        if let Some(doc) = self
-            .parsed
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(query)
-        {
-            return Ok(ExecutableDocument::clone(doc));
+        if let Some(doc) = self.0.get(query) {
+            return Ok(ExecutableDocument::clone(&doc));
         }
         let doc = async_graphql::parser::parse_query(query)?;
         if query.len() <= MAX_CACHED_LEN {
-            let mut parsed = self.parsed.write().unwrap_or_else(|e| e.into_inner());
-            if parsed.len() >= CAPACITY {
-                parsed.clear();
-            }
-            parsed.insert(query.into(), Arc::new(doc.clone()));
+            self.0.insert(query.into(), Arc::new(doc.clone()));
         }
         Ok(doc)
     }
 
     /// Documents held.
     pub fn len(&self) -> usize {
-        self.parsed.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.0.len()
     }
 
     /// Whether none are held.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_empty()
     }
 }
 

@@ -1,0 +1,82 @@
+//! A shared map that stops growing at a fixed size: when full it starts over. For caches of
+//! values that are cheap to recompute, where an LRU's bookkeeping would cost more than it saves.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::RwLock;
+
+/// The map; reads share a lock, writes take it.
+#[derive(Debug)]
+pub struct BoundedMap<K, V> {
+    capacity: usize,
+    entries: RwLock<HashMap<K, V>>,
+}
+
+impl<K: Eq + Hash, V: Clone> BoundedMap<K, V> {
+    /// An empty map holding at most `capacity` entries.
+    pub fn new(capacity: usize) -> Self {
+        BoundedMap {
+            capacity,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A copy of the value of `key`.
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Stores `value`, first emptying the map when it is full.
+    pub fn insert(&self, key: K, value: V) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= self.capacity {
+            entries.clear();
+        }
+        entries.insert(key, value);
+    }
+
+    /// Keeps only the entries `keep` accepts.
+    pub fn retain(&self, keep: impl FnMut(&K, &mut V) -> bool) {
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(keep);
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether none are held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_over_when_full() {
+        let m = BoundedMap::new(3);
+        for i in 0..3 {
+            m.insert(i, i * 10);
+        }
+        assert_eq!((m.len(), m.get(&2)), (3, Some(20)));
+        m.insert(3, 30);
+        assert_eq!((m.len(), m.get(&0), m.get(&3)), (1, None, Some(30)));
+        m.retain(|k, _| *k != 3);
+        assert!(m.is_empty());
+    }
+}
