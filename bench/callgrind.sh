@@ -5,6 +5,7 @@
 #
 #   bash bench/callgrind.sh            # needs valgrind (apt-get install valgrind)
 #   CALLGRIND_REQUESTS=5000 bash bench/callgrind.sh
+#   CALLGRIND_KEEP=/tmp/cg bash bench/callgrind.sh   # keeps d1.out and d0.out for callgrind_annotate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${CALLGRIND_REQUESTS:-2000}"
@@ -29,5 +30,9 @@ d1=$(awk '/^summary/ {print $2}' "$work"/cg.*.out.1); d0=$(awk '/^summary/ {prin
 echo "d1 { me { id } } with a key: $((d1 / N)) instructions/request"
 echo "d0 { __typename } without:   $((d0 / N)) instructions/request"
 echo "authentication and the field: $(((d1 - d0) / N)) instructions/request"
+if [ -n "${CALLGRIND_KEEP:-}" ]; then
+  mkdir -p "$CALLGRIND_KEEP"
+  cp "$work"/cg.*.out.1 "$CALLGRIND_KEEP/d1.out"; cp "$work"/cg.*.out.2 "$CALLGRIND_KEEP/d0.out"
+fi
 echo "top functions of d1 (exclusive):"
 callgrind_annotate --threshold=100 "$work"/cg.*.out.1 2>/dev/null | grep -E '^ *[0-9,]+ \(' | sed -n '13,32p' | cut -c1-160

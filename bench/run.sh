@@ -6,9 +6,12 @@
 #   bash bench/run.sh                 # defaults below
 #   BENCH_SECONDS=20 BENCH_CONCURRENCY=32 BENCH_LEADS=100000 bash bench/run.sh
 #   BENCH_DATABASES=sqlite bash bench/run.sh
+#   BENCH_D_ROUNDS=9 BENCH_D_SECONDS=3 bash bench/run.sh   # scenario (d)'s rounds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${BENCH_SECONDS:-10}"
+D_ROUNDS="${BENCH_D_ROUNDS:-5}"
+D_SECS="${BENCH_D_SECONDS:-4}"
 CONC="${BENCH_CONCURRENCY:-16}"
 LEADS="${BENCH_LEADS:-10000}"
 DATABASES="${BENCH_DATABASES:-sqlite postgres}"
@@ -28,6 +31,24 @@ run() { # NAME ARGS... -> "rps p50 p99 non2xx"
   "$OHA" --no-tui --output-format json -z "${SECS}s" -c "$CONC" "$@" | summarize
 }
 
+# Scenario (d)'s runs ("variant round rps p50 p99 non2xx" lines) -> for d1, d0, d2 the run
+# with the median requests/s, then the medians of the per-round ratios d1/d0 and d2/d0 and
+# the lowest and highest d1/d0.
+rounds() { python3 -c 'import statistics,sys
+runs={}
+for line in open(sys.argv[1]):
+    v,r,rps,p50,p99,bad=line.split()
+    runs.setdefault(v,{})[r]=(float(rps),p50,p99,bad)
+out=[]
+for v in ("d1","d0","d2"):
+    by=sorted(runs[v].values())
+    rps,p50,p99,bad=by[(len(by)-1)//2]
+    out+=["%.0f"%rps,p50,p99,bad]
+ratio=lambda a:[runs[a][r][0]/runs["d0"][r][0] for r in runs["d0"]]
+d1=ratio("d1")
+out+=["%.2f"%statistics.median(d1),"%.2f"%statistics.median(ratio("d2")),"%.2f–%.2f"%(min(d1),max(d1))]
+print(" ".join(out))' "$1"; }
+
 rows=()
 ratios=()
 for db in $DATABASES; do
@@ -46,19 +67,24 @@ for db in $DATABASES; do
   echo "[$db] baseline: the SQL of (a) replayed directly" >&2
   base_rate=$("$BASELINE" --database-url "$url" --key "$KEY" --seconds "$SECS" --concurrency "$CONC" | json_get iterationsPerSec)
   base_stmts=$("$BASELINE" --database-url "$url" --key "$KEY" --seconds 1 --concurrency 1 | json_get statements)
-  echo "[$db] d: { me { id } } with a key vs { __typename } without (and with) one" >&2
-  # Alternated twice, best of each, so drift on a shared machine does not decide the ratio.
-  best() { if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)" "$1" "$2"; then echo "$3"; else echo "$4"; fi; }
-  d1a=$(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql")
-  d0a=$(run -m POST -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
-  # d2: d0's document with the key, so d2/d0 is authentication alone.
-  d2a=$(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
-  d1b=$(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql")
-  d0b=$(run -m POST -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
-  d2b=$(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql")
-  read -r d1_rps d1_p50 d1_p99 d1_bad <<< "$(best "${d1a%% *}" "${d1b%% *}" "$d1a" "$d1b")"
-  read -r d0_rps d0_p50 d0_p99 d0_bad <<< "$(best "${d0a%% *}" "${d0b%% *}" "$d0a" "$d0b")"
-  read -r d2_rps d2_p50 d2_p99 d2_bad <<< "$(best "${d2a%% *}" "${d2b%% *}" "$d2a" "$d2b")"
+  echo "[$db] d: { me { id } } with a key vs { __typename } without (and with) one, $D_ROUNDS rounds" >&2
+  # Short runs in rounds, each round in a rotated order; a ratio is taken within each round
+  # (runs seconds apart) and the median over the rounds reported, so neither a slow drift nor
+  # one noisy run on a shared machine decides it. d2 is d0's document with the key:
+  # d2/d0 is authentication alone.
+  : > "$work/d.txt"
+  for r in $(seq 0 $((D_ROUNDS - 1))); do
+    for i in 0 1 2; do
+      case $(((r + i) % 3)) in
+        0) v=d1; args=(-H "X-API-Key: $KEY" -d "$(body '{ me { id } }')") ;;
+        1) v=d0; args=(-d "$(body '{ __typename }')") ;;
+        2) v=d2; args=(-H "X-API-Key: $KEY" -d "$(body '{ __typename }')") ;;
+      esac
+      echo "$v $r $(SECS=$D_SECS run -m POST -H 'Content-Type: application/json' "${args[@]}" "$base/graphql")" >> "$work/d.txt"
+    done
+  done
+  read -r d1_rps d1_p50 d1_p99 d1_bad d0_rps d0_p50 d0_p99 d0_bad d2_rps d2_p50 d2_p99 d2_bad d_ratio d2_ratio d_spread \
+    < <(rounds "$work/d.txt")
   # (c) last: its creates start duplicate detection in the background.
   echo "[$db] c: createLead" >&2
   read -r c_rps c_p50 c_p99 c_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
@@ -77,7 +103,7 @@ for db in $DATABASES; do
   rows+=("| $db | d0. \`{ __typename }\`, no credential | $d0_rps | $d0_p50 | $d0_p99 | $d0_bad |")
   rows+=("| $db | d2. \`{ __typename }\`, API key | $d2_rps | $d2_p50 | $d2_p99 | $d2_bad |")
   rows+=("| $db | d1 with the tenant rate limiter on | $l_rps | $l_p50 | $l_p99 | $l_bad |")
-  ratios+=("| $db | $(ratio "$d1_rps" "$d0_rps") | $(ratio "$d2_rps" "$d0_rps") | $(ratio "$l_rps" "$d1_rps") | $(printf '%.0f' "$base_rate") ($base_stmts statements) | $(ratio "$a_rps" "$base_rate") | $((rss_start/1024)) → $((rss_end/1024)) MiB, peak $((hwm/1024)) MiB |")
+  ratios+=("| $db | $d_ratio ($d_spread) | $d2_ratio | $(ratio "$l_rps" "$d1_rps") | $(printf '%.0f' "$base_rate") ($base_stmts statements) | $(ratio "$a_rps" "$base_rate") | $((rss_start/1024)) → $((rss_end/1024)) MiB, peak $((hwm/1024)) MiB |")
   drop_database "$db"
 done
 
@@ -85,13 +111,13 @@ out="bench/results/$(date -u +%Y-%m-%dT%H%M)-$(hostname).md"
 {
   echo "# leadgraph benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr). $LEADS seeded leads; oha, $CONC connections, ${SECS} s per scenario, over loopback; release build."
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr). $LEADS seeded leads; oha, $CONC connections, ${SECS} s per scenario (d: $D_ROUNDS rounds of ${D_SECS} s each), over loopback; release build."
   echo
   echo "| database | scenario | requests/s | p50 ms | p99 ms | non-2xx |"
   echo "|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
-  echo "| database | auth ratio d1/d0 | authentication alone d2/d0 | limiter ratio | baseline: SQL of (a) per s | (a) as a fraction of baseline | RSS start → end, peak |"
+  echo "| database | auth ratio d1/d0, median of $D_ROUNDS rounds (range) | authentication alone d2/d0 | limiter ratio | baseline: SQL of (a) per s | (a) as a fraction of baseline | RSS start → end, peak |"
   echo "|---|---|---|---|---|---|---|"
   printf '%s\n' "${ratios[@]}"
 } > "$out"

@@ -1,16 +1,22 @@
 //! A shared map that stops growing at a fixed size: when full it starts over. For caches of
 //! values that are cheap to recompute, where an LRU's bookkeeping would cost more than it saves.
+//!
+//! Hashing is foldhash (randomly seeded per map) rather than SipHash: these maps are looked up
+//! on every request, and being bounded, a crafted set of colliding keys can slow one down by
+//! at most its capacity.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::RwLock;
 
+use foldhash::fast::RandomState;
+
 /// The map; reads share a lock, writes take it.
 #[derive(Debug)]
 pub struct BoundedMap<K, V> {
     capacity: usize,
-    entries: RwLock<HashMap<K, V>>,
+    entries: RwLock<HashMap<K, V, RandomState>>,
 }
 
 impl<K: Eq + Hash, V: Clone> BoundedMap<K, V> {
@@ -18,7 +24,7 @@ impl<K: Eq + Hash, V: Clone> BoundedMap<K, V> {
     pub fn new(capacity: usize) -> Self {
         BoundedMap {
             capacity,
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(HashMap::default()),
         }
     }
 

@@ -546,7 +546,7 @@ pub async fn execute(
         })
         .data(state.clone())
         .data(LazyLoaders::default());
-    let response = state.schema.execute(request).await;
+    let response = state.schema.strict.execute(request).await;
     if !response.errors.is_empty() {
         return Err(envelope::error_from_graphql(&response.errors));
     }

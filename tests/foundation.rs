@@ -13,6 +13,7 @@ db_tests!(
     health_and_readiness,
     request_id_on_every_response,
     graphql_get_post_and_graphiql,
+    validated_documents_skip_revalidation_safely,
     graphiql_assets_served_locally,
     compression_is_opt_in,
     malformed_graphql_requests_are_400,
@@ -440,4 +441,46 @@ fn cli_schema_and_bootstrap() {
         .expect("run leadgraph set-plan");
     assert!(!out.status.success());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A document that passed validation once runs without it afterwards (see
+/// `src/graphql/documents.rs`): same answers, and documents whose validity depends on the
+/// request are still validated every time.
+async fn validated_documents_skip_revalidation_safely(app: TestApp) {
+    let t = app.tenant("acme", Plan::Free).await;
+    let first = app
+        .gql(Auth::Key(&t.key), "{ me { id role } }", json!({}))
+        .await;
+    assert!(first.body["data"]["me"]["id"].is_string(), "{}", first.text);
+    for _ in 0..2 {
+        let again = app
+            .gql(Auth::Key(&t.key), "{ me { id role } }", json!({}))
+            .await;
+        assert_eq!(again.body["data"], first.body["data"]);
+        assert_eq!(again.body["errors"], first.body["errors"]);
+    }
+
+    // An invalid document is never remembered as valid.
+    for _ in 0..2 {
+        let r = app
+            .gql(Auth::Key(&t.key), "{ me { id nope } }", json!({}))
+            .await;
+        assert!(r.body.get("data").is_none(), "{}", r.text);
+        let message = r.body["errors"][0]["message"].as_str().unwrap_or("");
+        assert!(message.contains("Unknown field"), "{message}");
+    }
+
+    // With variables, validity depends on their values: a bad value after a good one is still
+    // a request error found by validation, not a field error found while running.
+    let q = "query($n: Int!) { leads(first: $n) { totalCount } }";
+    let ok = app.gql(Auth::Key(&t.key), q, json!({"n": 5})).await;
+    assert!(
+        ok.body["data"]["leads"]["totalCount"].is_number(),
+        "{}",
+        ok.text
+    );
+    let bad = app.gql(Auth::Key(&t.key), q, json!({"n": "five"})).await;
+    assert!(bad.body.get("data").is_none(), "{}", bad.text);
+    let message = bad.body["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("Invalid value"), "{message}");
 }

@@ -1,7 +1,13 @@
 //! Parsed GraphQL documents, cached by their text: clients send the same few documents over
 //! and over, and parsing (a PEG parser) is a large share of a small request's cost.
+//!
+//! A cached document also remembers whether it has passed full validation. For a document
+//! that declares no variables, validation depends on nothing but the document and the schema,
+//! so once it has passed, later runs may use the schema that skips the rules
+//! ([`crate::graphql::schema::Schemas::fast`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::parser::types::ExecutableDocument;
 
@@ -13,8 +19,40 @@ const CAPACITY: usize = 512;
 /// Longer documents are parsed every time rather than kept.
 const MAX_CACHED_LEN: usize = 16 * 1024;
 
+/// One cached document.
+#[derive(Debug)]
+pub struct Entry {
+    doc: ExecutableDocument,
+    /// No operation declares a variable, so validation cannot depend on the request.
+    variable_free: bool,
+    validated: AtomicBool,
+}
+
+impl Entry {
+    /// Whether this document is known to pass full validation whatever the request.
+    pub fn is_validated(&self) -> bool {
+        self.validated.load(Ordering::Relaxed)
+    }
+
+    /// Records that the document passed full validation; ignored for documents with
+    /// variables, whose validation depends on the values sent.
+    pub fn mark_validated(&self) {
+        if self.variable_free {
+            self.validated.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A parsed document and, when it came from or went into the cache, its entry.
+pub struct Parsed {
+    /// The document, the executor's own copy.
+    pub doc: ExecutableDocument,
+    /// The cache entry, absent for documents too long to keep.
+    pub entry: Option<Arc<Entry>>,
+}
+
 /// The cache; one per process.
-pub struct Documents(BoundedMap<Box<str>, Arc<ExecutableDocument>>);
+pub struct Documents(BoundedMap<Box<str>, Arc<Entry>>);
 
 impl Default for Documents {
     fn default() -> Self {
@@ -24,15 +62,30 @@ impl Default for Documents {
 
 impl Documents {
     /// The parsed document for `query`, from the cache or the parser.
-    pub fn parse(&self, query: &str) -> async_graphql::parser::Result<ExecutableDocument> {
-        if let Some(doc) = self.0.get(query) {
-            return Ok(ExecutableDocument::clone(&doc));
+    pub fn parse(&self, query: &str) -> async_graphql::parser::Result<Parsed> {
+        if let Some(entry) = self.0.get(query) {
+            return Ok(Parsed {
+                doc: entry.doc.clone(),
+                entry: Some(entry),
+            });
         }
         let doc = async_graphql::parser::parse_query(query)?;
-        if query.len() <= MAX_CACHED_LEN {
-            self.0.insert(query.into(), Arc::new(doc.clone()));
+        if query.len() > MAX_CACHED_LEN {
+            return Ok(Parsed { doc, entry: None });
         }
-        Ok(doc)
+        let entry = Arc::new(Entry {
+            variable_free: doc
+                .operations
+                .iter()
+                .all(|(_, op)| op.node.variable_definitions.is_empty()),
+            doc: doc.clone(),
+            validated: AtomicBool::new(false),
+        });
+        self.0.insert(query.into(), entry.clone());
+        Ok(Parsed {
+            doc,
+            entry: Some(entry),
+        })
     }
 
     /// Documents held.
@@ -55,7 +108,7 @@ mod tests {
         let docs = Documents::default();
         let first = docs.parse("{ me { id } }").expect("parses");
         let again = docs.parse("{ me { id } }").expect("parses");
-        assert_eq!(format!("{first:?}"), format!("{again:?}"));
+        assert_eq!(format!("{:?}", first.doc), format!("{:?}", again.doc));
         assert_eq!(docs.len(), 1);
         assert!(docs.parse("{ me { ").is_err(), "errors are not cached");
         assert_eq!(docs.len(), 1);
@@ -66,7 +119,28 @@ mod tests {
         assert!(docs.len() <= CAPACITY);
         let long = format!("{{ {} }}", "__typename ".repeat(MAX_CACHED_LEN / 10));
         let before = docs.len();
-        docs.parse(&long).expect("parses");
+        let parsed = docs.parse(&long).expect("parses");
+        assert!(parsed.entry.is_none());
         assert_eq!(docs.len(), before, "long documents are not kept");
+    }
+
+    #[test]
+    fn only_documents_without_variables_are_remembered_as_validated() {
+        let docs = Documents::default();
+        let plain = docs.parse("{ me { id } }").expect("parses");
+        let entry = plain.entry.expect("cached");
+        assert!(!entry.is_validated());
+        entry.mark_validated();
+        let again = docs.parse("{ me { id } }").expect("parses");
+        assert!(again.entry.expect("cached").is_validated());
+
+        let text = "query A { me { id } } query B($n: Int) { leads(first: $n) { totalCount } }";
+        let with_vars = docs.parse(text).expect("parses");
+        let entry = with_vars.entry.expect("cached");
+        entry.mark_validated();
+        assert!(
+            !entry.is_validated(),
+            "a variable's value can fail validation"
+        );
     }
 }

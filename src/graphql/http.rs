@@ -2,21 +2,24 @@
 //! and GraphiQL for browsers. Authentication runs first; its failures are `401` with a
 //! GraphQL error body.
 
+use std::sync::Arc;
+
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
+use futures::FutureExt;
 
 use crate::app::{AppState, RequestId};
 use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
-use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
-
 use crate::error::AppError;
+use crate::graphql::documents::{Entry, Parsed};
 use crate::graphql::limits::{Limits, analyze};
 use crate::graphql::loaders::LazyLoaders;
+use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -173,7 +176,7 @@ pub async fn get(
 /// Whether the operation a request would run is a mutation (unparsable documents are left
 /// to the executor to report).
 fn is_mutation(state: &AppState, request: &async_graphql::Request) -> bool {
-    let Ok(doc) = state.documents.parse(&request.query) else {
+    let Ok(Parsed { doc, .. }) = state.documents.parse(&request.query) else {
         return false;
     };
     match &request.operation_name {
@@ -258,14 +261,13 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
         max_root_fields: state.config.graphql_max_root_fields,
         introspection: state.config.graphql_introspection,
     };
-    let mut costs = Vec::new();
     let mut operation = "batch".to_owned();
-    let batch = match batch {
+    let is_batch = matches!(batch, BatchRequest::Batch(_));
+    let checked = match batch {
         BatchRequest::Single(r) => match check_limits(&state, r, &limits) {
-            Ok((r, cost, name)) => {
-                costs.push(cost);
-                operation = name;
-                BatchRequest::Single(r)
+            Ok(c) => {
+                operation = c.name.clone();
+                vec![c]
             }
             Err(e) => return app_error_response(&e, media),
         },
@@ -273,14 +275,11 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
             let mut checked = Vec::with_capacity(list.len());
             for r in list {
                 match check_limits(&state, r, &limits) {
-                    Ok((r, cost, _)) => {
-                        costs.push(cost);
-                        checked.push(r);
-                    }
+                    Ok(c) => checked.push(c),
                     Err(e) => return app_error_response(&e, media),
                 }
             }
-            BatchRequest::Batch(checked)
+            checked
         }
     };
     let rc = RequestCtx {
@@ -288,53 +287,21 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
         ip,
         request_id,
     };
-    let batch = batch
-        .data(rc)
-        .data(state.clone())
-        .data(LazyLoaders::default());
-    let response = state.schema.execute_batch(batch).await;
-    // Cost feedback, as large GraphQL APIs give it: the document's cost and the budget left.
-    let feedback = |r: async_graphql::Response, cost: usize| {
-        let mut ext = async_graphql::indexmap::IndexMap::new();
-        ext.insert(
-            async_graphql::Name::new("requested"),
-            async_graphql::Value::from(cost as u64),
-        );
-        ext.insert(
-            async_graphql::Name::new("maximum"),
-            async_graphql::Value::from(limits.max_complexity as u64),
-        );
-        let r = r.extension("cost", async_graphql::Value::Object(ext));
-        match budget {
-            Some(b) => {
-                let mut rl = async_graphql::indexmap::IndexMap::new();
-                rl.insert(
-                    async_graphql::Name::new("limit"),
-                    async_graphql::Value::from(b.limit),
-                );
-                rl.insert(
-                    async_graphql::Name::new("remaining"),
-                    async_graphql::Value::from(b.remaining),
-                );
-                rl.insert(
-                    async_graphql::Name::new("resetSeconds"),
-                    async_graphql::Value::from(b.reset),
-                );
-                r.extension("rateLimit", async_graphql::Value::Object(rl))
-            }
-            None => r,
-        }
-    };
-    let response = match response {
-        BatchResponse::Single(r) => {
-            BatchResponse::Single(feedback(r, costs.first().copied().unwrap_or(0)))
-        }
-        BatchResponse::Batch(list) => BatchResponse::Batch(
-            list.into_iter()
-                .zip(costs.iter().copied().chain(std::iter::repeat(0)))
-                .map(|(r, c)| feedback(r, c))
-                .collect(),
-        ),
+    // One set of loaders for the whole batch, as async-graphql's own batch execution shares it.
+    let loaders = LazyLoaders::default();
+    let mut responses = futures::future::join_all(checked.into_iter().map(|c| {
+        let request = c
+            .request
+            .data(rc.clone())
+            .data(state.clone())
+            .data(loaders.clone());
+        run(&state, request, c.entry)
+            .map(move |r| with_feedback(r, c.cost, limits.max_complexity, budget))
+    }))
+    .await;
+    let response = match responses.pop() {
+        Some(r) if !is_batch => BatchResponse::Single(r),
+        last => BatchResponse::Batch(responses.into_iter().chain(last).collect()),
     };
     let status = match &response {
         BatchResponse::Single(r) => status_of(r, media),
@@ -354,30 +321,108 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
     resp
 }
 
+/// Executes one request: on the schema that skips validation when its document is known to
+/// pass it, else with full validation, remembering the document once it has passed.
+async fn run(
+    state: &AppState,
+    request: async_graphql::Request,
+    entry: Option<Arc<Entry>>,
+) -> async_graphql::Response {
+    let Some(entry) = entry else {
+        return state.schema.strict.execute(request).await;
+    };
+    if entry.is_validated() {
+        return state.schema.fast.execute(request).await;
+    }
+    let response = state.schema.strict.execute(request).await;
+    // Validation failures and other request errors leave no data; anything else got past it.
+    if response.data != async_graphql::Value::Null {
+        entry.mark_validated();
+    }
+    response
+}
+
+/// Cost feedback, as large GraphQL APIs give it: the document's cost and the budget left.
+fn with_feedback(
+    r: async_graphql::Response,
+    cost: usize,
+    maximum: usize,
+    budget: Option<Budget>,
+) -> async_graphql::Response {
+    let object = |pairs: &[(&str, u64)]| {
+        async_graphql::Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| (async_graphql::Name::new(k), async_graphql::Value::from(*v)))
+                .collect(),
+        )
+    };
+    let r = r.extension(
+        "cost",
+        object(&[("requested", cost as u64), ("maximum", maximum as u64)]),
+    );
+    match budget {
+        Some(b) => r.extension(
+            "rateLimit",
+            object(&[
+                ("limit", u64::from(b.limit)),
+                ("remaining", u64::from(b.remaining)),
+                ("resetSeconds", b.reset),
+            ]),
+        ),
+        None => r,
+    }
+}
+
+/// A request that passed the limits, with what its execution needs to know.
+struct Checked {
+    request: async_graphql::Request,
+    /// The document's cost (0 when it did not parse).
+    cost: usize,
+    /// The operation's name, empty when anonymous; for metrics.
+    name: String,
+    /// The document's cache entry.
+    entry: Option<Arc<Entry>>,
+}
+
 /// Parses a request once and refuses it when it is over a limit; unparsable documents are
-/// left to the executor to report as GraphQL errors. Also returns the operation's name (empty
-/// when anonymous), for metrics.
+/// left to the executor to report as GraphQL errors.
 fn check_limits(
     state: &AppState,
     mut request: async_graphql::Request,
     limits: &Limits,
-) -> Result<(async_graphql::Request, usize, String), AppError> {
-    let Ok(doc) = state.documents.parse(&request.query) else {
-        return Ok((request, 0, String::new()));
+) -> Result<Checked, AppError> {
+    let Ok(parsed) = state.documents.parse(&request.query) else {
+        return Ok(Checked {
+            request,
+            cost: 0,
+            name: String::new(),
+            entry: None,
+        });
     };
-    let analysis = analyze(&doc, request.operation_name.as_deref(), &request.variables);
+    let analysis = analyze(
+        &parsed.doc,
+        request.operation_name.as_deref(),
+        &request.variables,
+    );
     limits.check(&analysis)?;
     let name = match &request.operation_name {
         Some(n) => n.clone(),
-        None => doc
+        None => parsed
+            .doc
             .operations
             .iter()
             .next()
             .and_then(|(n, _)| n.map(|n| n.to_string()))
             .unwrap_or_default(),
     };
-    request.set_parsed_query(doc);
-    Ok((request, analysis.complexity, name))
+    request.set_parsed_query(parsed.doc);
+    Ok(Checked {
+        request,
+        cost: analysis.complexity,
+        name,
+        entry: parsed.entry,
+    })
 }
 
 /// The code of a response's first error that has one.

@@ -1,6 +1,6 @@
 //! Builds the schema: merged roots, limits, and the exported SDL.
 
-use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
+use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema, ValidationMode};
 
 use super::api_key::{ApiKeyMutation, ApiKeyQuery};
 use super::audit::AuditQuery;
@@ -42,11 +42,28 @@ pub struct Mutation(
 /// The executable schema.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Builds the schema with the configured limits.
-pub fn build(config: &Config) -> AppSchema {
+/// The schema twice: with every validation rule, and with only those that depend on the
+/// request (fragment cycles, uploads), for documents already known to be valid.
+pub struct Schemas {
+    /// Full validation; for documents not yet validated or that declare variables.
+    pub strict: AppSchema,
+    /// For documents that passed `strict` and declare no variables (see `documents.rs`).
+    pub fast: AppSchema,
+}
+
+/// Builds the schemas with the configured limits.
+pub fn build(config: &Config) -> Schemas {
+    Schemas {
+        strict: build_with(config, ValidationMode::Strict),
+        fast: build_with(config, ValidationMode::Fast),
+    }
+}
+
+fn build_with(config: &Config, mode: ValidationMode) -> AppSchema {
     // Depth, cost, alias and root-field limits are checked before execution in `limits.rs`
     // (for /graphql only: the REST routes run fixed operations).
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .validation_mode(mode)
         .limit_recursive_depth(64)
         .limit_directives(10);
     if !config.graphql_introspection {
