@@ -175,15 +175,26 @@ fn pool_state(db: &DatabaseConnection) -> (u32, u32, u32) {
 /// Middleware timing and counting every request.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    let route = resp
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
-    let resp = next.run(req).await;
     state
         .metrics
         .record(route, method, &resp, started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Copies the route template axum matched onto the response, for [`track`], which runs
+/// outside routing.
+pub async fn keep_matched_path(req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let mut resp = next.run(req).await;
+    if let Some(m) = matched {
+        resp.extensions_mut().insert(m);
+    }
     resp
 }
 

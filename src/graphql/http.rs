@@ -261,13 +261,27 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
         max_root_fields: state.config.graphql_max_root_fields,
         introspection: state.config.graphql_introspection,
     };
-    let mut operation = "batch".to_owned();
-    let is_batch = matches!(batch, BatchRequest::Batch(_));
-    let checked = match batch {
+    let rc = RequestCtx {
+        principal,
+        ip,
+        request_id,
+    };
+    // One set of loaders for the whole batch, as async-graphql's own batch execution shares it.
+    let loaders = LazyLoaders::default();
+    let run_one = |c: Checked| {
+        let request = c
+            .request
+            .data(rc.clone())
+            .data(state.clone())
+            .data(loaders.clone());
+        run(&state, request, c.entry)
+            .map(move |r| with_feedback(r, c.cost, limits.max_complexity, budget))
+    };
+    let (response, operation) = match batch {
         BatchRequest::Single(r) => match check_limits(&state, r, &limits) {
-            Ok(c) => {
-                operation = c.name.clone();
-                vec![c]
+            Ok(mut c) => {
+                let name = std::mem::take(&mut c.name);
+                (BatchResponse::Single(run_one(c).await), name)
             }
             Err(e) => return app_error_response(&e, media),
         },
@@ -279,29 +293,9 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
                     Err(e) => return app_error_response(&e, media),
                 }
             }
-            checked
+            let responses = futures::future::join_all(checked.into_iter().map(run_one)).await;
+            (BatchResponse::Batch(responses), "batch".to_owned())
         }
-    };
-    let rc = RequestCtx {
-        principal,
-        ip,
-        request_id,
-    };
-    // One set of loaders for the whole batch, as async-graphql's own batch execution shares it.
-    let loaders = LazyLoaders::default();
-    let mut responses = futures::future::join_all(checked.into_iter().map(|c| {
-        let request = c
-            .request
-            .data(rc.clone())
-            .data(state.clone())
-            .data(loaders.clone());
-        run(&state, request, c.entry)
-            .map(move |r| with_feedback(r, c.cost, limits.max_complexity, budget))
-    }))
-    .await;
-    let response = match responses.pop() {
-        Some(r) if !is_batch => BatchResponse::Single(r),
-        last => BatchResponse::Batch(responses.into_iter().chain(last).collect()),
     };
     let status = match &response {
         BatchResponse::Single(r) => status_of(r, media),

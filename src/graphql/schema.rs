@@ -14,29 +14,32 @@ use super::user::{UserMutation, UserQuery};
 use super::viewer::ViewerQuery;
 use crate::config::Config;
 
+// async-graphql tries the parts of a merged root from the last to the first, one nested
+// future each, so the parts with the fields called most (`me`, `leads`, `node`) come last.
 /// The query root.
 #[derive(MergedObject, Default)]
 pub struct Query(
-    NodeQuery,
-    ViewerQuery,
-    LeadQuery,
-    SourceQuery,
-    PipelineQuery,
-    StatsQuery,
-    AuditQuery,
-    UserQuery,
     ApiKeyQuery,
+    UserQuery,
+    AuditQuery,
+    StatsQuery,
+    PipelineQuery,
+    SourceQuery,
+    NodeQuery,
+    LeadQuery,
+    ViewerQuery,
 );
 
+// Tried from the last part too: lead mutations come last.
 /// The mutation root.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     SessionMutation,
-    LeadMutation,
-    SourceMutation,
-    PipelineMutation,
-    UserMutation,
     ApiKeyMutation,
+    UserMutation,
+    PipelineMutation,
+    SourceMutation,
+    LeadMutation,
 );
 
 /// The executable schema.
