@@ -9,11 +9,12 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics::Label;
+use metrics::{Counter, Histogram, Label};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::app::AppState;
+use crate::bounded::BoundedMap;
 
 /// Latency buckets in seconds: sub-millisecond cache hits up to the request timeout.
 const BUCKETS: [f64; 14] = [
@@ -46,11 +47,20 @@ pub struct ErrorCode(pub String);
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimitScope(pub &'static str);
 
+/// Handles of request series kept at most; when full the map starts over (the series stay
+/// registered, only the short cut is dropped).
+const MAX_SERIES_HANDLES: usize = 4096;
+
 /// This process's metrics registry (one per [`crate::app::App`], so tests don't share one).
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     operations: Mutex<HashSet<String>>,
+    /// `leadgraph_http_requests_total` by method, route, operation and status: a request then
+    /// increments its counter without building labels for a registry look-up.
+    requests: BoundedMap<(String, String, String, u16), Counter>,
+    /// `leadgraph_http_request_duration_seconds` by method and route.
+    durations: BoundedMap<(String, String), Histogram>,
 }
 
 impl Default for Metrics {
@@ -64,6 +74,8 @@ impl Default for Metrics {
             recorder,
             handle,
             operations: Mutex::new(HashSet::new()),
+            requests: BoundedMap::new(MAX_SERIES_HANDLES),
+            durations: BoundedMap::new(MAX_SERIES_HANDLES),
         }
     }
 }
@@ -76,28 +88,47 @@ impl Metrics {
             .get::<OperationName>()
             .map(|o| self.operation_label(&o.0))
             .unwrap_or_default();
-        let status = resp.status();
+        let status = resp.status().as_u16();
         let code = resp
             .extensions()
             .get::<ErrorCode>()
             .and_then(|c| AUTH_CODES.iter().find(|a| **a == c.0));
         let scope = resp.extensions().get::<RateLimitScope>().map(|s| s.0);
+        let key = (method, route, operation, status);
+        let requests = self.requests.get(&key).unwrap_or_else(|| {
+            let (method, route, operation, status) = key.clone();
+            let counter = metrics::with_local_recorder(&self.recorder, || {
+                metrics::counter!(
+                    "leadgraph_http_requests_total",
+                    vec![
+                        Label::new("method", method),
+                        Label::new("route", route),
+                        Label::new("operation", operation),
+                        Label::new("status", status.to_string()),
+                    ]
+                )
+            });
+            self.requests.insert(key.clone(), counter.clone());
+            counter
+        });
+        requests.increment(1);
+        let key = (key.0, key.1);
+        let durations = self.durations.get(&key).unwrap_or_else(|| {
+            let (method, route) = key.clone();
+            let histogram = metrics::with_local_recorder(&self.recorder, || {
+                metrics::histogram!(
+                    "leadgraph_http_request_duration_seconds",
+                    vec![Label::new("method", method), Label::new("route", route)]
+                )
+            });
+            self.durations.insert(key, histogram.clone());
+            histogram
+        });
+        durations.record(seconds);
+        if scope.is_none() && code.is_none() {
+            return;
+        }
         metrics::with_local_recorder(&self.recorder, || {
-            metrics::counter!(
-                "leadgraph_http_requests_total",
-                vec![
-                    Label::new("method", method.clone()),
-                    Label::new("route", route.clone()),
-                    Label::new("operation", operation),
-                    Label::new("status", status.as_u16().to_string()),
-                ]
-            )
-            .increment(1);
-            metrics::histogram!(
-                "leadgraph_http_request_duration_seconds",
-                vec![Label::new("method", method), Label::new("route", route)]
-            )
-            .record(seconds);
             if let Some(scope) = scope {
                 metrics::counter!("leadgraph_rate_limit_refusals_total", "scope" => scope)
                     .increment(1);
