@@ -49,8 +49,19 @@ d1=ratio("d1")
 out+=["%.2f"%statistics.median(d1),"%.2f"%statistics.median(ratio("d2")),"%.2f–%.2f"%(min(d1),max(d1))]
 print(" ".join(out))' "$1"; }
 
+# The rounds of (d) as table rows: database, round, requests/s of each variant, the ratios.
+round_rows() { python3 -c 'import sys
+runs={}
+for line in open(sys.argv[1]):
+    v,r,rps=line.split()[:3]
+    runs.setdefault(r,{})[v]=float(rps)
+for r in sorted(runs,key=int):
+    x=runs[r]
+    print("| %s | %d | %.0f | %.0f | %.0f | %.2f | %.2f |"%(sys.argv[2],int(r)+1,x["d1"],x["d0"],x["d2"],x["d1"]/x["d0"],x["d2"]/x["d0"]))' "$1" "$2"; }
+
 rows=()
 ratios=()
+d_rounds=()
 for db in $DATABASES; do
   url=$(fresh_database "$db")
   echo "[$db] seeding $LEADS leads" >&2
@@ -85,6 +96,7 @@ for db in $DATABASES; do
   done
   read -r d1_rps d1_p50 d1_p99 d1_bad d0_rps d0_p50 d0_p99 d0_bad d2_rps d2_p50 d2_p99 d2_bad d_ratio d2_ratio d_spread \
     < <(rounds "$work/d.txt")
+  mapfile -t -O "${#d_rounds[@]}" d_rounds < <(round_rows "$work/d.txt" "$db")
   # (c) last: its creates start duplicate detection in the background.
   echo "[$db] c: createLead" >&2
   read -r c_rps c_p50 c_p99 c_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
@@ -120,6 +132,12 @@ out="bench/results/$(date -u +%Y-%m-%dT%H%M)-$(hostname).md"
   echo "| database | auth ratio d1/d0, median of $D_ROUNDS rounds (range) | authentication alone d2/d0 | limiter ratio | baseline: SQL of (a) per s | (a) as a fraction of baseline | RSS start → end, peak |"
   echo "|---|---|---|---|---|---|---|"
   printf '%s\n' "${ratios[@]}"
+  echo
+  echo "Scenario (d) round by round (requests/s; each round's runs back to back, order rotated):"
+  echo
+  echo "| database | round | d1 | d0 | d2 | d1/d0 | d2/d0 |"
+  echo "|---|---|---|---|---|---|---|"
+  printf '%s\n' "${d_rounds[@]}"
 } > "$out"
 cat "$out"
 echo "written to $out" >&2
