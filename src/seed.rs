@@ -12,9 +12,10 @@ use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde::Serialize;
 
 use crate::app::App;
-use crate::auth::{api_key as keys, password};
+use crate::auth::password;
 use crate::error::{AppError, AppResult};
 use crate::ids::Kind;
+use crate::service::api_key::{Grant, issue};
 use crate::service::tenant;
 use crate::service::user::{self, NewUser};
 
@@ -229,26 +230,18 @@ pub async fn seed(
         eprintln!();
     }
     // A live full-scope key for the demo (the bootstrap key is one too; this one is labelled).
-    let key = keys::generate(Environment::Live);
-    api_key::Entity::insert(api_key::ActiveModel {
-        tenant_id: Set(tenant_id),
-        user_id: Set(owner_id),
-        label: Set("seed-demo".into()),
-        prefix: Set(key.prefix.clone()),
-        key_hash: Set(key.hash.clone()),
-        environment: Set(Environment::Live),
-        scope: Set(Scope::Full),
-        active: Set(true),
-        expires_at: Set(None),
-        last_used_at: Set(None),
-        usage_count: Set(0),
-        deleted_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    })
-    .exec(db)
-    .await?;
+    let (key, row) = issue(
+        Grant {
+            tenant_id,
+            user_id: owner_id,
+            label: "seed-demo".into(),
+            environment: Environment::Live,
+            scope: Scope::Full,
+            expires_at: None,
+        },
+        now,
+    );
+    api_key::Entity::insert(row).exec(db).await?;
     Ok(Seeded {
         tenant_id: b.tenant_id,
         email: b.email,

@@ -34,6 +34,46 @@ pub struct NewKey {
     pub expires_in_days: Option<i64>,
 }
 
+/// Who a key is issued to and what it may do.
+pub struct Grant {
+    /// The key's tenant.
+    pub tenant_id: i64,
+    /// The user the key acts as.
+    pub user_id: i64,
+    /// Label shown in listings.
+    pub label: String,
+    /// Environment the key acts on (and its prefix).
+    pub environment: Environment,
+    /// What the key may do.
+    pub scope: Scope,
+    /// When the key stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Generates a key for `grant`: the key to show once, and its row (active, never used,
+/// created `now`) to insert.
+pub fn issue(grant: Grant, now: DateTime<Utc>) -> (keys::NewKey, api_key::ActiveModel) {
+    let key = keys::generate(grant.environment);
+    let row = api_key::ActiveModel {
+        tenant_id: Set(grant.tenant_id),
+        user_id: Set(grant.user_id),
+        label: Set(grant.label),
+        prefix: Set(key.prefix.clone()),
+        key_hash: Set(key.hash.clone()),
+        environment: Set(grant.environment),
+        scope: Set(grant.scope),
+        active: Set(true),
+        expires_at: Set(grant.expires_at),
+        last_used_at: Set(None),
+        usage_count: Set(0),
+        deleted_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    (key, row)
+}
+
 /// Input of `updateApiKey`; `None` leaves a field unchanged.
 #[derive(Debug, Clone, Default)]
 pub struct KeyPatch {
@@ -100,28 +140,19 @@ pub async fn create(
         (None, None) => None,
     };
     errors.finish()?;
-    let environment = input.environment.unwrap_or(p.environment);
-    let key = keys::generate(environment);
+    let (key, row) = issue(
+        Grant {
+            tenant_id: p.tenant_id,
+            user_id: p.user_id,
+            label: input.label.trim().to_owned(),
+            environment: input.environment.unwrap_or(p.environment),
+            scope: input.scope.unwrap_or(Scope::Full),
+            expires_at,
+        },
+        now,
+    );
     let tx = begin_write(&app.db).await?;
-    let row = api_key::ActiveModel {
-        tenant_id: Set(p.tenant_id),
-        user_id: Set(p.user_id),
-        label: Set(input.label.trim().to_owned()),
-        prefix: Set(key.prefix.clone()),
-        key_hash: Set(key.hash.clone()),
-        environment: Set(environment),
-        scope: Set(input.scope.unwrap_or(Scope::Full)),
-        active: Set(true),
-        expires_at: Set(expires_at),
-        last_used_at: Set(None),
-        usage_count: Set(0),
-        deleted_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&tx)
-    .await?;
+    let row = row.insert(&tx).await?;
     audit::record(
         &tx,
         Actor::of(p),

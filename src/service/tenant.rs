@@ -1,7 +1,7 @@
 //! Tenants: bootstrap (CLI and first start) and plan changes (CLI only).
 
 use entity::enums::{Environment, Plan, Role, Scope};
-use entity::{api_key, tenant};
+use entity::tenant;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
     PaginatorTrait, QueryFilter,
@@ -9,10 +9,11 @@ use sea_orm::{
 use serde::Serialize;
 
 use crate::app::App;
-use crate::auth::{api_key as keys, password};
+use crate::auth::password;
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::ids::Kind;
+use crate::service::api_key::{Grant, issue};
 use crate::service::settings;
 use crate::service::user::{self, NewUser};
 
@@ -98,23 +99,18 @@ pub async fn bootstrap(
     .insert(&tx)
     .await?;
     let owner_row = user::insert(&tx, tenant.id, &owner, hash).await?;
-    let key = keys::generate(Environment::Live);
-    api_key::ActiveModel {
-        tenant_id: Set(tenant.id),
-        user_id: Set(owner_row.id),
-        label: Set("Bootstrap key".to_owned()),
-        prefix: Set(key.prefix.clone()),
-        key_hash: Set(key.hash.clone()),
-        environment: Set(Environment::Live),
-        scope: Set(Scope::Full),
-        active: Set(true),
-        usage_count: Set(0),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&tx)
-    .await?;
+    let (key, row) = issue(
+        Grant {
+            tenant_id: tenant.id,
+            user_id: owner_row.id,
+            label: "Bootstrap key".to_owned(),
+            environment: Environment::Live,
+            scope: Scope::Full,
+            expires_at: None,
+        },
+        now,
+    );
+    row.insert(&tx).await?;
     tx.commit().await?;
     Ok(Bootstrapped {
         tenant_id: app.ids.encode(Kind::Tenant, tenant.id),
