@@ -88,6 +88,18 @@ impl Documents {
         })
     }
 
+    /// Applies `f` to the parsed document for `query` without copying it out of the cache.
+    pub fn inspect<R>(
+        &self,
+        query: &str,
+        f: impl FnOnce(&ExecutableDocument) -> R,
+    ) -> async_graphql::parser::Result<R> {
+        match self.0.get(query) {
+            Some(entry) => Ok(f(&entry.doc)),
+            None => self.parse(query).map(|parsed| f(&parsed.doc)),
+        }
+    }
+
     /// Documents held.
     pub fn len(&self) -> usize {
         self.0.len()

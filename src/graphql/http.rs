@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::parser::types::OperationType;
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::body::Body;
 use axum::extract::State;
@@ -16,7 +16,7 @@ use crate::app::{AppState, RequestId};
 use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::error::AppError;
-use crate::graphql::documents::{Entry, Parsed};
+use crate::graphql::documents::Entry;
 use crate::graphql::limits::{Limits, analyze};
 use crate::graphql::loaders::LazyLoaders;
 use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
@@ -176,10 +176,7 @@ pub async fn get(
 /// Whether the operation a request would run is a mutation (unparsable documents are left
 /// to the executor to report).
 fn is_mutation(state: &AppState, request: &async_graphql::Request) -> bool {
-    let Ok(Parsed { doc, .. }) = state.documents.parse(&request.query) else {
-        return false;
-    };
-    match &request.operation_name {
+    let mutation = |doc: &ExecutableDocument| match &request.operation_name {
         Some(name) => doc.operations.iter().any(|(n, op)| {
             n.is_some_and(|n| n.as_str() == name) && op.node.ty == OperationType::Mutation
         }),
@@ -188,7 +185,11 @@ fn is_mutation(state: &AppState, request: &async_graphql::Request) -> bool {
             .iter()
             .next()
             .is_some_and(|(_, op)| op.node.ty == OperationType::Mutation),
-    }
+    };
+    state
+        .documents
+        .inspect(&request.query, mutation)
+        .unwrap_or(false)
 }
 
 /// `POST /graphql` with an `application/json` body: one request or a batch (JSON array).

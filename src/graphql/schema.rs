@@ -45,8 +45,8 @@ pub struct Mutation(
 /// The executable schema.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// The schema twice: with every validation rule, and with only those that depend on the
-/// request (fragment cycles, uploads), for documents already known to be valid.
+/// The schema twice: with every validation rule, and with async-graphql's fast mode (fragment
+/// cycles and uploads only), for documents already known to be valid.
 pub struct Schemas {
     /// Full validation; for documents not yet validated or that declare variables.
     pub strict: AppSchema,
