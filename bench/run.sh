@@ -31,33 +31,28 @@ run() { # NAME ARGS... -> "rps p50 p99 non2xx"
   "$OHA" --no-tui --output-format json -z "${SECS}s" -c "$CONC" "$@" | summarize
 }
 
-# Scenario (d)'s runs ("variant round rps p50 p99 non2xx" lines) -> for d1, d0, d2 the run
-# with the median requests/s, then the medians of the per-round ratios d1/d0 and d2/d0 and
-# the lowest and highest d1/d0.
+# Scenario (d)'s runs ("variant round rps p50 p99 non2xx" lines in FILE) -> for d1, d0, d2 the
+# run with the median requests/s, then the medians of the per-round ratios d1/d0 and d2/d0 and
+# the lowest and highest d1/d0; each round is written as a table row for DB to ROWS.
 rounds() { python3 -c 'import statistics,sys
+path,db,rows_path=sys.argv[1:4]
 runs={}
-for line in open(sys.argv[1]):
+for line in open(path):
     v,r,rps,p50,p99,bad=line.split()
-    runs.setdefault(v,{})[r]=(float(rps),p50,p99,bad)
+    runs.setdefault(v,{})[int(r)]=(float(rps),p50,p99,bad)
 out=[]
 for v in ("d1","d0","d2"):
     by=sorted(runs[v].values())
     rps,p50,p99,bad=by[(len(by)-1)//2]
     out+=["%.0f"%rps,p50,p99,bad]
-ratio=lambda a:[runs[a][r][0]/runs["d0"][r][0] for r in runs["d0"]]
-d1=ratio("d1")
-out+=["%.2f"%statistics.median(d1),"%.2f"%statistics.median(ratio("d2")),"%.2f–%.2f"%(min(d1),max(d1))]
-print(" ".join(out))' "$1"; }
-
-# The rounds of (d) as table rows: database, round, requests/s of each variant, the ratios.
-round_rows() { python3 -c 'import sys
-runs={}
-for line in open(sys.argv[1]):
-    v,r,rps=line.split()[:3]
-    runs.setdefault(r,{})[v]=float(rps)
-for r in sorted(runs,key=int):
-    x=runs[r]
-    print("| %s | %d | %.0f | %.0f | %.0f | %.2f | %.2f |"%(sys.argv[2],int(r)+1,x["d1"],x["d0"],x["d2"],x["d1"]/x["d0"],x["d2"]/x["d0"]))' "$1" "$2"; }
+rounds=sorted(runs["d0"])
+ratio=lambda a:[runs[a][r][0]/runs["d0"][r][0] for r in rounds]
+d1,d2=ratio("d1"),ratio("d2")
+out+=["%.2f"%statistics.median(d1),"%.2f"%statistics.median(d2),"%.2f–%.2f"%(min(d1),max(d1))]
+with open(rows_path,"w") as rows:
+    for i,r in enumerate(rounds):
+        rows.write("| %s | %d | %.0f | %.0f | %.0f | %.2f | %.2f |\n"%(db,r+1,runs["d1"][r][0],runs["d0"][r][0],runs["d2"][r][0],d1[i],d2[i]))
+print(" ".join(out))' "$1" "$2" "$3"; }
 
 rows=()
 ratios=()
@@ -95,8 +90,8 @@ for db in $DATABASES; do
     done
   done
   read -r d1_rps d1_p50 d1_p99 d1_bad d0_rps d0_p50 d0_p99 d0_bad d2_rps d2_p50 d2_p99 d2_bad d_ratio d2_ratio d_spread \
-    < <(rounds "$work/d.txt")
-  mapfile -t -O "${#d_rounds[@]}" d_rounds < <(round_rows "$work/d.txt" "$db")
+    < <(rounds "$work/d.txt" "$db" "$work/d-rows.md")
+  mapfile -t -O "${#d_rounds[@]}" d_rounds < "$work/d-rows.md"
   # (c) last: its creates start duplicate detection in the background.
   echo "[$db] c: createLead" >&2
   read -r c_rps c_p50 c_p99 c_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \

@@ -177,6 +177,7 @@ pub fn build_router(state: AppState) -> Router {
             client_ip::resolve,
         ))
         .service(routes);
+    // A router of its own so the optional compression layer leaves the type the same.
     let mut inner = Router::new().fallback_service(inner);
     if state.config.compression {
         inner = inner.layer(tower_http::compression::CompressionLayer::new());

@@ -50,6 +50,16 @@ impl<K: Eq + Hash, V: Clone> BoundedMap<K, V> {
         entries.insert(key, value);
     }
 
+    /// The value of `key`, made by `make` and stored when absent.
+    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce(&K) -> V) -> V {
+        if let Some(v) = self.get(&key) {
+            return v;
+        }
+        let v = make(&key);
+        self.insert(key, v.clone());
+        v
+    }
+
     /// Keeps only the entries `keep` accepts.
     pub fn retain(&self, keep: impl FnMut(&K, &mut V) -> bool) {
         self.entries
@@ -82,7 +92,10 @@ mod tests {
         assert_eq!((m.len(), m.get(&2)), (3, Some(20)));
         m.insert(3, 30);
         assert_eq!((m.len(), m.get(&0), m.get(&3)), (1, None, Some(30)));
-        m.retain(|k, _| *k != 3);
+        assert_eq!(m.get_or_insert_with(3, |_| 99), 30, "present: kept");
+        assert_eq!(m.get_or_insert_with(4, |k| k * 10), 40, "absent: made");
+        assert_eq!(m.get(&4), Some(40));
+        m.retain(|k, _| *k < 3);
         assert!(m.is_empty());
     }
 }

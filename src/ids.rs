@@ -100,16 +100,14 @@ impl Ids {
 
     /// Encodes row `id` of `kind`.
     pub fn encode(&self, kind: Kind, id: i64) -> String {
-        let key = (kind as u8, id);
-        if let Some(s) = self.1.get(&key) {
-            return s.to_string();
-        }
-        let s = self
-            .0
-            .encode(&[kind as u64, id as u64])
-            .expect("two u64s always encode without a blocklist");
-        self.1.insert(key, s.as_str().into());
-        s
+        self.1
+            .get_or_insert_with((kind as u8, id), |_| {
+                self.0
+                    .encode(&[kind as u64, id as u64])
+                    .expect("two u64s always encode without a blocklist")
+                    .into()
+            })
+            .to_string()
     }
 
     /// Decodes an ID of `kind`; `None` for garbage, non-canonical spellings and other kinds.

@@ -56,11 +56,10 @@ pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     operations: Mutex<HashSet<String>>,
-    /// `leadgraph_http_requests_total` by method, route, operation and status: a request then
-    /// increments its counter without building labels for a registry look-up.
-    requests: BoundedMap<(String, String, String, u16), Counter>,
-    /// `leadgraph_http_request_duration_seconds` by method and route.
-    durations: BoundedMap<(String, String), Histogram>,
+    /// By method, route, operation and status: the `leadgraph_http_requests_total` counter and
+    /// the `leadgraph_http_request_duration_seconds` histogram (by method and route) a request
+    /// updates, so it does not build labels for a registry look-up.
+    series: BoundedMap<(String, String, String, u16), (Counter, Histogram)>,
 }
 
 impl Default for Metrics {
@@ -74,8 +73,7 @@ impl Default for Metrics {
             recorder,
             handle,
             operations: Mutex::new(HashSet::new()),
-            requests: BoundedMap::new(MAX_SERIES_HANDLES),
-            durations: BoundedMap::new(MAX_SERIES_HANDLES),
+            series: BoundedMap::new(MAX_SERIES_HANDLES),
         }
     }
 }
@@ -94,36 +92,31 @@ impl Metrics {
             .get::<ErrorCode>()
             .and_then(|c| AUTH_CODES.iter().find(|a| **a == c.0));
         let scope = resp.extensions().get::<RateLimitScope>().map(|s| s.0);
-        let key = (method, route, operation, status);
-        let requests = self.requests.get(&key).unwrap_or_else(|| {
-            let (method, route, operation, status) = key.clone();
-            let counter = metrics::with_local_recorder(&self.recorder, || {
-                metrics::counter!(
-                    "leadgraph_http_requests_total",
-                    vec![
-                        Label::new("method", method),
-                        Label::new("route", route),
-                        Label::new("operation", operation),
-                        Label::new("status", status.to_string()),
-                    ]
-                )
-            });
-            self.requests.insert(key.clone(), counter.clone());
-            counter
-        });
+        let (requests, durations) =
+            self.series
+                .get_or_insert_with((method, route, operation, status), |key| {
+                    let (method, route, operation, status) = key.clone();
+                    metrics::with_local_recorder(&self.recorder, || {
+                        let durations = metrics::histogram!(
+                            "leadgraph_http_request_duration_seconds",
+                            vec![
+                                Label::new("method", method.clone()),
+                                Label::new("route", route.clone()),
+                            ]
+                        );
+                        let requests = metrics::counter!(
+                            "leadgraph_http_requests_total",
+                            vec![
+                                Label::new("method", method),
+                                Label::new("route", route),
+                                Label::new("operation", operation),
+                                Label::new("status", status.to_string()),
+                            ]
+                        );
+                        (requests, durations)
+                    })
+                });
         requests.increment(1);
-        let key = (key.0, key.1);
-        let durations = self.durations.get(&key).unwrap_or_else(|| {
-            let (method, route) = key.clone();
-            let histogram = metrics::with_local_recorder(&self.recorder, || {
-                metrics::histogram!(
-                    "leadgraph_http_request_duration_seconds",
-                    vec![Label::new("method", method), Label::new("route", route)]
-                )
-            });
-            self.durations.insert(key, histogram.clone());
-            histogram
-        });
         durations.record(seconds);
         if scope.is_none() && code.is_none() {
             return;
