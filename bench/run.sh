@@ -6,12 +6,12 @@
 #   bash bench/run.sh                 # defaults below
 #   BENCH_SECONDS=20 BENCH_CONCURRENCY=32 BENCH_LEADS=100000 bash bench/run.sh
 #   BENCH_DATABASES=sqlite bash bench/run.sh
-#   BENCH_D_ROUNDS=9 BENCH_D_SECONDS=3 bash bench/run.sh   # scenario (d)'s rounds
+#   BENCH_D_ROUNDS=20 BENCH_D_SECONDS=1 bash bench/run.sh   # scenario (d)'s rounds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${BENCH_SECONDS:-10}"
-D_ROUNDS="${BENCH_D_ROUNDS:-5}"
-D_SECS="${BENCH_D_SECONDS:-4}"
+D_ROUNDS="${BENCH_D_ROUNDS:-10}"
+D_SECS="${BENCH_D_SECONDS:-2}"
 CONC="${BENCH_CONCURRENCY:-16}"
 LEADS="${BENCH_LEADS:-10000}"
 DATABASES="${BENCH_DATABASES:-sqlite postgres}"
