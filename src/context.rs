@@ -19,6 +19,10 @@ pub struct RequestCtx {
 impl RequestCtx {
     /// The caller, or `MISSING_TOKEN`.
     pub fn principal(&self) -> Result<&Principal, AppError> {
-        self.principal.as_ref().ok_or(AppError::MissingToken)
+        // A match rather than `ok_or`, which would build and drop the error on every call.
+        match &self.principal {
+            Some(p) => Ok(p),
+            None => Err(AppError::MissingToken),
+        }
     }
 }

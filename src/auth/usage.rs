@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -17,23 +18,48 @@ pub struct Pending {
     pub last_used_at: DateTime<Utc>,
 }
 
+// Kept as `SystemTime`, converted to a date only when read or written: `record` runs on
+// every API-key request, and chrono's calendar conversion is most of `Utc::now()`'s cost.
+#[derive(Debug, Clone, Copy)]
+struct Uses {
+    count: i64,
+    last: SystemTime,
+}
+
+impl From<Uses> for Pending {
+    fn from(u: Uses) -> Self {
+        Pending {
+            count: u.count,
+            last_used_at: DateTime::<Utc>::from(u.last),
+        }
+    }
+}
+
+fn add(pending: &mut HashMap<i64, Uses>, id: i64, uses: Uses) {
+    pending
+        .entry(id)
+        .and_modify(|u| {
+            u.count += uses.count;
+            u.last = u.last.max(uses.last);
+        })
+        .or_insert(uses);
+}
+
 /// The accumulator.
 #[derive(Debug, Default)]
 pub struct UsageTracker {
-    pending: Mutex<HashMap<i64, Pending>>,
+    pending: Mutex<HashMap<i64, Uses>>,
 }
 
 impl UsageTracker {
     /// Counts one use of key `id`.
     pub fn record(&self, id: i64) {
-        let now = Utc::now();
+        let one = Uses {
+            count: 1,
+            last: SystemTime::now(),
+        };
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = pending.entry(id).or_insert(Pending {
-            count: 0,
-            last_used_at: now,
-        });
-        entry.count += 1;
-        entry.last_used_at = entry.last_used_at.max(now);
+        add(&mut pending, id, one);
     }
 
     /// Uses of key `id` not yet written, to add to what the database says.
@@ -42,18 +68,13 @@ impl UsageTracker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
-            .copied()
+            .map(|u| Pending::from(*u))
     }
 
-    fn merge_back(&self, batch: HashMap<i64, Pending>) {
+    fn merge_back(&self, batch: HashMap<i64, Uses>) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        for (id, p) in batch {
-            let entry = pending.entry(id).or_insert(Pending {
-                count: 0,
-                last_used_at: p.last_used_at,
-            });
-            entry.count += p.count;
-            entry.last_used_at = entry.last_used_at.max(p.last_used_at);
+        for (id, uses) in batch {
+            add(&mut pending, id, uses);
         }
     }
 
@@ -62,8 +83,9 @@ impl UsageTracker {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         let n = batch.len();
         let mut left = batch.clone();
-        for (id, p) in batch {
+        for (id, uses) in batch {
             use entity::api_key::{Column, Entity};
+            let p = Pending::from(uses);
             let res = Entity::update_many()
                 .col_expr(
                     Column::UsageCount,
@@ -80,5 +102,39 @@ impl UsageTracker {
             left.remove(&id);
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn counts_uses_and_keeps_the_latest_time() {
+        let t = UsageTracker::default();
+        let before = Utc::now();
+        t.record(7);
+        t.record(7);
+        t.record(8);
+        let p = t.pending(7).expect("key 7 was used");
+        assert_eq!(p.count, 2);
+        assert!(p.last_used_at >= before && p.last_used_at <= Utc::now());
+        assert_eq!(t.pending(8).map(|p| p.count), Some(1));
+        assert_eq!(t.pending(9), None);
+
+        // A failed flush hands its batch back: counts add up, the later time stays.
+        let earlier = SystemTime::now() - Duration::from_secs(3600);
+        t.merge_back(HashMap::from([(
+            7,
+            Uses {
+                count: 5,
+                last: earlier,
+            },
+        )]));
+        let merged = t.pending(7).expect("key 7 is still pending");
+        assert_eq!(merged.count, 7);
+        assert_eq!(merged.last_used_at, p.last_used_at);
     }
 }
