@@ -14,33 +14,24 @@ use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 pub struct Pending {
     /// Requests made.
     pub count: i64,
+    // A `SystemTime`, made a date only when read or written: `record` runs on every API-key
+    // request, and chrono's calendar conversion is most of `Utc::now()`'s cost.
+    last_used: SystemTime,
+}
+
+impl Pending {
     /// The latest of them.
-    pub last_used_at: DateTime<Utc>,
-}
-
-// Kept as `SystemTime`, converted to a date only when read or written: `record` runs on
-// every API-key request, and chrono's calendar conversion is most of `Utc::now()`'s cost.
-#[derive(Debug, Clone, Copy)]
-struct Uses {
-    count: i64,
-    last: SystemTime,
-}
-
-impl From<Uses> for Pending {
-    fn from(u: Uses) -> Self {
-        Pending {
-            count: u.count,
-            last_used_at: DateTime::<Utc>::from(u.last),
-        }
+    pub fn last_used_at(&self) -> DateTime<Utc> {
+        DateTime::from(self.last_used)
     }
 }
 
-fn add(pending: &mut HashMap<i64, Uses>, id: i64, uses: Uses) {
+fn add(pending: &mut HashMap<i64, Pending>, id: i64, uses: Pending) {
     pending
         .entry(id)
-        .and_modify(|u| {
-            u.count += uses.count;
-            u.last = u.last.max(uses.last);
+        .and_modify(|p| {
+            p.count += uses.count;
+            p.last_used = p.last_used.max(uses.last_used);
         })
         .or_insert(uses);
 }
@@ -48,15 +39,15 @@ fn add(pending: &mut HashMap<i64, Uses>, id: i64, uses: Uses) {
 /// The accumulator.
 #[derive(Debug, Default)]
 pub struct UsageTracker {
-    pending: Mutex<HashMap<i64, Uses>>,
+    pending: Mutex<HashMap<i64, Pending>>,
 }
 
 impl UsageTracker {
     /// Counts one use of key `id`.
     pub fn record(&self, id: i64) {
-        let one = Uses {
+        let one = Pending {
             count: 1,
-            last: SystemTime::now(),
+            last_used: SystemTime::now(),
         };
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         add(&mut pending, id, one);
@@ -68,10 +59,10 @@ impl UsageTracker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
-            .map(|u| Pending::from(*u))
+            .copied()
     }
 
-    fn merge_back(&self, batch: HashMap<i64, Uses>) {
+    fn merge_back(&self, batch: HashMap<i64, Pending>) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         for (id, uses) in batch {
             add(&mut pending, id, uses);
@@ -83,15 +74,14 @@ impl UsageTracker {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         let n = batch.len();
         let mut left = batch.clone();
-        for (id, uses) in batch {
+        for (id, p) in batch {
             use entity::api_key::{Column, Entity};
-            let p = Pending::from(uses);
             let res = Entity::update_many()
                 .col_expr(
                     Column::UsageCount,
                     sea_orm::sea_query::ExprTrait::add(Expr::col(Column::UsageCount), p.count),
                 )
-                .col_expr(Column::LastUsedAt, Expr::value(p.last_used_at))
+                .col_expr(Column::LastUsedAt, Expr::value(p.last_used_at()))
                 .filter(Column::Id.eq(id))
                 .exec(db)
                 .await;
@@ -120,7 +110,7 @@ mod tests {
         t.record(8);
         let p = t.pending(7).expect("key 7 was used");
         assert_eq!(p.count, 2);
-        assert!(p.last_used_at >= before && p.last_used_at <= Utc::now());
+        assert!(p.last_used_at() >= before && p.last_used_at() <= Utc::now());
         assert_eq!(t.pending(8).map(|p| p.count), Some(1));
         assert_eq!(t.pending(9), None);
 
@@ -128,13 +118,13 @@ mod tests {
         let earlier = SystemTime::now() - Duration::from_secs(3600);
         t.merge_back(HashMap::from([(
             7,
-            Uses {
+            Pending {
                 count: 5,
-                last: earlier,
+                last_used: earlier,
             },
         )]));
         let merged = t.pending(7).expect("key 7 is still pending");
         assert_eq!(merged.count, 7);
-        assert_eq!(merged.last_used_at, p.last_used_at);
+        assert_eq!(merged.last_used_at(), p.last_used_at());
     }
 }

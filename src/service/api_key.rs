@@ -192,10 +192,8 @@ async fn find_visible<C: ConnectionTrait>(
 fn with_pending(app: &App, mut k: api_key::Model) -> api_key::Model {
     if let Some(p) = app.usage.pending(k.id) {
         k.usage_count += p.count;
-        k.last_used_at = Some(
-            k.last_used_at
-                .map_or(p.last_used_at, |at| at.max(p.last_used_at)),
-        );
+        let last = p.last_used_at();
+        k.last_used_at = Some(k.last_used_at.map_or(last, |at| at.max(last)));
     }
     k
 }
