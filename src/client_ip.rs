@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::HeaderName;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -38,6 +39,9 @@ pub fn client_ip(
     Some(last)
 }
 
+/// Parsed once rather than on every request, as a look-up by `&str` would.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// Middleware storing [`ClientIp`] in the request's extensions.
 pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req
@@ -46,7 +50,7 @@ pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next
         .map(|c| c.0.ip());
     let xff = req
         .headers()
-        .get("x-forwarded-for")
+        .get(X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok());
     let ip = client_ip(peer, xff, &state.config.trusted_proxies);
     req.extensions_mut().insert(ClientIp(ip));

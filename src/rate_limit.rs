@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use entity::enums::{Environment, Plan};
@@ -275,10 +275,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ReportedBudget {
     }
 }
 
+// Parsed once rather than per response, as `insert` with a `&str` would.
+const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
 fn set_headers(headers: &mut HeaderMap, b: Budget) {
-    headers.insert("x-ratelimit-limit", HeaderValue::from(b.limit));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(b.remaining));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(b.reset));
+    headers.insert(LIMIT, HeaderValue::from(b.limit));
+    headers.insert(REMAINING, HeaderValue::from(b.remaining));
+    headers.insert(RESET, HeaderValue::from(b.reset));
 }
 
 fn refuse(graphql: bool, scope: &'static str, budget: Budget, retry_after: u64) -> Response {

@@ -1,7 +1,7 @@
 //! Turns request headers into a [`Principal`]: `X-API-Key`, `Authorization: ApiKey …`,
 //! `Authorization: Bearer <key or access token>`, plus `X-Environment` and `X-On-Behalf-Of`.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use entity::enums::{Environment, Plan, Role, Scope};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{EntityTrait, FromQueryResult};
@@ -13,10 +13,14 @@ use crate::app::App;
 use crate::error::AppError;
 use crate::ids::Kind;
 
+// Header names parsed once: a look-up by `&str` parses and classifies the name every time,
+// and these are looked up on every authenticated request.
+/// Header carrying an API key.
+const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 /// Header naming the user an API-key request acts as.
-pub const ON_BEHALF_OF: &str = "x-on-behalf-of";
+const ON_BEHALF_OF: HeaderName = HeaderName::from_static("x-on-behalf-of");
 /// Header choosing a session's environment.
-pub const ENVIRONMENT: &str = "x-environment";
+const ENVIRONMENT: HeaderName = HeaderName::from_static("x-environment");
 
 enum Credential<'a> {
     Key(&'a str),
@@ -24,7 +28,7 @@ enum Credential<'a> {
 }
 
 fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, AppError> {
-    if let Some(value) = headers.get("x-api-key") {
+    if let Some(value) = headers.get(API_KEY) {
         let key = value.to_str().map_err(|_| AppError::InvalidToken)?.trim();
         return Ok(Some(Credential::Key(key)));
     }
