@@ -42,6 +42,7 @@ db_tests!(
     plan_budget_headers_over_a_sequence,
     keys_of_a_tenant_share_one_budget,
     failed_logins_are_throttled_per_ip,
+    forwarded_for_counts_only_behind_a_trusted_proxy,
     documents_over_a_limit_are_refused,
     introspection_can_be_turned_off,
     cost_feedback_in_extensions,
@@ -255,6 +256,47 @@ async fn failed_logins_are_throttled_per_ip(app: TestApp) {
         )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+async fn forwarded_for_counts_only_behind_a_trusted_proxy(app: TestApp) {
+    let app = app
+        .sibling(|c| {
+            c.rate_limit_per_ip = 2;
+            c.trusted_proxies = vec!["10.0.0.1".parse().expect("ip")];
+        })
+        .await;
+    app.state.limits.clock.freeze();
+    let typename = |peer: &'static str, forwarded: &'static str| {
+        let app = &app;
+        async move {
+            app.request_from(
+                peer.parse().expect("addr"),
+                Method::POST,
+                "/graphql",
+                &[
+                    ("content-type", "application/json"),
+                    ("x-forwarded-for", forwarded),
+                ],
+                Body::from(json!({"query": "{ __typename }"}).to_string()),
+            )
+            .await
+        }
+    };
+    // Behind the trusted proxy, each forwarded client has its own budget.
+    let r = typename("10.0.0.1:1", "203.0.113.7").await;
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("1"));
+    let r = typename("10.0.0.1:1", "203.0.113.7").await;
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    let r = typename("10.0.0.1:1", "203.0.113.7").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let r = typename("10.0.0.1:1", "198.51.100.1").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("1"));
+    // Anyone else's X-Forwarded-For is ignored: the peer is counted, not the claimed client.
+    let r = typename("192.0.2.50:1", "198.51.100.1").await;
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("1"));
+    let r = typename("10.0.0.1:1", "198.51.100.1").await;
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
 }
 
 async fn documents_over_a_limit_are_refused(app: TestApp) {
