@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use rand::{RngCore, TryRngCore};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::jwt::JwtKeys;
@@ -139,6 +139,25 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Makes the IDs of requests that come without one: UUID v4 from the thread's CSPRNG.
+/// tower-http's `MakeRequestUuid` asks the kernel for the bytes, one `getrandom` system call
+/// per request.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(
+        &mut self,
+        _: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut buf = uuid::Uuid::encode_buffer();
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
+
 /// Builds the router: GraphQL, health checks and middleware.
 ///
 /// The middleware wraps the router once instead of being layered onto it: axum clones a
@@ -183,7 +202,7 @@ pub fn build_router(state: AppState) -> Router {
         inner = inner.layer(tower_http::compression::CompressionLayer::new());
     }
     let outer = tower::ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,

@@ -41,7 +41,21 @@ async fn request_id_on_every_response(app: TestApp) {
         .request(Method::GET, "/healthz", &[], Body::empty())
         .await;
     let generated = r.header("x-request-id").expect("generated request id");
-    assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    let uuid = uuid::Uuid::parse_str(generated).expect("a UUID");
+    assert_eq!(uuid.get_version_num(), 4, "random: {generated}");
+    assert_eq!(
+        generated,
+        uuid.hyphenated().to_string(),
+        "lower-case, hyphenated"
+    );
+    let again = app
+        .request(Method::GET, "/healthz", &[], Body::empty())
+        .await;
+    assert_ne!(
+        again.header("x-request-id"),
+        Some(generated),
+        "one per request"
+    );
     let r = app
         .request(
             Method::GET,
