@@ -6,13 +6,14 @@ use entity::{lead, source};
 use rand::{RngCore, TryRngCore};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::auth::principal::Principal;
 use crate::context::RequestCtx;
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
@@ -64,11 +65,16 @@ fn check(input: &SourceInput, create: bool, errors: &mut Errors) {
 
 /// A source of the caller's tenant and environment.
 pub async fn get(app: &App, rc: &RequestCtx, id: i64) -> AppResult<source::Model> {
-    let p = rc.principal()?;
+    find(&app.db, rc.principal()?, id).await
+}
+
+/// A source of `p`'s tenant and environment, read through `db` (a write transaction reads the
+/// row it is about to change, so the audit entry's "before" is what was changed).
+async fn find<C: ConnectionTrait>(db: &C, p: &Principal, id: i64) -> AppResult<source::Model> {
     source::Entity::find_by_id(id)
         .filter(source::Column::TenantId.eq(p.tenant_id))
         .filter(source::Column::Environment.eq(p.environment))
-        .one(&app.db)
+        .one(db)
         .await?
         .ok_or(AppError::NotFound)
 }
@@ -138,8 +144,8 @@ pub async fn update(
     let mut errors = Errors::new();
     check(&input, false, &mut errors);
     errors.finish()?;
-    let before = get(app, rc, id).await?;
     let tx = begin_write(&app.db).await?;
+    let before = find(&tx, p, id).await?;
     let mut row: source::ActiveModel = before.clone().into();
     if let Some(n) = input.name {
         row.name = Set(n.trim().to_owned());
@@ -174,8 +180,8 @@ pub async fn update(
 pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     let p = rc.principal()?;
     p.check_write()?;
-    let before = get(app, rc, id).await?;
     let tx = begin_write(&app.db).await?;
+    let before = find(&tx, p, id).await?;
     let used = lead::Entity::find()
         .filter(lead::Column::SourceId.eq(id))
         .count(&tx)
@@ -215,7 +221,6 @@ pub async fn rotate_webhook_token(
 ) -> AppResult<(source::Model, String)> {
     let p = rc.principal()?;
     p.check_write()?;
-    let before = get(app, rc, id).await?;
     let mut bytes = [0u8; 24];
     rand::rngs::OsRng.unwrap_err().fill_bytes(&mut bytes);
     let token = format!(
@@ -223,6 +228,7 @@ pub async fn rotate_webhook_token(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
     let tx = begin_write(&app.db).await?;
+    let before = find(&tx, p, id).await?;
     let mut row: source::ActiveModel = before.clone().into();
     row.webhook_token_hash = Set(Some(hash_token(&token)));
     row.updated_at = Set(now());
@@ -242,8 +248,8 @@ pub async fn rotate_webhook_token(
 pub async fn revoke_webhook_token(app: &App, rc: &RequestCtx, id: i64) -> AppResult<source::Model> {
     let p = rc.principal()?;
     p.check_write()?;
-    let before = get(app, rc, id).await?;
     let tx = begin_write(&app.db).await?;
+    let before = find(&tx, p, id).await?;
     source::Entity::update_many()
         .col_expr(
             source::Column::WebhookTokenHash,
@@ -259,8 +265,9 @@ pub async fn revoke_webhook_token(app: &App, rc: &RequestCtx, id: i64) -> AppRes
         changes: json!({"before": {"hasWebhook": before.webhook_token_hash.is_some()}, "after": {"hasWebhook": false}}),
     })
     .await?;
+    let after = find(&tx, p, id).await?;
     tx.commit().await?;
-    get(app, rc, id).await
+    Ok(after)
 }
 
 /// The source a webhook token belongs to.
