@@ -23,14 +23,14 @@ load() { "$OHA" --no-tui -n "$N" -c 16 -m POST -H 'Content-Type: application/jso
 d1() { load -H "X-API-Key: $KEY" -d "$(body '{ me { id } }')"; }
 d0() { load -d "$(body '{ __typename }')"; }
 d1; d0 # warm: caches filled
-echo "round d1_us d0_us" > "$work/cpu.txt"
+: > "$work/cpu.txt" # one line per round: round, then the server's CPU ticks before d1, after d1, after d0
 for r in $(seq 1 "$ROUNDS"); do
   t0=$(ticks); d1; t1=$(ticks); d0; t2=$(ticks)
   echo "$r $t0 $t1 $t2" >> "$work/cpu.txt"
 done
 python3 - "$work/cpu.txt" "$hz" "$N" <<'PY'
 import statistics, sys
-rows = [l.split() for l in open(sys.argv[1]).readlines()[1:]]
+rows = [l.split() for l in open(sys.argv[1])]
 hz, n = int(sys.argv[2]), int(sys.argv[3])
 us = lambda a, b: (int(b) - int(a)) / hz / n * 1e6
 d1 = [us(r[1], r[2]) for r in rows]
