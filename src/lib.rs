@@ -34,3 +34,5 @@ pub mod seed;
 pub mod server;
 /// Services: the only code that queries the database.
 pub mod service;
+/// SQLite's allocator: mimalloc, without memory statistics.
+pub mod sqlite_heap;

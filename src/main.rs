@@ -10,8 +10,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // First, while nothing has touched SQLite yet (the runtime's threads are idle).
+    let sqlite_heap = leadgraph::sqlite_heap::configure();
     let cli = leadgraph::config::Cli::parse();
     leadgraph::server::init_tracing(&cli.config);
+    if !sqlite_heap {
+        tracing::warn!("SQLite was initialized before its allocator could be set");
+    }
     match leadgraph::server::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
