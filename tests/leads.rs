@@ -671,6 +671,12 @@ async fn walk(
             .collect();
         assert!(ids.len() <= size);
         let info = &conn["pageInfo"];
+        // Edge cursors are encoded on their own: they must match the page's ends.
+        let edges = conn["edges"].as_array().expect("edges");
+        if let (Some(first), Some(last)) = (edges.first(), edges.last()) {
+            assert_eq!(first["cursor"], info["startCursor"]);
+            assert_eq!(last["cursor"], info["endCursor"]);
+        }
         if forward {
             seen.extend(ids);
             if !info["hasNextPage"].as_bool().unwrap_or(false) {

@@ -192,8 +192,8 @@ impl AuditQuery {
             page_info: PageInfo::new(
                 page.has_next,
                 page.has_previous,
-                edges.first().map(|e| &e.cursor),
-                edges.last().map(|e| &e.cursor),
+                edges.first().map(|e| e.cursor.clone()),
+                edges.last().map(|e| e.cursor.clone()),
             ),
             edges,
         })

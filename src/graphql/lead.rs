@@ -193,25 +193,45 @@ impl PageInfo {
     pub fn new(
         has_next: bool,
         has_previous: bool,
-        start: Option<&String>,
-        end: Option<&String>,
+        start: Option<String>,
+        end: Option<String>,
     ) -> Self {
         PageInfo {
             has_next_page: has_next,
             has_previous_page: has_previous,
-            start_cursor: start.cloned(),
-            end_cursor: end.cloned(),
+            start_cursor: start,
+            end_cursor: end,
         }
     }
 }
 
 /// An edge of a lead list.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct LeadEdge {
-    /// Opaque cursor for `after`/`before`.
-    pub cursor: String,
     /// The lead.
     pub node: Lead,
+    #[graphql(skip)]
+    pub order: Order,
+}
+
+#[ComplexObject]
+impl LeadEdge {
+    /// Opaque cursor for `after`/`before`.
+    // Encoded when selected: lists usually are read without their edges' cursors.
+    async fn cursor(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(cursor_of(&app(ctx)?.ids, self.order, &self.node.row))
+    }
+}
+
+fn cursor_of(ids: &crate::ids::Ids, order: Order, l: &lead::Model) -> String {
+    encode_cursor(
+        ids,
+        Kind::Lead,
+        &order.cursor_name(),
+        &order.field.value_of(l),
+        l.id,
+    )
 }
 
 /// A page of leads.
@@ -330,26 +350,22 @@ pub fn connection(
     order: Order,
 ) -> Result<LeadConnection> {
     let ids = &app(ctx)?.ids;
-    let name = order.cursor_name();
     let Page {
         items,
         has_next,
         has_previous,
     } = page;
+    let start = items.first().map(|l| cursor_of(ids, order, l));
+    let end = items.last().map(|l| cursor_of(ids, order, l));
     let edges: Vec<LeadEdge> = items
         .into_iter()
         .map(|l| LeadEdge {
-            cursor: encode_cursor(ids, Kind::Lead, &name, &order.field.value_of(&l), l.id),
             node: l.into(),
+            order,
         })
         .collect();
     Ok(LeadConnection {
-        page_info: PageInfo::new(
-            has_next,
-            has_previous,
-            edges.first().map(|e| &e.cursor),
-            edges.last().map(|e| &e.cursor),
-        ),
+        page_info: PageInfo::new(has_next, has_previous, start, end),
         edges,
         condition: cond,
     })
