@@ -72,6 +72,9 @@ pub struct SeedArgs {
     /// Print `{"tenantId","email","password","apiKey","leads"}` as one JSON line.
     #[arg(long)]
     pub json: bool,
+    /// Seed of the generated data: the same seed gives the same leads (random when omitted).
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 /// Arguments of `leadgraph set-plan`.

@@ -6,8 +6,9 @@ use std::io::Write;
 use chrono::Duration;
 use entity::enums::{Channel, Environment, LeadStatus, Plan, Role, Scope};
 use entity::{api_key, lead, lead_tag, pipeline, source, stage};
-use rand::Rng;
+use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
 use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde::Serialize;
 
@@ -56,12 +57,14 @@ const TAGS: &[&str] = &[
 ];
 
 /// Creates a tenant named `name` on `plan` with 10 users, 20 sources, 5 pipelines of 5 stages
-/// and `n` leads (up to 3 tags each), created over the last 90 days.
+/// and `n` leads (up to 3 tags each), created over the last 90 days; `rng_seed` makes the
+/// leads repeatable (benchmarks compare runs on the same data).
 pub async fn seed(
     app: &App,
     name: &str,
     plan: Plan,
     n: usize,
+    rng_seed: Option<u64>,
     progress: bool,
 ) -> AppResult<Seeded> {
     let email = format!("owner@{}.demo", uuid::Uuid::new_v4().simple());
@@ -151,10 +154,10 @@ pub async fn seed(
         LeadStatus::Qualified,
         LeadStatus::Unqualified,
     ];
+    let mut rng = StdRng::seed_from_u64(rng_seed.unwrap_or_else(rand::random));
     let mut done = 0;
     while done < n {
         let count = ROWS_PER_INSERT.min(n - done);
-        let mut rng = rand::rng();
         let mut rows = Vec::with_capacity(count);
         let mut tag_sets = Vec::with_capacity(count);
         for i in done..done + count {

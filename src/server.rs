@@ -65,7 +65,7 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::SeedDemo(args) => {
             let state = open(config).await?;
             let started = std::time::Instant::now();
-            let s = crate::seed::seed(&state, &args.tenant, args.plan, args.leads, true)
+            let s = crate::seed::seed(&state, &args.tenant, args.plan, args.leads, args.seed, true)
                 .await
                 .map_err(describe)?;
             if args.json {

@@ -98,6 +98,7 @@ db_tests!(
     node_resolves_every_type,
     other_tenants_and_environments_are_not_found,
     read_keys_and_small_plans_cannot_write,
+    seed_demo_fills_a_tenant_and_repeats_with_its_seed,
 );
 
 async fn create_and_read_a_lead(app: TestApp) {
@@ -1404,4 +1405,63 @@ async fn graphql_guide_examples_run(app: TestApp) {
         set("refreshToken", &d["login"]["refreshToken"]);
         set("after", &d["leads"]["pageInfo"]["endCursor"]);
     }
+}
+
+/// The newest leads of a seeded tenant, with each lead's relations by name (15: the document
+/// stays under the default complexity limit).
+async fn seeded_page(app: &TestApp, key: &str) -> Value {
+    let q = "{ leads(first: 15, orderBy: {field: CREATED_AT, direction: DESC}) { totalCount edges { node { \
+             email firstName lastName status score tags source { name } pipeline { name } stage { name } \
+             assignedTo { name } } } } }";
+    app.gql(Auth::Key(key), q, json!({})).await.data()["leads"].clone()
+}
+
+async fn seed_demo_fills_a_tenant_and_repeats_with_its_seed(app: TestApp) {
+    // 1 250 leads: two insert batches of up to 1 000.
+    let n = 1_250;
+    let run = |name: &'static str, seed: u64| {
+        let state = app.state.clone();
+        async move {
+            leadgraph::seed::seed(&state.0, name, Plan::Enterprise, n, Some(seed), false)
+                .await
+                .expect("seed")
+        }
+    };
+    let a = run("Seed A", 7).await;
+    assert_eq!(a.leads, n);
+    let page = seeded_page(&app, &a.api_key).await;
+    assert_eq!(page["totalCount"], n);
+    let q = "{ sources { id } pipelines { id } users { id } }";
+    let rest = app.gql(Auth::Key(&a.api_key), q, json!({})).await;
+    let rest = rest.data();
+    assert_eq!(rest["sources"].as_array().map(Vec::len), Some(20));
+    let pipelines = rest["pipelines"].as_array().expect("pipelines");
+    assert_eq!(pipelines.len(), 5);
+    for p in pipelines {
+        let q = "query($id: ID!) { pipeline(id: $id) { stages { id } } }";
+        let r = app
+            .gql(Auth::Key(&a.api_key), q, json!({"id": p["id"]}))
+            .await;
+        assert_eq!(
+            r.data()["pipeline"]["stages"].as_array().map(Vec::len),
+            Some(5)
+        );
+    }
+    // The owner and nine more.
+    assert_eq!(rest["users"].as_array().map(Vec::len), Some(10));
+    let edges = page["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 15);
+    for e in edges {
+        let l = &e["node"];
+        assert!(l["tags"].as_array().is_some_and(|t| t.len() <= 3), "{l}");
+        for rel in ["source", "pipeline", "stage", "assignedTo"] {
+            assert!(l[rel].is_object(), "{rel} of {l}");
+        }
+    }
+
+    // The same seed gives the same leads in another tenant; another seed does not.
+    let b = run("Seed B", 7).await;
+    assert_eq!(seeded_page(&app, &b.api_key).await, page);
+    let c = run("Seed C", 8).await;
+    assert_ne!(seeded_page(&app, &c.api_key).await, page);
 }
