@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# Instructions per request of scenario (d) under callgrind: `{ me { id } }` with an API key and
-# `{ __typename }` without one. Counts are repeatable whatever else the machine does, so they
-# show what a change to the hot path is worth where requests/s are too noisy.
+# Instructions per request under callgrind: scenario (d), `{ me { id } }` with an API key and
+# `{ __typename }` without one, and scenario (a), `leads(first: 50)` nested, on SQLite with
+# seeded demo data. Counts are repeatable whatever else the machine does (to about 0.1 % for
+# (a), whose dataloader batches depend on timing), so they show what a change to the hot path is
+# worth where requests/s are too noisy.
 #
 #   bash bench/callgrind.sh            # needs valgrind (apt-get install valgrind)
 #   CALLGRIND_REQUESTS=5000 bash bench/callgrind.sh
-#   CALLGRIND_KEEP=/tmp/cg bash bench/callgrind.sh   # keeps d1.out and d0.out for callgrind_annotate
+#   CALLGRIND_KEEP=/tmp/cg bash bench/callgrind.sh   # keeps d1.out, d0.out, a.out for callgrind_annotate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${CALLGRIND_REQUESTS:-2000}"
+NA="${CALLGRIND_REQUESTS_A:-200}"
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
 url="sqlite://$work/cg.db"
-KEY=$("$BIN" seed-demo --database-url "$url" --leads 1000 --json --log warn 2>/dev/null | json_get apiKey)
+KEY=$("$BIN" seed-demo --database-url "$url" --seed "$SEED" --leads 10000 --json --log warn 2>/dev/null | json_get apiKey)
 p=$(port); base="http://127.0.0.1:$p"
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p.out" \
   "$BIN" serve --database-url "$url" --bind "127.0.0.1:$p" --no-bootstrap --log warn \
@@ -23,16 +26,21 @@ server=$!
 for _ in $(seq 1 200); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.25; done
 me() { "$OHA" --no-tui -n "$1" -c 4 -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql" >/dev/null; }
 tn() { "$OHA" --no-tui -n "$1" -c 4 -m POST -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql" >/dev/null; }
-me 300; tn 300 # warm: caches filled, connections open
+qa() { "$OHA" --no-tui -n "$1" -c 4 -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body "$Q_A")" "$base/graphql" >/dev/null; }
+me 300; tn 300; qa 50 # warm: caches filled, connections open
 callgrind_control --zero "$server" >/dev/null; me "$N"; callgrind_control --dump=d1 "$server" >/dev/null
 callgrind_control --zero "$server" >/dev/null; tn "$N"; callgrind_control --dump=d0 "$server" >/dev/null
+callgrind_control --zero "$server" >/dev/null; qa "$NA"; callgrind_control --dump=a "$server" >/dev/null
 d1=$(awk '/^summary/ {print $2}' "$work"/cg.*.out.1); d0=$(awk '/^summary/ {print $2}' "$work"/cg.*.out.2)
+a=$(awk '/^summary/ {print $2}' "$work"/cg.*.out.3)
 echo "d1 { me { id } } with a key: $((d1 / N)) instructions/request"
 echo "d0 { __typename } without:   $((d0 / N)) instructions/request"
 echo "authentication and the field: $(((d1 - d0) / N)) instructions/request"
+echo "a leads(first: 50) nested:    $((a / NA)) instructions/request"
 if [ -n "${CALLGRIND_KEEP:-}" ]; then
   mkdir -p "$CALLGRIND_KEEP"
   cp "$work"/cg.*.out.1 "$CALLGRIND_KEEP/d1.out"; cp "$work"/cg.*.out.2 "$CALLGRIND_KEEP/d0.out"
+  cp "$work"/cg.*.out.3 "$CALLGRIND_KEEP/a.out"
 fi
 echo "top functions of d1 (exclusive):"
 callgrind_annotate --threshold=100 "$work"/cg.*.out.1 2>/dev/null | grep -E '^ *[0-9,]+ \(' | sed -n '13,32p' | cut -c1-160

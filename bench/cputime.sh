@@ -14,7 +14,7 @@ N="${CPUTIME_REQUESTS:-100000}"
 source bench/lib.sh
 
 url="sqlite://$work/cpu.db"
-KEY=$("$BIN" seed-demo --database-url "$url" --leads 1000 --json --log warn 2>/dev/null | json_get apiKey)
+KEY=$("$BIN" seed-demo --database-url "$url" --seed "$SEED" --leads 1000 --json --log warn 2>/dev/null | json_get apiKey)
 p=$(port); base="http://127.0.0.1:$p"
 start_server "$url" "$p" --tenant-rate-limits=false --max-concurrent-requests 100000
 ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }

@@ -53,5 +53,8 @@ drop_database() {
   if [ "$1" = postgres ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS leadgraph_bench_$$ WITH (FORCE)" >/dev/null; fi
 }
 
+# The demo data's seed: every run benchmarks the same leads (BENCH_SEED to vary it).
+SEED="${BENCH_SEED:-1}"
+
 Q_A='{ leads(first: 50) { edges { node { id email firstName lastName status score tags source { name } pipeline { name } stage { name } assignedTo { name email } } } } }'
 Q_C='mutation { createLead(input: {email: "bench@example.com", firstName: "Bench", lastName: "Mark", source: API}) { id } }'

@@ -60,7 +60,7 @@ d_rounds=()
 for db in $DATABASES; do
   url=$(fresh_database "$db")
   echo "[$db] seeding $LEADS leads" >&2
-  seeded=$("$BIN" seed-demo --database-url "$url" --leads "$LEADS" --json --log warn 2>/dev/null)
+  seeded=$("$BIN" seed-demo --database-url "$url" --seed "$SEED" --leads "$LEADS" --json --log warn 2>/dev/null)
   KEY=$(echo "$seeded" | json_get apiKey)
   p=$(port); base="http://127.0.0.1:$p"
   start_server "$url" "$p" --tenant-rate-limits=false --max-concurrent-requests 100000

@@ -22,7 +22,7 @@ source bench/lib.sh
 
 url=$(fresh_database "$DB")
 echo "[$DB] seeding $LEADS leads" >&2
-KEY=$("$BIN" seed-demo --database-url "$url" --leads "$LEADS" --json --log warn 2>/dev/null | json_get apiKey)
+KEY=$("$BIN" seed-demo --database-url "$url" --seed "$SEED" --leads "$LEADS" --json --log warn 2>/dev/null | json_get apiKey)
 p=$(port); base="http://127.0.0.1:$p"
 # Server defaults but for the rate limits: every request comes from one address and tenant.
 start_server "$url" "$p" --tenant-rate-limits=false
