@@ -24,9 +24,9 @@ valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p.out" \
   --rate-limit-per-ip 0 --tenant-rate-limits=false > "$work/valgrind.log" 2>&1 &
 server=$!
 for _ in $(seq 1 200); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.25; done
-me() { "$OHA" --no-tui -n "$1" -c 4 -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body '{ me { id } }')" "$base/graphql" >/dev/null; }
-tn() { "$OHA" --no-tui -n "$1" -c 4 -m POST -H 'Content-Type: application/json' -d "$(body '{ __typename }')" "$base/graphql" >/dev/null; }
-qa() { "$OHA" --no-tui -n "$1" -c 4 -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "$(body "$Q_A")" "$base/graphql" >/dev/null; }
+me() { post_graphql "$1" 4 -H "X-API-Key: $KEY" -d "$(body '{ me { id } }')"; }
+tn() { post_graphql "$1" 4 -d "$(body '{ __typename }')"; }
+qa() { post_graphql "$1" 4 -H "X-API-Key: $KEY" -d "$(body "$Q_A")"; }
 me 300; tn 300; qa 50 # warm: caches filled, connections open
 callgrind_control --zero "$server" >/dev/null; me "$N"; callgrind_control --dump=d1 "$server" >/dev/null
 callgrind_control --zero "$server" >/dev/null; tn "$N"; callgrind_control --dump=d0 "$server" >/dev/null

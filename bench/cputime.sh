@@ -19,9 +19,8 @@ p=$(port); base="http://127.0.0.1:$p"
 start_server "$url" "$p" --tenant-rate-limits=false --max-concurrent-requests 100000
 ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 hz=$(getconf CLK_TCK)
-load() { "$OHA" --no-tui -n "$N" -c 16 -m POST -H 'Content-Type: application/json' "$@" "$base/graphql" >/dev/null; }
-d1() { load -H "X-API-Key: $KEY" -d "$(body '{ me { id } }')"; }
-d0() { load -d "$(body '{ __typename }')"; }
+d1() { post_graphql "$N" 16 -H "X-API-Key: $KEY" -d "$(body '{ me { id } }')"; }
+d0() { post_graphql "$N" 16 -d "$(body '{ __typename }')"; }
 d1; d0 # warm: caches filled
 : > "$work/cpu.txt" # one line per round: round, then the server's CPU ticks before d1, after d1, after d0
 for r in $(seq 1 "$ROUNDS"); do

@@ -53,6 +53,13 @@ drop_database() {
   if [ "$1" = postgres ]; then psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS leadgraph_bench_$$ WITH (FORCE)" >/dev/null; fi
 }
 
+# N GraphQL POSTs from C connections to the server at $base, output discarded:
+#   post_graphql N C [oha arguments: headers, -d BODY]
+post_graphql() {
+  local n=$1 c=$2; shift 2
+  "$OHA" --no-tui -n "$n" -c "$c" -m POST -H 'Content-Type: application/json' "$@" "$base/graphql" >/dev/null
+}
+
 # The demo data's seed: every run benchmarks the same leads (BENCH_SEED to vary it).
 SEED="${BENCH_SEED:-1}"
 
