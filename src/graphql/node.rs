@@ -56,15 +56,15 @@ impl NodeQuery {
         let found = match kind {
             Kind::Tenant => (id == p.tenant_id)
                 .then_some(())
-                .and(entity::tenant::Entity::find_by_id(id).one(&app.db).await?)
+                .and(Box::pin(entity::tenant::Entity::find_by_id(id).one(&app.db)).await?)
                 .map(|t| Node::Tenant(Tenant(t))),
-            Kind::User => service::user::get(app, rc, id)
+            Kind::User => Box::pin(service::user::get(app, rc, id))
                 .await
                 .optional()?
                 .map(|u| Node::User(User(u))),
             Kind::ApiKey => {
                 if p.is_session() {
-                    service::api_key::get(app, rc, id)
+                    Box::pin(service::api_key::get(app, rc, id))
                         .await
                         .optional()?
                         .map(|k| Node::ApiKey(ApiKey(k)))
@@ -72,25 +72,25 @@ impl NodeQuery {
                     None
                 }
             }
-            Kind::Lead => service::lead::get(app, rc, id)
+            Kind::Lead => Box::pin(service::lead::get(app, rc, id))
                 .await
                 .optional()?
                 .map(|l| Node::Lead(l.into())),
-            Kind::Source => service::source::get(app, rc, id)
+            Kind::Source => Box::pin(service::source::get(app, rc, id))
                 .await
                 .optional()?
                 .map(|s| Node::Source(Source(s))),
-            Kind::Pipeline => service::pipeline::get(app, rc, id)
+            Kind::Pipeline => Box::pin(service::pipeline::get(app, rc, id))
                 .await
                 .optional()?
                 .map(|pl| Node::Pipeline(Pipeline(pl))),
-            Kind::Stage => service::pipeline::get_stage(app, rc, id)
+            Kind::Stage => Box::pin(service::pipeline::get_stage(app, rc, id))
                 .await
                 .optional()?
                 .map(|s| Node::Stage(Stage(s))),
             Kind::AuditEntry => {
                 if p.role.is_admin() {
-                    service::audit::get(app, rc, id)
+                    Box::pin(service::audit::get(app, rc, id))
                         .await
                         .optional()?
                         .map(|e| Node::AuditEntry(AuditEntry(e)))

@@ -33,7 +33,7 @@ impl Viewer {
     /// The user the request acts as (the impersonated user under `X-On-Behalf-Of`).
     async fn user(&self, ctx: &Context<'_>) -> Result<User> {
         Ok(User(
-            service::user::get(app(ctx)?, rc(ctx)?, self.0.user_id).await?,
+            Box::pin(service::user::get(app(ctx)?, rc(ctx)?, self.0.user_id)).await?,
         ))
     }
     /// The session's user or the key's creator, when different from `user`.
@@ -42,13 +42,18 @@ impl Viewer {
             return Ok(None);
         }
         Ok(Some(User(
-            service::user::get(app(ctx)?, rc(ctx)?, self.0.actor_user_id).await?,
+            Box::pin(service::user::get(
+                app(ctx)?,
+                rc(ctx)?,
+                self.0.actor_user_id,
+            ))
+            .await?,
         )))
     }
     /// The caller's tenant.
     async fn tenant(&self, ctx: &Context<'_>) -> Result<Tenant> {
         Ok(Tenant(
-            service::tenant::get(&app(ctx)?.db, self.0.tenant_id).await?,
+            Box::pin(service::tenant::get(&app(ctx)?.db, self.0.tenant_id)).await?,
         ))
     }
     /// The acting user's role.
@@ -76,9 +81,7 @@ impl Viewer {
         let Some(key) = self.0.key else {
             return Ok(None);
         };
-        let row = entity::api_key::Entity::find_by_id(key.id)
-            .one(&app(ctx)?.db)
-            .await?;
+        let row = Box::pin(entity::api_key::Entity::find_by_id(key.id).one(&app(ctx)?.db)).await?;
         Ok(row.map(ApiKey))
     }
 }
