@@ -41,6 +41,20 @@ impl<K: Eq + Hash, V: Clone> BoundedMap<K, V> {
             .cloned()
     }
 
+    /// `f` of the value of `key`, applied under the read lock: no copy of the value itself
+    /// (for values whose clone touches shared memory, such as an `Arc`'s count).
+    pub fn get_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .map(f)
+    }
+
     /// Stores `value`, first emptying the map when it is full.
     pub fn insert(&self, key: K, value: V) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
@@ -95,6 +109,10 @@ mod tests {
         assert_eq!(m.get_or_insert_with(3, |_| 99), 30, "present: kept");
         assert_eq!(m.get_or_insert_with(4, |k| k * 10), 40, "absent: made");
         assert_eq!(m.get(&4), Some(40));
+        assert_eq!(
+            (m.get_with(&4, |v| v + 1), m.get_with(&5, |v| v + 1)),
+            (Some(41), None)
+        );
         m.retain(|k, _| *k < 3);
         assert!(m.is_empty());
     }

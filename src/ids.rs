@@ -55,7 +55,7 @@ const BASE62: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 
 /// Encoder and decoder of opaque IDs for one deployment.
 #[derive(Clone)]
-pub struct Ids(Arc<Sqids>, Arc<BoundedMap<(u8, i64), Arc<str>>>);
+pub struct Ids(Arc<Sqids>, Arc<BoundedMap<(u8, i64), Box<str>>>);
 
 /// Encoded IDs kept at most; when full the cache starts over (about 5 MiB at most).
 const CACHE_CAPACITY: usize = 65_536;
@@ -100,14 +100,18 @@ impl Ids {
 
     /// Encodes row `id` of `kind`.
     pub fn encode(&self, kind: Kind, id: i64) -> String {
-        self.1
-            .get_or_insert_with((kind as u8, id), |_| {
-                self.0
-                    .encode(&[kind as u64, id as u64])
-                    .expect("two u64s always encode without a blocklist")
-                    .into()
-            })
-            .to_string()
+        // Copied out under the read lock: cloning a shared `Arc<str>` instead costs two atomic
+        // writes to a line the other worker threads read too.
+        let key = (kind as u8, id);
+        if let Some(s) = self.1.get_with(&key, |s| s.to_string()) {
+            return s;
+        }
+        let s = self
+            .0
+            .encode(&[kind as u64, id as u64])
+            .expect("two u64s always encode without a blocklist");
+        self.1.insert(key, s.as_str().into());
+        s
     }
 
     /// Decodes an ID of `kind`; `None` for garbage, non-canonical spellings and other kinds.
