@@ -1,12 +1,4 @@
 //! The GraphQL API: schema, roots merged from one object per resource, guards and loaders.
-//!
-//! Resolvers put large futures (anything that runs SQL itself) on the heap with `Box::pin`: a
-//! resolver's future is nested inline into its object's `resolve_field` future, that into its
-//! parent's, up to the root field's, and async-graphql boxes and copies each of those at its
-//! largest size for every field it resolves. Inline, the database calls made every root
-//! field's future 4.3 KiB, `{ me { id } }` included; boxed, 2.6 KiB. `clippy::large_futures`
-//! (threshold in `clippy.toml`) keeps it so.
-#![warn(clippy::large_futures)]
 
 pub mod api_key;
 pub mod audit;

@@ -82,7 +82,7 @@ impl ApiKey {
     /// The user who created the key (requests act as this user).
     async fn creator(&self, ctx: &Context<'_>) -> Result<User> {
         Ok(User(
-            Box::pin(service::user::get(app(ctx)?, rc(ctx)?, self.0.user_id)).await?,
+            service::user::get(app(ctx)?, rc(ctx)?, self.0.user_id).await?,
         ))
     }
 }
@@ -131,7 +131,7 @@ impl ApiKeyQuery {
     /// Your keys (members) or all the tenant's keys (admins and owners). Sessions only.
     #[graphql(guard = "Need::Session")]
     async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<ApiKey>> {
-        let list = Box::pin(service::api_key::list(app(ctx)?, rc(ctx)?)).await?;
+        let list = service::api_key::list(app(ctx)?, rc(ctx)?).await?;
         Ok(list.into_iter().map(ApiKey).collect())
     }
 }
@@ -156,7 +156,7 @@ impl ApiKeyMutation {
             expires_at: input.expires_at,
             expires_in_days: input.expires_in_days,
         };
-        let (row, key) = Box::pin(service::api_key::create(app(ctx)?, rc(ctx)?, new)).await?;
+        let (row, key) = service::api_key::create(app(ctx)?, rc(ctx)?, new).await?;
         Ok(CreatedApiKey {
             api_key: ApiKey(row),
             key,
@@ -182,7 +182,7 @@ impl ApiKeyMutation {
             },
         };
         Ok(ApiKey(
-            Box::pin(service::api_key::update(app(ctx)?, rc(ctx)?, id, patch)).await?,
+            service::api_key::update(app(ctx)?, rc(ctx)?, id, patch).await?,
         ))
     }
 
@@ -190,7 +190,7 @@ impl ApiKeyMutation {
     #[graphql(guard = "Need::Session")]
     async fn delete_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let key_id = super::decode_arg(ctx, Kind::ApiKey, &id)?;
-        Box::pin(service::api_key::delete(app(ctx)?, rc(ctx)?, key_id)).await?;
+        service::api_key::delete(app(ctx)?, rc(ctx)?, key_id).await?;
         Ok(id)
     }
 }

@@ -154,7 +154,7 @@ impl AuditQuery {
             created_after: f.created_after,
             created_before: f.created_before,
         };
-        let page = Box::pin(service::audit::list(
+        let page = service::audit::list(
             app,
             rc(ctx)?,
             &filter,
@@ -164,7 +164,7 @@ impl AuditQuery {
                 last: None,
                 before: None,
             },
-        ))
+        )
         .await?;
         let node = ctx.look_ahead().field("edges").field("node");
         let loaders = super::loaders(ctx)?;

@@ -2,9 +2,6 @@
 //! and GraphiQL for browsers. Authentication runs first; its failures are `401` with a
 //! GraphQL error body.
 
-// Not resolvers: these futures are boxed once by axum or the dataloader, never nested per field.
-#![allow(clippy::large_futures)]
-
 use std::sync::Arc;
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType};

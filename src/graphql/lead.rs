@@ -630,9 +630,7 @@ impl LeadQuery {
     #[graphql(guard = "Need::Auth")]
     async fn lead(&self, ctx: &Context<'_>, id: ID) -> Result<Lead> {
         let id = super::decode_arg(ctx, Kind::Lead, &id)?;
-        Ok(Box::pin(service::lead::get(app(ctx)?, rc(ctx)?, id))
-            .await?
-            .into())
+        Ok(service::lead::get(app(ctx)?, rc(ctx)?, id).await?.into())
     }
 
     /// Leads, filtered and ordered, a page at a time (at most 100).
@@ -659,19 +657,12 @@ impl LeadQuery {
             last,
             before,
         };
-        let (page, cond) = Box::pin(service::lead::list(
-            app(ctx)?,
-            rc(ctx)?,
-            &filter,
-            order,
-            &args,
-        ))
-        .await?;
-        Box::pin(prime(
+        let (page, cond) = service::lead::list(app(ctx)?, rc(ctx)?, &filter, order, &args).await?;
+        prime(
             ctx,
             ctx.look_ahead().field("edges").field("node"),
             &page.items,
-        ))
+        )
         .await?;
         connection(ctx, page, cond, order)
     }
@@ -687,7 +678,7 @@ impl LeadMutation {
     #[graphql(guard = "Need::Write")]
     async fn create_lead(&self, ctx: &Context<'_>, input: CreateLeadInput) -> Result<Lead> {
         let input = input.into_service(ctx);
-        Ok(Box::pin(service::lead::create(app(ctx)?, rc(ctx)?, input))
+        Ok(service::lead::create(app(ctx)?, rc(ctx)?, input)
             .await?
             .into())
     }
@@ -697,18 +688,16 @@ impl LeadMutation {
     async fn update_lead(&self, ctx: &Context<'_>, id: ID, input: UpdateLeadInput) -> Result<Lead> {
         let id = super::decode_arg(ctx, Kind::Lead, &id)?;
         let input = input.into_service(ctx)?;
-        Ok(
-            Box::pin(service::lead::update(app(ctx)?, rc(ctx)?, id, input))
-                .await?
-                .into(),
-        )
+        Ok(service::lead::update(app(ctx)?, rc(ctx)?, id, input)
+            .await?
+            .into())
     }
 
     /// Deletes a lead; returns its ID.
     #[graphql(guard = "Need::Write")]
     async fn delete_lead(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let lead_id = super::decode_arg(ctx, Kind::Lead, &id)?;
-        Box::pin(service::lead::delete(app(ctx)?, rc(ctx)?, lead_id)).await?;
+        service::lead::delete(app(ctx)?, rc(ctx)?, lead_id).await?;
         Ok(id)
     }
 
@@ -717,33 +706,27 @@ impl LeadMutation {
     async fn assign_lead(&self, ctx: &Context<'_>, id: ID, user_id: Option<ID>) -> Result<Lead> {
         let id = super::decode_arg(ctx, Kind::Lead, &id)?;
         let user = user_id.map(|u| id_ref(ctx, Kind::User, &u));
-        Ok(
-            Box::pin(service::lead::assign(app(ctx)?, rc(ctx)?, id, user))
-                .await?
-                .into(),
-        )
+        Ok(service::lead::assign(app(ctx)?, rc(ctx)?, id, user)
+            .await?
+            .into())
     }
 
     /// Adds tags to a lead (at most 20 in all).
     #[graphql(guard = "Need::Write")]
     async fn add_lead_tags(&self, ctx: &Context<'_>, id: ID, tags: Vec<String>) -> Result<Lead> {
         let id = super::decode_arg(ctx, Kind::Lead, &id)?;
-        Ok(
-            Box::pin(service::lead::add_tags(app(ctx)?, rc(ctx)?, id, tags))
-                .await?
-                .into(),
-        )
+        Ok(service::lead::add_tags(app(ctx)?, rc(ctx)?, id, tags)
+            .await?
+            .into())
     }
 
     /// Removes tags from a lead.
     #[graphql(guard = "Need::Write")]
     async fn remove_lead_tags(&self, ctx: &Context<'_>, id: ID, tags: Vec<String>) -> Result<Lead> {
         let id = super::decode_arg(ctx, Kind::Lead, &id)?;
-        Ok(
-            Box::pin(service::lead::remove_tags(app(ctx)?, rc(ctx)?, id, tags))
-                .await?
-                .into(),
-        )
+        Ok(service::lead::remove_tags(app(ctx)?, rc(ctx)?, id, tags)
+            .await?
+            .into())
     }
 
     /// Moves a lead to another stage of its pipeline.
@@ -751,10 +734,8 @@ impl LeadMutation {
     async fn move_lead_to_stage(&self, ctx: &Context<'_>, id: ID, stage_id: ID) -> Result<Lead> {
         let id = super::decode_arg(ctx, Kind::Lead, &id)?;
         let stage = id_ref(ctx, Kind::Stage, &stage_id);
-        Ok(
-            Box::pin(service::lead::move_to_stage(app(ctx)?, rc(ctx)?, id, stage))
-                .await?
-                .into(),
-        )
+        Ok(service::lead::move_to_stage(app(ctx)?, rc(ctx)?, id, stage)
+            .await?
+            .into())
     }
 }

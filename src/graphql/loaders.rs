@@ -1,9 +1,6 @@
 //! Per-request dataloaders for every nested relation, scoped to the caller's tenant (and
 //! environment), so the number of SQL statements of a request does not grow with page size.
 
-// Not resolvers: these futures are boxed once by axum or the dataloader, never nested per field.
-#![allow(clippy::large_futures)]
-
 use std::collections::HashMap;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};

@@ -56,15 +56,15 @@ impl NodeQuery {
         let found = match kind {
             Kind::Tenant => (id == p.tenant_id)
                 .then_some(())
-                .and(Box::pin(entity::tenant::Entity::find_by_id(id).one(&app.db)).await?)
+                .and(entity::tenant::Entity::find_by_id(id).one(&app.db).await?)
                 .map(|t| Node::Tenant(Tenant(t))),
-            Kind::User => Box::pin(service::user::get(app, rc, id))
+            Kind::User => service::user::get(app, rc, id)
                 .await
                 .optional()?
                 .map(|u| Node::User(User(u))),
             Kind::ApiKey => {
                 if p.is_session() {
-                    Box::pin(service::api_key::get(app, rc, id))
+                    service::api_key::get(app, rc, id)
                         .await
                         .optional()?
                         .map(|k| Node::ApiKey(ApiKey(k)))
@@ -72,25 +72,25 @@ impl NodeQuery {
                     None
                 }
             }
-            Kind::Lead => Box::pin(service::lead::get(app, rc, id))
+            Kind::Lead => service::lead::get(app, rc, id)
                 .await
                 .optional()?
                 .map(|l| Node::Lead(l.into())),
-            Kind::Source => Box::pin(service::source::get(app, rc, id))
+            Kind::Source => service::source::get(app, rc, id)
                 .await
                 .optional()?
                 .map(|s| Node::Source(Source(s))),
-            Kind::Pipeline => Box::pin(service::pipeline::get(app, rc, id))
+            Kind::Pipeline => service::pipeline::get(app, rc, id)
                 .await
                 .optional()?
                 .map(|pl| Node::Pipeline(Pipeline(pl))),
-            Kind::Stage => Box::pin(service::pipeline::get_stage(app, rc, id))
+            Kind::Stage => service::pipeline::get_stage(app, rc, id)
                 .await
                 .optional()?
                 .map(|s| Node::Stage(Stage(s))),
             Kind::AuditEntry => {
                 if p.role.is_admin() {
-                    Box::pin(service::audit::get(app, rc, id))
+                    service::audit::get(app, rc, id)
                         .await
                         .optional()?
                         .map(|e| Node::AuditEntry(AuditEntry(e)))

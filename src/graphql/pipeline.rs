@@ -120,14 +120,14 @@ impl PipelineQuery {
     async fn pipeline(&self, ctx: &Context<'_>, id: ID) -> Result<Pipeline> {
         let id = super::decode_arg(ctx, Kind::Pipeline, &id)?;
         Ok(Pipeline(
-            Box::pin(service::pipeline::get(app(ctx)?, rc(ctx)?, id)).await?,
+            service::pipeline::get(app(ctx)?, rc(ctx)?, id).await?,
         ))
     }
 
     /// The caller's pipelines, oldest first.
     #[graphql(guard = "Need::Auth")]
     async fn pipelines(&self, ctx: &Context<'_>) -> Result<Vec<Pipeline>> {
-        let list = Box::pin(service::pipeline::list(app(ctx)?, rc(ctx)?)).await?;
+        let list = service::pipeline::list(app(ctx)?, rc(ctx)?).await?;
         if ctx.look_ahead().field("stages").exists() {
             super::loaders(ctx)?
                 .pipeline_stages
@@ -151,13 +151,8 @@ impl PipelineMutation {
         ctx: &Context<'_>,
         input: CreatePipelineInput,
     ) -> Result<Pipeline> {
-        let (p, _) = Box::pin(service::pipeline::create(
-            app(ctx)?,
-            rc(ctx)?,
-            input.name,
-            input.stages,
-        ))
-        .await?;
+        let (p, _) =
+            service::pipeline::create(app(ctx)?, rc(ctx)?, input.name, input.stages).await?;
         Ok(Pipeline(p))
     }
 
@@ -171,13 +166,7 @@ impl PipelineMutation {
     ) -> Result<Pipeline> {
         let id = super::decode_arg(ctx, Kind::Pipeline, &id)?;
         Ok(Pipeline(
-            Box::pin(service::pipeline::update(
-                app(ctx)?,
-                rc(ctx)?,
-                id,
-                input.name,
-            ))
-            .await?,
+            service::pipeline::update(app(ctx)?, rc(ctx)?, id, input.name).await?,
         ))
     }
 
@@ -185,7 +174,7 @@ impl PipelineMutation {
     #[graphql(guard = "Need::Write")]
     async fn delete_pipeline(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let pid = super::decode_arg(ctx, Kind::Pipeline, &id)?;
-        Box::pin(service::pipeline::delete(app(ctx)?, rc(ctx)?, pid)).await?;
+        service::pipeline::delete(app(ctx)?, rc(ctx)?, pid).await?;
         Ok(id)
     }
 
@@ -197,13 +186,13 @@ impl PipelineMutation {
             .decode(Kind::Pipeline, input.pipeline_id.as_str())
             .ok_or(());
         Ok(Stage(
-            Box::pin(service::pipeline::create_stage(
+            service::pipeline::create_stage(
                 app(ctx)?,
                 rc(ctx)?,
                 pipeline,
                 input.name,
                 input.position,
-            ))
+            )
             .await?,
         ))
     }
@@ -218,14 +207,8 @@ impl PipelineMutation {
     ) -> Result<Stage> {
         let id = super::decode_arg(ctx, Kind::Stage, &id)?;
         Ok(Stage(
-            Box::pin(service::pipeline::update_stage(
-                app(ctx)?,
-                rc(ctx)?,
-                id,
-                input.name,
-                input.position,
-            ))
-            .await?,
+            service::pipeline::update_stage(app(ctx)?, rc(ctx)?, id, input.name, input.position)
+                .await?,
         ))
     }
 
@@ -233,7 +216,7 @@ impl PipelineMutation {
     #[graphql(guard = "Need::Write")]
     async fn delete_stage(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let sid = super::decode_arg(ctx, Kind::Stage, &id)?;
-        Box::pin(service::pipeline::delete_stage(app(ctx)?, rc(ctx)?, sid)).await?;
+        service::pipeline::delete_stage(app(ctx)?, rc(ctx)?, sid).await?;
         Ok(id)
     }
 
@@ -251,15 +234,9 @@ impl PipelineMutation {
             .iter()
             .map(|s| ids.decode(Kind::Stage, s.as_str()).ok_or(()))
             .collect();
-        Box::pin(service::pipeline::reorder_stages(
-            app(ctx)?,
-            rc(ctx)?,
-            pid,
-            order,
-        ))
-        .await?;
+        service::pipeline::reorder_stages(app(ctx)?, rc(ctx)?, pid, order).await?;
         Ok(Pipeline(
-            Box::pin(service::pipeline::get(app(ctx)?, rc(ctx)?, pid)).await?,
+            service::pipeline::get(app(ctx)?, rc(ctx)?, pid).await?,
         ))
     }
 }

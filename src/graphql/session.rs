@@ -39,36 +39,26 @@ pub struct SessionMutation;
 impl SessionMutation {
     /// Logs in with email (case-insensitive) and password.
     async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> Result<Session> {
-        Ok(Box::pin(service::session::login(
-            app(ctx)?,
-            rc(ctx)?,
-            &email,
-            &password,
-        ))
-        .await?
-        .into())
+        Ok(
+            service::session::login(app(ctx)?, rc(ctx)?, &email, &password)
+                .await?
+                .into(),
+        )
     }
 
     /// Exchanges a refresh token for a new session. A refresh token used twice revokes
     /// its whole family.
     async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> Result<Session> {
-        Ok(Box::pin(service::session::refresh(
-            app(ctx)?,
-            rc(ctx)?,
-            &refresh_token,
-        ))
-        .await?
-        .into())
+        Ok(
+            service::session::refresh(app(ctx)?, rc(ctx)?, &refresh_token)
+                .await?
+                .into(),
+        )
     }
 
     /// Revokes the session a refresh token belongs to.
     async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
-        Box::pin(service::session::logout(
-            app(ctx)?,
-            rc(ctx)?,
-            &refresh_token,
-        ))
-        .await?;
+        service::session::logout(app(ctx)?, rc(ctx)?, &refresh_token).await?;
         Ok(true)
     }
 }

@@ -96,15 +96,13 @@ impl SourceQuery {
     #[graphql(guard = "Need::Auth")]
     async fn source(&self, ctx: &Context<'_>, id: ID) -> Result<Source> {
         let id = super::decode_arg(ctx, Kind::Source, &id)?;
-        Ok(Source(
-            Box::pin(service::source::get(app(ctx)?, rc(ctx)?, id)).await?,
-        ))
+        Ok(Source(service::source::get(app(ctx)?, rc(ctx)?, id).await?))
     }
 
     /// The caller's sources, oldest first.
     #[graphql(guard = "Need::Auth")]
     async fn sources(&self, ctx: &Context<'_>) -> Result<Vec<Source>> {
-        let list = Box::pin(service::source::list(app(ctx)?, rc(ctx)?)).await?;
+        let list = service::source::list(app(ctx)?, rc(ctx)?).await?;
         if ctx.look_ahead().field("leadCount").exists() {
             super::loaders(ctx)?
                 .source_lead_counts
@@ -130,7 +128,7 @@ impl SourceMutation {
             description: input.description.map_or(Change::Keep, Change::Set),
         };
         Ok(Source(
-            Box::pin(service::source::create(app(ctx)?, rc(ctx)?, input)).await?,
+            service::source::create(app(ctx)?, rc(ctx)?, input).await?,
         ))
     }
 
@@ -153,7 +151,7 @@ impl SourceMutation {
             },
         };
         Ok(Source(
-            Box::pin(service::source::update(app(ctx)?, rc(ctx)?, id, input)).await?,
+            service::source::update(app(ctx)?, rc(ctx)?, id, input).await?,
         ))
     }
 
@@ -161,7 +159,7 @@ impl SourceMutation {
     #[graphql(guard = "Need::Write")]
     async fn delete_source(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let source_id = super::decode_arg(ctx, Kind::Source, &id)?;
-        Box::pin(service::source::delete(app(ctx)?, rc(ctx)?, source_id)).await?;
+        service::source::delete(app(ctx)?, rc(ctx)?, source_id).await?;
         Ok(id)
     }
 
@@ -173,12 +171,8 @@ impl SourceMutation {
         id: ID,
     ) -> Result<SourceWebhook> {
         let id = super::decode_arg(ctx, Kind::Source, &id)?;
-        let (source, token) = Box::pin(service::source::rotate_webhook_token(
-            app(ctx)?,
-            rc(ctx)?,
-            id,
-        ))
-        .await?;
+        let (source, token) =
+            service::source::rotate_webhook_token(app(ctx)?, rc(ctx)?, id).await?;
         Ok(SourceWebhook {
             source: Source(source),
             token,
@@ -190,12 +184,7 @@ impl SourceMutation {
     async fn revoke_source_webhook_token(&self, ctx: &Context<'_>, id: ID) -> Result<Source> {
         let id = super::decode_arg(ctx, Kind::Source, &id)?;
         Ok(Source(
-            Box::pin(service::source::revoke_webhook_token(
-                app(ctx)?,
-                rc(ctx)?,
-                id,
-            ))
-            .await?,
+            service::source::revoke_webhook_token(app(ctx)?, rc(ctx)?, id).await?,
         ))
     }
 }

@@ -118,14 +118,14 @@ impl StatsQuery {
     #[graphql(guard = "Need::Auth")]
     async fn stats(&self, ctx: &Context<'_>, filter: Option<StatsFilter>) -> Result<Stats> {
         let f = filter.unwrap_or_default();
-        let s = Box::pin(service::stats::stats(
+        let s = service::stats::stats(
             app(ctx)?,
             rc(ctx)?,
             Filter {
                 created_after: f.created_after,
                 created_before: f.created_before,
             },
-        ))
+        )
         .await?;
         Ok(Stats {
             total: s.total,

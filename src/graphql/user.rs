@@ -38,7 +38,7 @@ impl User {
     /// The user's tenant.
     async fn tenant(&self, ctx: &Context<'_>) -> Result<Tenant> {
         Ok(Tenant(
-            Box::pin(service::tenant::get(&app(ctx)?.db, self.0.tenant_id)).await?,
+            service::tenant::get(&app(ctx)?.db, self.0.tenant_id).await?,
         ))
     }
     /// Creation time.
@@ -84,7 +84,7 @@ impl UserQuery {
     /// The users of the caller's tenant.
     #[graphql(guard = "Need::Auth")]
     async fn users(&self, ctx: &Context<'_>) -> Result<Vec<User>> {
-        let list = Box::pin(service::user::list(app(ctx)?, rc(ctx)?)).await?;
+        let list = service::user::list(app(ctx)?, rc(ctx)?).await?;
         Ok(list.into_iter().map(User).collect())
     }
 }
@@ -104,9 +104,7 @@ impl UserMutation {
             role: input.role,
             password: input.password,
         };
-        Ok(User(
-            Box::pin(service::user::create(app(ctx)?, rc(ctx)?, new)).await?,
-        ))
+        Ok(User(service::user::create(app(ctx)?, rc(ctx)?, new).await?))
     }
 
     /// Changes a user's name, role or active flag (admins and owners, through a session;
@@ -120,7 +118,7 @@ impl UserMutation {
             active: input.active,
         };
         Ok(User(
-            Box::pin(service::user::update(app(ctx)?, rc(ctx)?, id, patch)).await?,
+            service::user::update(app(ctx)?, rc(ctx)?, id, patch).await?,
         ))
     }
 }

@@ -33,7 +33,7 @@ impl Viewer {
     /// The user the request acts as (the impersonated user under `X-On-Behalf-Of`).
     async fn user(&self, ctx: &Context<'_>) -> Result<User> {
         Ok(User(
-            Box::pin(service::user::get(app(ctx)?, rc(ctx)?, self.0.user_id)).await?,
+            service::user::get(app(ctx)?, rc(ctx)?, self.0.user_id).await?,
         ))
     }
     /// The session's user or the key's creator, when different from `user`.
@@ -42,18 +42,13 @@ impl Viewer {
             return Ok(None);
         }
         Ok(Some(User(
-            Box::pin(service::user::get(
-                app(ctx)?,
-                rc(ctx)?,
-                self.0.actor_user_id,
-            ))
-            .await?,
+            service::user::get(app(ctx)?, rc(ctx)?, self.0.actor_user_id).await?,
         )))
     }
     /// The caller's tenant.
     async fn tenant(&self, ctx: &Context<'_>) -> Result<Tenant> {
         Ok(Tenant(
-            Box::pin(service::tenant::get(&app(ctx)?.db, self.0.tenant_id)).await?,
+            service::tenant::get(&app(ctx)?.db, self.0.tenant_id).await?,
         ))
     }
     /// The acting user's role.
@@ -81,7 +76,9 @@ impl Viewer {
         let Some(key) = self.0.key else {
             return Ok(None);
         };
-        let row = Box::pin(entity::api_key::Entity::find_by_id(key.id).one(&app(ctx)?.db)).await?;
+        let row = entity::api_key::Entity::find_by_id(key.id)
+            .one(&app(ctx)?.db)
+            .await?;
         Ok(row.map(ApiKey))
     }
 }
