@@ -44,6 +44,7 @@ db_tests!(
     failed_logins_are_throttled_per_ip,
     forwarded_for_counts_only_behind_a_trusted_proxy,
     documents_over_a_limit_are_refused,
+    the_named_operation_is_the_one_checked_and_run,
     introspection_can_be_turned_off,
     cost_feedback_in_extensions,
     timeouts_and_saturation_are_503,
@@ -297,6 +298,80 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy(app: TestApp) {
     assert_eq!(r.header("x-ratelimit-remaining"), Some("1"));
     let r = typename("10.0.0.1:1", "198.51.100.1").await;
     assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+}
+
+/// A GET of `/graphql` with these query-string parameters, with the tenant's key.
+async fn send_get_with(app: &TestApp, key: &str, params: &[(&str, &str)]) -> Resp {
+    let uri = format!(
+        "/graphql?{}",
+        serde_urlencoded::to_string(params).expect("encodes")
+    );
+    app.request(Method::GET, &uri, &[("x-api-key", key)], Body::empty())
+        .await
+}
+
+/// A POST (or, with `get`, a GET) of `query` naming `operation`, with the tenant's key.
+async fn send(app: &TestApp, key: &str, query: &str, operation: Option<&str>, get: bool) -> Resp {
+    if get {
+        let mut params = vec![("query", query)];
+        params.extend(operation.map(|op| ("operationName", op)));
+        return send_get_with(app, key, &params).await;
+    }
+    let headers = [("content-type", "application/json"), ("x-api-key", key)];
+    let body = json!({"query": query, "operationName": operation});
+    app.request(
+        Method::POST,
+        "/graphql",
+        &headers,
+        Body::from(body.to_string()),
+    )
+    .await
+}
+
+async fn the_named_operation_is_the_one_checked_and_run(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let deep = "duplicateOf { ".repeat(10) + "id" + &" }".repeat(10);
+    let doc = format!(
+        r#"query A {{ me {{ id }} }}
+           query Deep {{ lead(id: "x") {{ {deep} }} }}
+           mutation B {{ createLead(input: {{email: "op@example.com", firstName: "O", lastName: "P", source: API}}) {{ id }} }}"#
+    );
+    let before = app.count("leads").await;
+    // The named query runs, and only it.
+    let r = send(&app, &t.key, &doc, Some("A"), false).await;
+    assert!(r.data()["me"]["id"].is_string(), "{}", r.text);
+    assert!(r.data().get("createLead").is_none());
+    let r = send(&app, &t.key, &doc, Some("A"), true).await;
+    assert!(r.data()["me"]["id"].is_string(), "{}", r.text);
+    // The limits judge the named operation, not the first one.
+    let r = send(&app, &t.key, &doc, Some("Deep"), false).await;
+    assert_eq!(r.code(), Some("QUERY_TOO_COMPLEX"), "{}", r.text);
+    assert_eq!(r.body["errors"][0]["extensions"]["limit"], "depth");
+    // A GET naming the mutation is refused before anything runs.
+    let r = send(&app, &t.key, &doc, Some("B"), true).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    // No name with several operations, or a name the document lacks: nothing runs.
+    for (name, get) in [(None, false), (None, true), (Some("C"), false)] {
+        let r = send(&app, &t.key, &doc, name, get).await;
+        assert!(r.body["data"].is_null(), "{name:?} get={get}: {}", r.text);
+        assert!(!r.body["errors"][0]["message"].is_null(), "{}", r.text);
+    }
+    assert_eq!(app.count("leads").await, before, "nothing written");
+    // Naming the mutation in a POST runs it once.
+    let r = send(&app, &t.key, &doc, Some("B"), false).await;
+    let id = r.data()["createLead"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(app.count("leads").await, before + 1);
+    // GET takes variables as a JSON text, and refuses one that is not.
+    let doc = "query($id: ID!) { lead(id: $id) { id } }";
+    let vars = json!({"id": id}).to_string();
+    let r = send_get_with(&app, &t.key, &[("query", doc), ("variables", &vars)]).await;
+    assert_eq!(r.data()["lead"]["id"], id.as_str());
+    let r = send_get_with(&app, &t.key, &[("query", doc), ("variables", "{id")]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("invalid variables"), "{}", r.text);
 }
 
 async fn documents_over_a_limit_are_refused(app: TestApp) {

@@ -17,7 +17,7 @@ use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::error::AppError;
 use crate::graphql::documents::Entry;
-use crate::graphql::limits::{Limits, analyze};
+use crate::graphql::limits::{Limits, analyze, operation};
 use crate::graphql::loaders::LazyLoaders;
 use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
 
@@ -149,7 +149,7 @@ pub async fn get(
     let Some(media) = negotiate(&headers) else {
         return StatusCode::NOT_ACCEPTABLE.into_response();
     };
-    let request = match async_graphql::http::parse_query_string(query) {
+    let request = match parse_get(query) {
         Ok(r) => r,
         Err(e) => return bad_request(media, format!("Invalid GraphQL request: {e}")),
     };
@@ -173,18 +173,42 @@ pub async fn get(
     execute(call, BatchRequest::Single(request), media).await
 }
 
+/// A GET request's parameters as GraphQL over HTTP names them. async-graphql's own
+/// `parse_query_string` (7.2.1) looks for `operation_name`, so `operationName` went unread and a
+/// document of several operations could not be run over GET; the old spelling is still taken.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetParams {
+    #[serde(default)]
+    query: String,
+    #[serde(alias = "operation_name")]
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+/// The GraphQL request of a GET's query string; variables and extensions are JSON texts.
+fn parse_get(query: &str) -> Result<async_graphql::Request, String> {
+    let p: GetParams = serde_urlencoded::from_str(query).map_err(|e| e.to_string())?;
+    let mut request = async_graphql::Request::new(p.query);
+    request.operation_name = p.operation_name;
+    if let Some(text) = p.variables {
+        request.variables =
+            serde_json::from_str(&text).map_err(|e| format!("invalid variables: {e}"))?;
+    }
+    if let Some(text) = p.extensions {
+        request.extensions =
+            serde_json::from_str(&text).map_err(|e| format!("invalid extensions: {e}"))?;
+    }
+    Ok(request)
+}
+
 /// Whether the operation a request would run is a mutation (unparsable documents are left
 /// to the executor to report).
 fn is_mutation(state: &AppState, request: &async_graphql::Request) -> bool {
-    let mutation = |doc: &ExecutableDocument| match &request.operation_name {
-        Some(name) => doc.operations.iter().any(|(n, op)| {
-            n.is_some_and(|n| n.as_str() == name) && op.node.ty == OperationType::Mutation
-        }),
-        None => doc
-            .operations
-            .iter()
-            .next()
-            .is_some_and(|(_, op)| op.node.ty == OperationType::Mutation),
+    let mutation = |doc: &ExecutableDocument| {
+        operation(doc, request.operation_name.as_deref())
+            .is_some_and(|(_, op)| op.node.ty == OperationType::Mutation)
     };
     state
         .documents
@@ -403,11 +427,7 @@ fn check_limits(
     limits.check(&analysis)?;
     let name = match &request.operation_name {
         Some(n) => n.clone(),
-        None => parsed
-            .doc
-            .operations
-            .iter()
-            .next()
+        None => operation(&parsed.doc, None)
             .and_then(|(n, _)| n.map(|n| n.to_string()))
             .unwrap_or_default(),
     };

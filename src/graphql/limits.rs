@@ -137,18 +137,34 @@ fn root_fields(op: &OperationDefinition) -> usize {
     op.selection_set.node.items.len()
 }
 
-/// Analyses the operation a request would run.
+/// The operation a request runs, with its name, chosen as async-graphql's executor chooses it:
+/// the named one when the request names one (an anonymous document has none), else the only
+/// one. `None` when the executor would refuse the request for want of an operation.
+pub fn operation<'a>(
+    doc: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<(Option<&'a Name>, &'a Positioned<OperationDefinition>)> {
+    match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), None) => Some((None, op)),
+        (DocumentOperations::Single(_), Some(_)) => None,
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get_key_value(name).map(|(n, op)| (Some(n), op))
+        }
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.iter().next().map(|(n, op)| (Some(n), op))
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+/// Analyses the operation a request would run (nothing to analyse when there is none: the
+/// executor refuses it).
 pub fn analyze(
     doc: &ExecutableDocument,
     operation_name: Option<&str>,
     vars: &Variables,
 ) -> Analysis {
-    let op = match (&doc.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(ops), None) => ops.values().next(),
-    };
-    let Some(op) = op else {
+    let Some((_, op)) = operation(doc, operation_name) else {
         return Analysis::default();
     };
     let mut w = Walker {
@@ -213,6 +229,34 @@ mod tests {
     fn analyze_str(q: &str) -> Analysis {
         let doc = async_graphql::parser::parse_query(q).expect("parses");
         analyze(&doc, None, &Variables::default())
+    }
+
+    #[test]
+    fn the_operation_is_the_one_the_executor_runs() {
+        let pick = |q: &str, name: Option<&str>| {
+            let doc = async_graphql::parser::parse_query(q).expect("parses");
+            operation(&doc, name).map(|(n, op)| (n.map(|n| n.to_string()), op.node.ty))
+        };
+        use async_graphql::parser::types::OperationType::{Mutation, Query};
+        assert_eq!(pick("{ me { id } }", None), Some((None, Query)));
+        assert_eq!(
+            pick("{ me { id } }", Some("A")),
+            None,
+            "anonymous: no name to match"
+        );
+        let two = "query A { me { id } } mutation B { logout }";
+        assert_eq!(pick(two, Some("B")), Some((Some("B".into()), Mutation)));
+        assert_eq!(pick(two, Some("C")), None);
+        assert_eq!(
+            pick(two, None),
+            None,
+            "two operations and no name: none runs"
+        );
+        assert_eq!(
+            pick("mutation B { logout }", None),
+            Some((Some("B".into()), Mutation)),
+            "the only one, named"
+        );
     }
 
     #[test]
