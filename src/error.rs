@@ -135,27 +135,9 @@ impl AppError {
         }
     }
 
-    /// The HTTP status.
+    /// The HTTP status: its code's ([`AppError::status_for_code`]).
     pub fn status(&self) -> StatusCode {
-        use AppError::*;
-        match self {
-            MissingToken | InvalidToken | RevokedToken | ExpiredToken | InvalidCredentials => {
-                StatusCode::UNAUTHORIZED
-            }
-            SessionRequired | InsufficientScope | InsufficientPlan | Forbidden(_) => {
-                StatusCode::FORBIDDEN
-            }
-            NotFound => StatusCode::NOT_FOUND,
-            Conflict(_) => StatusCode::CONFLICT,
-            Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            BadRequest(_) | BadQuery(_) => StatusCode::BAD_REQUEST,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            QueryTooComplex { .. } | IntrospectionDisabled => StatusCode::BAD_REQUEST,
-            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        Self::status_for_code(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The machine-readable code, the same in REST and GraphQL.
@@ -185,7 +167,8 @@ impl AppError {
         }
     }
 
-    /// The HTTP status that a GraphQL response failing with `code` should carry.
+    /// The HTTP status of an error code, for REST errors and for GraphQL responses that fail
+    /// with one; `None` for codes that are not ours.
     pub fn status_for_code(code: &str) -> Option<StatusCode> {
         Some(match code {
             "MISSING_TOKEN"
@@ -203,6 +186,8 @@ impl AppError {
             "QUERY_TOO_COMPLEX" | "BAD_REQUEST" | "INTROSPECTION_DISABLED" => {
                 StatusCode::BAD_REQUEST
             }
+            "METHOD_NOT_ALLOWED" => StatusCode::METHOD_NOT_ALLOWED,
+            "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
             "SERVICE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
             "INTERNAL_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => return None,
@@ -358,5 +343,48 @@ impl<T> OptionalExt<T> for AppResult<T> {
             Err(AppError::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_its_documented_status() {
+        let cases = [
+            (AppError::MissingToken, 401),
+            (AppError::InvalidToken, 401),
+            (AppError::RevokedToken, 401),
+            (AppError::ExpiredToken, 401),
+            (AppError::InvalidCredentials, 401),
+            (AppError::SessionRequired, 403),
+            (AppError::InsufficientScope, 403),
+            (AppError::InsufficientPlan, 403),
+            (AppError::Forbidden("no"), 403),
+            (AppError::NotFound, 404),
+            (AppError::Conflict("taken".into()), 409),
+            (AppError::Validation(Vec::new()), 422),
+            (AppError::BadRequest("bad".into()), 400),
+            (AppError::BadQuery(Vec::new()), 400),
+            (AppError::MethodNotAllowed, 405),
+            (
+                AppError::QueryTooComplex {
+                    limit: "depth",
+                    value: 11,
+                    max: 10,
+                },
+                400,
+            ),
+            (AppError::IntrospectionDisabled, 400),
+            (AppError::PayloadTooLarge(1), 413),
+            (AppError::RateLimited { retry_after: 1 }, 429),
+            (AppError::Unavailable, 503),
+            (AppError::Internal("x".into()), 500),
+        ];
+        for (e, status) in cases {
+            assert_eq!(e.status().as_u16(), status, "{}", e.code());
+        }
+        assert_eq!(AppError::status_for_code("NOT_OURS"), None);
     }
 }
