@@ -34,11 +34,7 @@ impl<K: Eq + Hash, V: Clone> BoundedMap<K, V> {
         K: Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
-        self.entries
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
+        self.get_with(key, V::clone)
     }
 
     /// `f` of the value of `key`, applied under the read lock: no copy of the value itself
