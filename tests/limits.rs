@@ -317,15 +317,8 @@ async fn send(app: &TestApp, key: &str, query: &str, operation: Option<&str>, ge
         params.extend(operation.map(|op| ("operationName", op)));
         return send_get_with(app, key, &params).await;
     }
-    let headers = [("content-type", "application/json"), ("x-api-key", key)];
     let body = json!({"query": query, "operationName": operation});
-    app.request(
-        Method::POST,
-        "/graphql",
-        &headers,
-        Body::from(body.to_string()),
-    )
-    .await
+    app.post_graphql(Auth::Key(key), &body, &[]).await
 }
 
 async fn the_named_operation_is_the_one_checked_and_run(app: TestApp) {

@@ -345,6 +345,16 @@ impl TestApp {
         headers: &[(&str, &str)],
     ) -> Resp {
         let body = json!({"query": query, "variables": variables});
+        self.post_graphql(auth, &body, headers).await
+    }
+
+    /// POSTs any JSON body to `/graphql` with extra headers.
+    pub async fn post_graphql(
+        &self,
+        auth: Auth<'_>,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut all: Vec<(&str, String)> =
             headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         all.push(("content-type", "application/json".into()));
