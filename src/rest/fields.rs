@@ -35,6 +35,26 @@ pub enum Ty {
     DateTime,
 }
 
+/// The rule the service checks a field's value against beyond its type, so the OpenAPI
+/// document can state it (the services decide; see `service::lead::check_fields`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Only the type.
+    None,
+    /// 1 to 100 characters once trimmed, no NUL.
+    Name,
+    /// An email address of at most 254 characters.
+    Email,
+    /// `+` and 2 to 15 digits, the first not 0; spaces, dots, dashes and brackets allowed.
+    Phone,
+    /// 0 to 100.
+    Score,
+    /// At most `MAX_TAGS` tags of 1 to `MAX_TAG_LEN` characters.
+    Tags,
+    /// At most `MAX_CUSTOM_FIELDS` keys with scalar or null values.
+    CustomFields,
+}
+
 /// A body field.
 #[derive(Debug, Clone, Copy)]
 pub struct Field {
@@ -46,6 +66,15 @@ pub struct Field {
     pub required: bool,
     /// May be `null` (clears it on PATCH).
     pub nullable: bool,
+    /// What its value must satisfy beyond the type.
+    pub rule: Rule,
+}
+
+impl Field {
+    /// The same field with `rule`.
+    const fn with(self, rule: Rule) -> Field {
+        Field { rule, ..self }
+    }
 }
 
 const fn f(name: &'static str, ty: Ty) -> Field {
@@ -54,94 +83,94 @@ const fn f(name: &'static str, ty: Ty) -> Field {
         ty,
         required: false,
         nullable: false,
+        rule: Rule::None,
     }
 }
 const fn req(name: &'static str, ty: Ty) -> Field {
     Field {
-        name,
-        ty,
         required: true,
-        nullable: false,
+        ..f(name, ty)
     }
 }
 const fn null(name: &'static str, ty: Ty) -> Field {
     Field {
-        name,
-        ty,
-        required: false,
         nullable: true,
+        ..f(name, ty)
     }
 }
 
 /// `POST /leads`.
 pub const LEAD_CREATE: &[Field] = &[
-    req("email", Ty::Str),
-    req("firstName", Ty::Str),
-    req("lastName", Ty::Str),
-    f("phone", Ty::Str),
+    req("email", Ty::Str).with(Rule::Email),
+    req("firstName", Ty::Str).with(Rule::Name),
+    req("lastName", Ty::Str).with(Rule::Name),
+    f("phone", Ty::Str).with(Rule::Phone),
     f("source", Ty::Enum(CHANNELS)),
     f("sourceId", Ty::Id),
     f("pipelineId", Ty::Id),
     f("stageId", Ty::Id),
     f("status", Ty::Enum(STATUSES)),
-    f("score", Ty::Int),
+    f("score", Ty::Int).with(Rule::Score),
     f("assignedTo", Ty::Id),
-    f("customFields", Ty::Object),
-    f("tags", Ty::StrList),
+    f("customFields", Ty::Object).with(Rule::CustomFields),
+    f("tags", Ty::StrList).with(Rule::Tags),
 ];
 
 /// `PATCH /leads/{id}`.
 pub const LEAD_UPDATE: &[Field] = &[
-    f("email", Ty::Str),
-    f("firstName", Ty::Str),
-    f("lastName", Ty::Str),
-    null("phone", Ty::Str),
+    f("email", Ty::Str).with(Rule::Email),
+    f("firstName", Ty::Str).with(Rule::Name),
+    f("lastName", Ty::Str).with(Rule::Name),
+    null("phone", Ty::Str).with(Rule::Phone),
     null("source", Ty::Enum(CHANNELS)),
     null("sourceId", Ty::Id),
     null("pipelineId", Ty::Id),
     null("stageId", Ty::Id),
     f("status", Ty::Enum(STATUSES)),
-    f("score", Ty::Int),
+    f("score", Ty::Int).with(Rule::Score),
     null("assignedTo", Ty::Id),
-    f("customFields", Ty::Object),
-    f("tags", Ty::StrList),
+    f("customFields", Ty::Object).with(Rule::CustomFields),
+    f("tags", Ty::StrList).with(Rule::Tags),
 ];
 
 /// `POST /webhooks/{token}`: a lead for the token's source.
 pub const WEBHOOK: &[Field] = &[
-    req("email", Ty::Str),
-    req("firstName", Ty::Str),
-    req("lastName", Ty::Str),
-    f("phone", Ty::Str),
+    req("email", Ty::Str).with(Rule::Email),
+    req("firstName", Ty::Str).with(Rule::Name),
+    req("lastName", Ty::Str).with(Rule::Name),
+    f("phone", Ty::Str).with(Rule::Phone),
     f("status", Ty::Enum(STATUSES)),
-    f("score", Ty::Int),
-    f("customFields", Ty::Object),
-    f("tags", Ty::StrList),
+    f("score", Ty::Int).with(Rule::Score),
+    f("customFields", Ty::Object).with(Rule::CustomFields),
+    f("tags", Ty::StrList).with(Rule::Tags),
 ];
 
 /// `POST|DELETE /leads/{id}/tags`.
-pub const TAGS: &[Field] = &[req("tags", Ty::StrList)];
+pub const TAGS: &[Field] = &[req("tags", Ty::StrList).with(Rule::Tags)];
 
 /// `POST /sources`.
 pub const SOURCE_CREATE: &[Field] = &[
-    req("name", Ty::Str),
+    req("name", Ty::Str).with(Rule::Name),
     req("channel", Ty::Enum(CHANNELS)),
     f("description", Ty::Str),
 ];
 /// `PATCH /sources/{id}`.
 pub const SOURCE_UPDATE: &[Field] = &[
-    f("name", Ty::Str),
+    f("name", Ty::Str).with(Rule::Name),
     f("channel", Ty::Enum(CHANNELS)),
     null("description", Ty::Str),
 ];
 /// `POST /pipelines`.
-pub const PIPELINE_CREATE: &[Field] = &[req("name", Ty::Str), f("stages", Ty::StrList)];
+pub const PIPELINE_CREATE: &[Field] = &[
+    req("name", Ty::Str).with(Rule::Name),
+    f("stages", Ty::StrList),
+];
 /// `PATCH /pipelines/{id}`.
-pub const PIPELINE_UPDATE: &[Field] = &[f("name", Ty::Str)];
+pub const PIPELINE_UPDATE: &[Field] = &[f("name", Ty::Str).with(Rule::Name)];
 /// `POST /api-keys` (`label` or `name`).
 pub const KEY_CREATE: &[Field] = &[
-    f("label", Ty::Str),
-    f("name", Ty::Str),
+    f("label", Ty::Str).with(Rule::Name),
+    f("name", Ty::Str).with(Rule::Name),
     f("scope", Ty::Enum(SCOPES)),
     f("environment", Ty::Enum(ENVIRONMENTS)),
     f("expiresInDays", Ty::Int),
@@ -149,8 +178,8 @@ pub const KEY_CREATE: &[Field] = &[
 ];
 /// `PATCH /api-keys/{id}`.
 pub const KEY_UPDATE: &[Field] = &[
-    f("label", Ty::Str),
-    f("name", Ty::Str),
+    f("label", Ty::Str).with(Rule::Name),
+    f("name", Ty::Str).with(Rule::Name),
     f("active", Ty::Bool),
     null("expiresAt", Ty::DateTime),
 ];

@@ -20,8 +20,9 @@ use utoipa::openapi::{
     ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required,
 };
 
-use super::fields::{self, Field, Ty};
+use super::fields::{self, Field, Rule, Ty};
 use super::{ROUTES, Reply, Route};
+use crate::service::lead::{MAX_CUSTOM_FIELDS, MAX_TAG_LEN, MAX_TAGS};
 
 /// A lead's channel.
 #[derive(Serialize, ToSchema)]
@@ -294,6 +295,48 @@ fn obj(ty: Type) -> ObjectBuilder {
     ObjectBuilder::new().schema_type(ty)
 }
 
+/// At least one character that is neither white space nor NUL, and no NUL: a name the
+/// services accept once trimmed.
+const NAME_PATTERN: &str = r"^[^\u0000]*[^\s\u0000][^\u0000]*$";
+/// `service::lead::normalize_phone`: `+` and 2 to 15 digits, the first not 0, with spaces,
+/// dots, dashes and brackets anywhere.
+const PHONE_PATTERN: &str = r"^[ .()-]*\+[ .()-]*[1-9](?:[ .()-]*[0-9]){1,14}[ .()-]*$";
+/// No NUL (PostgreSQL's jsonb cannot hold it).
+const NO_NUL_PATTERN: &str = r"^[^\u0000]*$";
+
+/// States a field's rule (see `fields::Rule`) in its schema.
+fn with_rule(b: ObjectBuilder, rule: Rule) -> ObjectBuilder {
+    match rule {
+        Rule::Name => b
+            .min_length(Some(1))
+            .max_length(Some(100))
+            .pattern(Some(NAME_PATTERN)),
+        Rule::Email => b
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
+            .max_length(Some(254)),
+        Rule::Phone => b.pattern(Some(PHONE_PATTERN)),
+        Rule::Score => b.minimum(Some(0)).maximum(Some(100)),
+        Rule::CustomFields => {
+            let scalar = ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::Array(vec![
+                    Type::String,
+                    Type::Number,
+                    Type::Boolean,
+                    Type::Null,
+                ]))
+                .pattern(Some(NO_NUL_PATTERN));
+            let key = obj(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(100))
+                .pattern(Some(NO_NUL_PATTERN));
+            b.max_properties(Some(MAX_CUSTOM_FIELDS))
+                .property_names(Some(key))
+                .additional_properties(Some(scalar))
+        }
+        Rule::Tags | Rule::None => b,
+    }
+}
+
 fn field_schema(f: &Field) -> Schema {
     let base = match f.ty {
         Ty::Str | Ty::Id => obj(Type::String),
@@ -307,11 +350,23 @@ fn field_schema(f: &Field) -> Schema {
         Ty::StrList => {
             return if f.nullable {
                 Schema::Object(obj(Type::Array).build())
+            } else if f.rule == Rule::Tags {
+                let tag = obj(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(MAX_TAG_LEN))
+                    .pattern(Some(NAME_PATTERN));
+                Schema::Array(
+                    ArrayBuilder::new()
+                        .items(tag)
+                        .max_items(Some(MAX_TAGS))
+                        .build(),
+                )
             } else {
                 Schema::Array(ArrayBuilder::new().items(obj(Type::String)).build())
             };
         }
     };
+    let base = with_rule(base, f.rule);
     let base = if f.nullable {
         let mut o = base.build();
         o.schema_type =
@@ -638,4 +693,59 @@ pub fn document() -> OpenApi {
 /// `GET /openapi.json`.
 pub async fn serve() -> impl IntoResponse {
     Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use regex::Regex;
+
+    use super::*;
+    use crate::service::lead::normalize_phone;
+    use crate::service::validate::Errors;
+
+    /// The document's patterns must say what the services decide, or generated clients and
+    /// schemathesis send what is refused (or refuse what is accepted).
+    #[test]
+    fn patterns_agree_with_the_services() {
+        let phone = Regex::new(PHONE_PATTERN).expect("valid pattern");
+        for p in [
+            "+1 555 0199",
+            "+15550199",
+            "(+44) 20-7946.0958",
+            "+12",
+            "+123456789012345",
+            "+1234567890123456",
+            "+1",
+            "+0123",
+            "15550199",
+            "+1 555 0199 x12",
+            "+1\t555",
+            "",
+        ] {
+            assert_eq!(
+                phone.is_match(p),
+                normalize_phone(p).is_some(),
+                "phone {p:?}"
+            );
+        }
+        let name = Regex::new(NAME_PATTERN).expect("valid pattern");
+        for n in ["a", " a ", "Zoë", " ", "\t\n", "a\0b", "\0", ""] {
+            let mut errors = Errors::new();
+            errors.length("name", n.trim(), 1, 100);
+            assert_eq!(name.is_match(n), errors.is_empty(), "name {n:?}");
+        }
+    }
+
+    #[test]
+    fn lead_bodies_state_their_rules() {
+        let doc = serde_json::to_value(document()).expect("serialises");
+        let body = &doc["paths"]["/v1/leads"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"]["properties"];
+        assert_eq!(body["email"]["format"], "email");
+        assert_eq!(body["firstName"]["maxLength"], 100);
+        assert_eq!(body["score"]["maximum"], 100);
+        assert_eq!(body["phone"]["pattern"], PHONE_PATTERN);
+        assert_eq!(body["tags"]["maxItems"], MAX_TAGS);
+        assert_eq!(body["customFields"]["maxProperties"], MAX_CUSTOM_FIELDS);
+    }
 }
