@@ -188,7 +188,7 @@ pub async fn seed(
                 pipeline_id: Set(Some(pipeline_id)),
                 stage_id: Set(Some(stage_id)),
                 status: Set(statuses[rng.random_range(0..statuses.len())]),
-                score: Set(rng.random_range(0..=100)),
+                score: Set(rng.random_range(0..=crate::service::lead::MAX_SCORE)),
                 assigned_to: Set(Some(users[rng.random_range(0..users.len())])),
                 custom_fields: Set(serde_json::json!({"company": format!("Company {}", i % 500)})),
                 duplicate_of: Set(None),

@@ -22,7 +22,10 @@ use utoipa::openapi::{
 
 use super::fields::{self, Field, Rule, Ty};
 use super::{ROUTES, Reply, Route};
-use crate::service::lead::{MAX_CUSTOM_FIELDS, MAX_TAG_LEN, MAX_TAGS};
+use crate::service::lead::{
+    MAX_CUSTOM_FIELD_KEY_LEN, MAX_CUSTOM_FIELDS, MAX_SCORE, MAX_TAG_LEN, MAX_TAGS,
+};
+use crate::service::validate::{EMAIL_MAX, NAME_MAX};
 
 /// A lead's channel.
 #[derive(Serialize, ToSchema)]
@@ -309,13 +312,13 @@ fn with_rule(b: ObjectBuilder, rule: Rule) -> ObjectBuilder {
     match rule {
         Rule::Name => b
             .min_length(Some(1))
-            .max_length(Some(100))
+            .max_length(Some(NAME_MAX))
             .pattern(Some(NAME_PATTERN)),
         Rule::Email => b
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
-            .max_length(Some(254)),
+            .max_length(Some(EMAIL_MAX)),
         Rule::Phone => b.pattern(Some(PHONE_PATTERN)),
-        Rule::Score => b.minimum(Some(0)).maximum(Some(100)),
+        Rule::Score => b.minimum(Some(0)).maximum(Some(MAX_SCORE)),
         Rule::CustomFields => {
             let scalar = ObjectBuilder::new()
                 .schema_type(utoipa::openapi::schema::SchemaType::Array(vec![
@@ -327,7 +330,7 @@ fn with_rule(b: ObjectBuilder, rule: Rule) -> ObjectBuilder {
                 .pattern(Some(NO_NUL_PATTERN));
             let key = obj(Type::String)
                 .min_length(Some(1))
-                .max_length(Some(100))
+                .max_length(Some(MAX_CUSTOM_FIELD_KEY_LEN))
                 .pattern(Some(NO_NUL_PATTERN));
             b.max_properties(Some(MAX_CUSTOM_FIELDS))
                 .property_names(Some(key))
@@ -731,7 +734,7 @@ mod tests {
         let name = Regex::new(NAME_PATTERN).expect("valid pattern");
         for n in ["a", " a ", "Zoë", " ", "\t\n", "a\0b", "\0", ""] {
             let mut errors = Errors::new();
-            errors.length("name", n.trim(), 1, 100);
+            errors.name("name", n);
             assert_eq!(name.is_match(n), errors.is_empty(), "name {n:?}");
         }
     }

@@ -119,7 +119,7 @@ pub async fn create(
     p.check_session()?;
     let now = Utc::now();
     let mut errors = Errors::new();
-    errors.length("label", input.label.trim(), 1, 100);
+    errors.name("label", &input.label);
     let expires_at = match (input.expires_at, input.expires_in_days) {
         (Some(_), Some(_)) => {
             errors.add("expiresInDays", "give expiresAt or expiresInDays, not both");
@@ -231,7 +231,7 @@ pub async fn update(
     p.check_session()?;
     let mut errors = Errors::new();
     if let Some(label) = &patch.label {
-        errors.length("label", label.trim(), 1, 100);
+        errors.name("label", label);
     }
     errors.finish()?;
     let tx = begin_write(&app.db).await?;

@@ -85,6 +85,10 @@ pub const MAX_CUSTOM_FIELDS: usize = 50;
 pub const MAX_TAGS: usize = 20;
 /// Longest tag.
 pub const MAX_TAG_LEN: usize = 50;
+/// Longest custom-field key.
+pub const MAX_CUSTOM_FIELD_KEY_LEN: usize = 100;
+/// Highest score (the lowest is 0).
+pub const MAX_SCORE: i32 = 100;
 
 /// `+` and 2 to 15 digits after removing spaces, dashes, dots and parentheses.
 pub fn normalize_phone(phone: &str) -> Option<String> {
@@ -129,7 +133,7 @@ pub fn check_custom_fields(v: &Value, errors: &mut Errors) {
     }
     for (k, val) in obj {
         // PostgreSQL's jsonb cannot hold NUL characters: refused on both databases alike.
-        if k.is_empty() || k.chars().count() > 100 || k.contains('\0') {
+        if k.is_empty() || k.chars().count() > MAX_CUSTOM_FIELD_KEY_LEN || k.contains('\0') {
             errors.add(
                 "customFields",
                 "keys must be 1 to 100 characters, without NUL",
@@ -160,7 +164,7 @@ pub fn check_fields(input: &LeadInput, create: bool, errors: &mut Errors) {
         ("lastName", &input.last_name),
     ] {
         match value {
-            Some(v) => errors.length(field, v.trim(), 1, 100),
+            Some(v) => errors.name(field, v),
             None if create => errors.add(field, "is required"),
             None => {}
         }
@@ -175,7 +179,7 @@ pub fn check_fields(input: &LeadInput, create: bool, errors: &mut Errors) {
     }
     if let Some(s) = input.score {
         errors.check(
-            (0..=100).contains(&s),
+            (0..=i64::from(MAX_SCORE)).contains(&s),
             "score",
             "must be an integer from 0 to 100",
         );

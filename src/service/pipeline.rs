@@ -88,10 +88,6 @@ pub async fn list(app: &App, rc: &RequestCtx) -> AppResult<Vec<pipeline::Model>>
         .await?)
 }
 
-fn check_name(field: &str, name: &str, errors: &mut Errors) {
-    errors.length(field, name.trim(), 1, 100);
-}
-
 async fn insert_stage<C: ConnectionTrait>(
     db: &C,
     p: &Principal,
@@ -143,10 +139,10 @@ pub async fn create(
     let p = rc.principal()?;
     p.check_write()?;
     let mut errors = Errors::new();
-    check_name("name", &name, &mut errors);
+    errors.name("name", &name);
     errors.check(stages.len() <= MAX_STAGES, "stages", "at most 50 stages");
     for (i, s) in stages.iter().enumerate() {
-        check_name(&format!("stages.{i}"), s, &mut errors);
+        errors.name(&format!("stages.{i}"), s);
     }
     errors.finish()?;
     let now = now();
@@ -192,7 +188,7 @@ pub async fn update(
     p.check_write()?;
     let mut errors = Errors::new();
     if let Some(n) = &name {
-        check_name("name", n, &mut errors);
+        errors.name("name", n);
     }
     errors.finish()?;
     let tx = begin_write(&app.db).await?;
@@ -274,7 +270,7 @@ pub async fn create_stage(
     let p = rc.principal()?;
     p.check_write()?;
     let mut errors = Errors::new();
-    check_name("name", &name, &mut errors);
+    errors.name("name", &name);
     if pipeline.is_err() {
         errors.add("pipelineId", "is not a valid ID");
     }
@@ -328,7 +324,7 @@ pub async fn update_stage(
     p.check_write()?;
     let mut errors = Errors::new();
     if let Some(n) = &name {
-        check_name("name", n, &mut errors);
+        errors.name("name", n);
     }
     if let Some(pos) = position {
         errors.check(pos >= 0, "position", "must be 0 or more");

@@ -103,7 +103,10 @@ fn access_token(app: &App, u: &user::Model) -> AppResult<(String, DateTime<Utc>)
 /// the same argon2 work.
 pub async fn login(app: &App, rc: &RequestCtx, email: &str, password: &str) -> AppResult<Session> {
     let email = crate::service::user::normalize_email(email);
-    let found = if email.is_empty() || email.len() > 254 || email.contains('\0') {
+    let found = if email.is_empty()
+        || email.len() > crate::service::validate::EMAIL_MAX
+        || email.contains('\0')
+    {
         None
     } else {
         user::Entity::find()

@@ -51,7 +51,7 @@ pub fn json(ids: &Ids, s: &source::Model) -> Value {
 
 fn check(input: &SourceInput, create: bool, errors: &mut Errors) {
     match &input.name {
-        Some(n) => errors.length("name", n.trim(), 1, 100),
+        Some(n) => errors.name("name", n),
         None if create => errors.add("name", "is required"),
         None => {}
     }

@@ -70,7 +70,7 @@ pub async fn bootstrap(
     };
     user::validate_new(&owner)?;
     let mut errors = crate::service::validate::Errors::new();
-    errors.length("tenant", name.trim(), 1, 100);
+    errors.name("tenant", name);
     errors.finish()?;
     let hash = password::hash_async(password.clone()).await?;
 

@@ -61,7 +61,7 @@ pub fn json(ids: &Ids, u: &user::Model) -> serde_json::Value {
 pub fn validate_new(input: &NewUser) -> AppResult<()> {
     let mut errors = Errors::new();
     errors.email("email", input.email.trim());
-    errors.length("name", input.name.trim(), 1, 100);
+    errors.name("name", &input.name);
     errors.length("password", &input.password, 8, 1024);
     errors.finish()
 }
@@ -132,7 +132,7 @@ pub async fn update(
     p.check_admin()?;
     let mut errors = Errors::new();
     if let Some(name) = &patch.name {
-        errors.length("name", name.trim(), 1, 100);
+        errors.name("name", name);
     }
     errors.finish()?;
     let tx = begin_write(&app.db).await?;

@@ -2,6 +2,11 @@
 
 use crate::error::{AppError, FieldError};
 
+/// Longest name (of a lead, user, tenant, source, pipeline or key label), once trimmed.
+pub const NAME_MAX: usize = 100;
+/// Longest email address.
+pub const EMAIL_MAX: usize = 254;
+
 /// Collects field errors; `finish` refuses if there are any.
 #[derive(Debug, Default)]
 pub struct Errors(Vec<FieldError>);
@@ -38,11 +43,16 @@ impl Errors {
         }
     }
 
+    /// Checks a name: 1 to `NAME_MAX` characters once trimmed, no NUL.
+    pub fn name(&mut self, field: &str, value: &str) {
+        self.length(field, value.trim(), 1, NAME_MAX);
+    }
+
     /// Checks an email address's syntax.
     pub fn email(&mut self, field: &str, value: &str) {
         if value.is_empty() {
             self.add(field, "is required");
-        } else if value.chars().count() > 254
+        } else if value.chars().count() > EMAIL_MAX
             || value.contains('\0')
             || !email_address::EmailAddress::is_valid(value)
         {
