@@ -336,6 +336,7 @@ fn with_rule(b: ObjectBuilder, rule: Rule) -> ObjectBuilder {
                 .property_names(Some(key))
                 .additional_properties(Some(scalar))
         }
+        // Tags constrain an array and its items: stated where `field_schema` builds the array.
         Rule::Tags | Rule::None => b,
     }
 }
