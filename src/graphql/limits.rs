@@ -164,9 +164,17 @@ pub fn analyze(
     operation_name: Option<&str>,
     vars: &Variables,
 ) -> Analysis {
-    let Some((_, op)) = operation(doc, operation_name) else {
-        return Analysis::default();
-    };
+    operation(doc, operation_name).map_or_else(Analysis::default, |(_, op)| {
+        analyze_operation(doc, op, vars)
+    })
+}
+
+/// Analyses `op`, an operation of `doc` picked with [`operation`].
+pub fn analyze_operation(
+    doc: &ExecutableDocument,
+    op: &Positioned<OperationDefinition>,
+    vars: &Variables,
+) -> Analysis {
     let mut w = Walker {
         doc,
         vars,
