@@ -17,7 +17,7 @@ use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::error::AppError;
 use crate::graphql::documents::Entry;
-use crate::graphql::limits::{Analysis, Limits, analyze_operation, operation};
+use crate::graphql::limits::{Limits, analyze, operation};
 use crate::graphql::loaders::LazyLoaders;
 use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
 
@@ -419,15 +419,16 @@ fn check_limits(
             entry: None,
         });
     };
-    let picked = operation(&parsed.doc, request.operation_name.as_deref());
-    let analysis = picked.map_or_else(Analysis::default, |(_, op)| {
-        analyze_operation(&parsed.doc, op, &request.variables)
-    });
+    let (picked, analysis) = analyze(
+        &parsed.doc,
+        request.operation_name.as_deref(),
+        &request.variables,
+    );
     limits.check(&analysis)?;
     let name = match (&request.operation_name, picked) {
         (Some(n), _) => n.clone(),
-        (None, Some((Some(n), _))) => n.to_string(),
-        (None, _) => String::new(),
+        (None, Some(n)) => n.to_string(),
+        (None, None) => String::new(),
     };
     request.set_parsed_query(parsed.doc);
     Ok(Checked {

@@ -157,20 +157,20 @@ pub fn operation<'a>(
     }
 }
 
-/// Analyses the operation a request would run (nothing to analyse when there is none: the
-/// executor refuses it).
-pub fn analyze(
-    doc: &ExecutableDocument,
+/// Analyses the operation a request would run, with its name when it has one (nothing to
+/// analyse when there is none: the executor refuses it).
+pub fn analyze<'a>(
+    doc: &'a ExecutableDocument,
     operation_name: Option<&str>,
     vars: &Variables,
-) -> Analysis {
-    operation(doc, operation_name).map_or_else(Analysis::default, |(_, op)| {
-        analyze_operation(doc, op, vars)
-    })
+) -> (Option<&'a Name>, Analysis) {
+    match operation(doc, operation_name) {
+        Some((name, op)) => (name, analyze_operation(doc, op, vars)),
+        None => (None, Analysis::default()),
+    }
 }
 
-/// Analyses `op`, an operation of `doc` picked with [`operation`].
-pub fn analyze_operation(
+fn analyze_operation(
     doc: &ExecutableDocument,
     op: &Positioned<OperationDefinition>,
     vars: &Variables,
@@ -236,7 +236,7 @@ mod tests {
 
     fn analyze_str(q: &str) -> Analysis {
         let doc = async_graphql::parser::parse_query(q).expect("parses");
-        analyze(&doc, None, &Variables::default())
+        analyze(&doc, None, &Variables::default()).1
     }
 
     #[test]
@@ -296,7 +296,7 @@ mod tests {
         )
         .expect("parses");
         let vars = Variables::from_json(serde_json::json!({"n": 10}));
-        let a = analyze(&doc, None, &vars);
+        let (_, a) = analyze(&doc, None, &vars);
         assert_eq!(
             (a.complexity, a.aliases, a.root_fields),
             (10 * 2 + 2 * 2, 2, 2)
