@@ -136,7 +136,7 @@ pub fn check_custom_fields(v: &Value, errors: &mut Errors) {
         if k.is_empty() || k.chars().count() > MAX_CUSTOM_FIELD_KEY_LEN || k.contains('\0') {
             errors.add(
                 "customFields",
-                "keys must be 1 to 100 characters, without NUL",
+                format!("keys must be 1 to {MAX_CUSTOM_FIELD_KEY_LEN} characters, without NUL"),
             );
         } else if val.as_str().is_some_and(|s| s.contains('\0')) {
             errors.add(
@@ -177,12 +177,10 @@ pub fn check_fields(input: &LeadInput, create: bool, errors: &mut Errors) {
             "must include the country code, e.g. +1 555 0199 (E.164)",
         );
     }
-    if let Some(s) = input.score {
-        errors.check(
-            (0..=i64::from(MAX_SCORE)).contains(&s),
-            "score",
-            "must be an integer from 0 to 100",
-        );
+    if let Some(s) = input.score
+        && !(0..=i64::from(MAX_SCORE)).contains(&s)
+    {
+        errors.add("score", format!("must be an integer from 0 to {MAX_SCORE}"));
     }
     if let Some(cf) = &input.custom_fields {
         check_custom_fields(cf, errors);
