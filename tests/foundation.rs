@@ -490,6 +490,32 @@ async fn validated_documents_skip_revalidation_safely(app: TestApp) {
         assert!(message.contains("Unknown field"), "{message}");
     }
 
+    // The schema validated documents run on also holds federation's `_service` and its types
+    // (see `src/graphql/schema.rs`): neither a query nor introspection reaches them, however
+    // often the document is sent.
+    let introspect = "{ __type(name: \"Query\") { fields { name } } hidden: __type(name: \"_Service\") { name } \
+                      __schema { types { name } } }";
+    let first = app.gql(Auth::Key(&t.key), introspect, json!({})).await;
+    let fields = first.body["data"]["__type"]["fields"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", first.text));
+    assert!(fields.iter().any(|f| f["name"] == "me"), "{}", first.text);
+    assert!(!first.text.contains("_service"), "{}", first.text);
+    assert!(!first.text.contains("_Any"), "{}", first.text);
+    assert_eq!(first.body["data"]["hidden"], json!(null));
+    for _ in 0..2 {
+        let again = app.gql(Auth::Key(&t.key), introspect, json!({})).await;
+        assert_eq!(again.body, first.body);
+    }
+    for _ in 0..2 {
+        let r = app
+            .gql(Auth::Key(&t.key), "{ _service { sdl } }", json!({}))
+            .await;
+        assert!(r.body.get("data").is_none(), "{}", r.text);
+        let message = r.body["errors"][0]["message"].as_str().unwrap_or("");
+        assert!(message.contains("Unknown field"), "{message}");
+    }
+
     // With variables, validity depends on their values: a bad value after a good one is still
     // a request error found by validation, not a field error found while running.
     let q = "query($n: Int!) { leads(first: $n) { totalCount } }";

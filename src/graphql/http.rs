@@ -299,7 +299,7 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
             .data(rc.clone())
             .data(state.clone())
             .data(loaders.clone());
-        run(&state, request, c.entry)
+        run(&state, request, c.entry, c.introspection)
             .map(move |r| with_feedback(r, c.cost, limits.max_complexity, budget))
     };
     let (response, operation) = match batch {
@@ -341,16 +341,19 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
 }
 
 /// Executes one request: on the schema that skips validation when its document is known to
-/// pass it, else with full validation, remembering the document once it has passed.
+/// pass it and does not introspect, else with full validation, remembering the document once
+/// it has passed.
 async fn run(
     state: &AppState,
     request: async_graphql::Request,
     entry: Option<Arc<Entry>>,
+    introspection: bool,
 ) -> async_graphql::Response {
     let Some(entry) = entry else {
         return state.schema.strict.execute(request).await;
     };
-    if entry.is_validated() {
+    // The fast schema's registry also holds federation's types (see `schema.rs`).
+    if entry.is_validated() && !introspection {
         return state.schema.fast.execute(request).await;
     }
     let response = state.schema.strict.execute(request).await;
@@ -402,6 +405,8 @@ struct Checked {
     name: String,
     /// The document's cache entry.
     entry: Option<Arc<Entry>>,
+    /// The operation asks for `__schema` or `__type`.
+    introspection: bool,
 }
 
 /// Parses a request once and refuses it when it is over a limit; unparsable documents are
@@ -417,6 +422,7 @@ fn check_limits(
             cost: 0,
             name: String::new(),
             entry: None,
+            introspection: false,
         });
     };
     let (picked, analysis) = analyze(
@@ -436,6 +442,7 @@ fn check_limits(
         cost: analysis.complexity,
         name,
         entry: parsed.entry,
+        introspection: analysis.introspection,
     })
 }
 
