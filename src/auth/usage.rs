@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use thread_local::ThreadLocal;
 
 /// Uses of one key not yet written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +41,23 @@ fn add(pending: &mut Batch, id: i64, uses: Pending) {
         .or_insert(uses);
 }
 
-/// The accumulator.
+/// One thread's batch, alone on its cache lines. `record` runs on every API-key request: a
+/// lock word and counters that two cores both write move between their caches on every write
+/// (about 300 ns a lock and increment when two threads take turns, against 20 ns on one).
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Slot(Mutex<Batch>);
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Batch> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The accumulator: a batch per thread, summed when read or written.
 #[derive(Debug, Default)]
 pub struct UsageTracker {
-    pending: Mutex<Batch>,
+    pending: ThreadLocal<Slot>,
 }
 
 impl UsageTracker {
@@ -53,21 +67,22 @@ impl UsageTracker {
             count: 1,
             last_used: SystemTime::now(),
         };
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        add(&mut pending, id, one);
+        add(&mut self.pending.get_or_default().lock(), id, one);
     }
 
     /// Uses of key `id` not yet written, to add to what the database says.
     pub fn pending(&self, id: i64) -> Option<Pending> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .copied()
+        let mut sum = Batch::default();
+        for slot in self.pending.iter() {
+            if let Some(uses) = slot.lock().get(&id) {
+                add(&mut sum, id, *uses);
+            }
+        }
+        sum.remove(&id)
     }
 
     fn merge_back(&self, batch: Batch) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.pending.get_or_default().lock();
         for (id, uses) in batch {
             add(&mut pending, id, uses);
         }
@@ -75,7 +90,12 @@ impl UsageTracker {
 
     /// Writes everything accumulated; on failure it is kept for the next flush.
     pub async fn flush(&self, db: &DatabaseConnection) -> Result<usize, DbErr> {
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut batch = Batch::default();
+        for slot in self.pending.iter() {
+            for (id, uses) in std::mem::take(&mut *slot.lock()) {
+                add(&mut batch, id, uses);
+            }
+        }
         let n = batch.len();
         let mut left = batch.clone();
         for (id, p) in batch {
@@ -117,6 +137,17 @@ mod tests {
         assert!(p.last_used_at() >= before && p.last_used_at() <= Utc::now());
         assert_eq!(t.pending(8).map(|p| p.count), Some(1));
         assert_eq!(t.pending(9), None);
+
+        // Uses counted on other threads add up with this one's.
+        std::thread::scope(|s| {
+            s.spawn(|| t.record(8));
+            s.spawn(|| {
+                t.record(8);
+                t.record(9);
+            });
+        });
+        assert_eq!(t.pending(8).map(|p| p.count), Some(3));
+        assert_eq!(t.pending(9).map(|p| p.count), Some(1));
 
         // A failed flush hands its batch back: counts add up, the later time stays.
         let earlier = SystemTime::now() - Duration::from_secs(3600);
