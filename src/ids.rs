@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rand::seq::SliceRandom;
 use sqids::Sqids;
 
-use crate::bounded::BoundedMap;
+use crate::bounded::ThreadCached;
 
 /// The kinds of rows that have public IDs. The discriminant is encoded into every ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,10 +55,12 @@ const BASE62: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 
 /// Encoder and decoder of opaque IDs for one deployment.
 #[derive(Clone)]
-pub struct Ids(Arc<Sqids>, Arc<BoundedMap<(u8, i64), Box<str>>>);
+pub struct Ids(Arc<Sqids>, Arc<ThreadCached<(u8, i64), Box<str>>>);
 
 /// Encoded IDs kept at most; when full the cache starts over (about 5 MiB at most).
 const CACHE_CAPACITY: usize = 65_536;
+/// Encoded IDs each thread keeps in front of those (about 300 KiB at most).
+const THREAD_CACHE_CAPACITY: usize = 4096;
 
 impl std::fmt::Debug for Ids {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +89,7 @@ impl Ids {
         // and list responses encode the same few hundred IDs over and over.
         Ok(Ids(
             Arc::new(sqids),
-            Arc::new(BoundedMap::new(CACHE_CAPACITY)),
+            Arc::new(ThreadCached::new(CACHE_CAPACITY, THREAD_CACHE_CAPACITY)),
         ))
     }
 
@@ -100,7 +102,7 @@ impl Ids {
 
     /// Encodes row `id` of `kind`.
     pub fn encode(&self, kind: Kind, id: i64) -> String {
-        // Copied out under the read lock: cloning a shared `Arc<str>` instead costs two atomic
+        // Copied out rather than kept as a shared `Arc<str>`, whose clone would cost two atomic
         // writes to a line the other worker threads read too.
         let key = (kind as u8, id);
         if let Some(s) = self.1.get_with(&key, |s| s.to_string()) {

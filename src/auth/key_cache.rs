@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use entity::enums::{Environment, Plan, Role, Scope};
 
-use crate::bounded::BoundedMap;
+use crate::bounded::ThreadCached;
 
 /// What a key look-up needs to authorize a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,18 +39,20 @@ pub struct KeyRecord {
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
-    entries: BoundedMap<[u8; 32], (Instant, KeyRecord)>,
+    entries: ThreadCached<[u8; 32], (Instant, KeyRecord)>,
 }
 
 /// Entries kept at most; beyond it the cache is cleared rather than grown.
 const MAX_ENTRIES: usize = 100_000;
+/// Entries kept in front of those by each thread (see [`ThreadCached`]).
+const MAX_THREAD_ENTRIES: usize = 1024;
 
 impl KeyCache {
     /// A cache whose entries live `ttl`.
     pub fn new(ttl: Duration) -> Self {
         KeyCache {
             ttl,
-            entries: BoundedMap::new(MAX_ENTRIES),
+            entries: ThreadCached::new(MAX_ENTRIES, MAX_THREAD_ENTRIES),
         }
     }
 
