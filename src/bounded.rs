@@ -103,21 +103,22 @@ pub struct ThreadCached<K: Send, V: Send> {
     generation: AtomicU64,
 }
 
-/// One thread's map, alone on its cache lines.
+/// A mutex alone on its cache lines, for state that one thread writes on every request and
+/// others rarely read (a write to a line another core also writes moves it between caches). A
+/// poisoned lock is taken as it is: what these guard are caches and counts.
 #[repr(align(128))]
-struct Local<K, V>(Mutex<HashMap<K, V, RandomState>>);
+#[derive(Debug, Default)]
+pub struct PaddedMutex<T>(Mutex<T>);
 
-impl<K, V> Default for Local<K, V> {
-    fn default() -> Self {
-        Local(Mutex::new(HashMap::default()))
-    }
-}
-
-impl<K, V> Local<K, V> {
-    fn lock(&self) -> MutexGuard<'_, HashMap<K, V, RandomState>> {
+impl<T> PaddedMutex<T> {
+    /// Locks it.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// One thread's map.
+type Local<K, V> = PaddedMutex<HashMap<K, V, RandomState>>;
 
 impl<K: Send, V: Send> std::fmt::Debug for ThreadCached<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
