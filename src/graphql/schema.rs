@@ -64,9 +64,10 @@ pub fn build(config: &Config) -> Schemas {
         strict: build_with(config, ValidationMode::Strict).finish(),
         // Without federation, async-graphql asks the registry for every root field whether
         // any type is a federation entity, walking all ~70 types: 2 100 instructions, an eighth
-        // of what `{ me { id } }` costs over `{ __typename }`. With it on, the flag decides. Federation adds
-        // `_service` and two types to the registry, which no document that runs here can
-        // reach: `_service` fails `strict`'s validation, and introspection stays on `strict`.
+        // of what `{ me { id } }` costs over `{ __typename }`. With it on, the flag decides.
+        // Federation adds `_service` and two types to the registry, which no document that runs
+        // here can reach: `_service` fails `strict`'s validation, and introspection stays on
+        // `strict`.
         fast: build_with(config, ValidationMode::Fast)
             .enable_federation()
             .finish(),
