@@ -6,39 +6,52 @@
 //! so once it has passed, later runs may use the schema that skips the rules
 //! ([`crate::graphql::schema::Schemas::fast`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::parser::types::ExecutableDocument;
+use foldhash::fast::RandomState;
+use thread_local::ThreadLocal;
 
-use crate::bounded::BoundedMap;
+use crate::bounded::{BoundedMap, PaddedMutex};
 
-/// Documents kept at most; when full the cache starts over, so clients sending ever-new
-/// documents cost memory up to this bound and no more.
+/// Documents whose verdict is kept at most; when full the map starts over, so clients sending
+/// ever-new documents cost memory up to this bound and no more.
 const CAPACITY: usize = 512;
+/// Parsed documents each thread keeps at most; when either bound is reached it starts over.
+const LOCAL_CAPACITY: usize = 256;
+/// The most text, in bytes, of the documents one thread keeps parsed.
+const LOCAL_BYTES: usize = 512 * 1024;
 /// Longer documents are parsed every time rather than kept.
 const MAX_CACHED_LEN: usize = 16 * 1024;
 
-/// One cached document.
+/// What every thread learns about a document: whether it has passed full validation.
 #[derive(Debug)]
-pub struct Entry {
-    doc: ExecutableDocument,
+struct Verdict {
     /// No operation declares a variable, so validation cannot depend on the request.
     variable_free: bool,
     validated: AtomicBool,
 }
 
+/// One cached document, in one thread's map.
+#[derive(Debug)]
+pub struct Entry {
+    doc: ExecutableDocument,
+    verdict: Arc<Verdict>,
+}
+
 impl Entry {
     /// Whether this document is known to pass full validation whatever the request.
     pub fn is_validated(&self) -> bool {
-        self.validated.load(Ordering::Relaxed)
+        self.verdict.validated.load(Ordering::Relaxed)
     }
 
     /// Records that the document passed full validation; ignored for documents with
     /// variables, whose validation depends on the values sent.
     pub fn mark_validated(&self) {
-        if self.variable_free {
-            self.validated.store(true, Ordering::Relaxed);
+        if self.verdict.variable_free {
+            self.verdict.validated.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -51,37 +64,66 @@ pub struct Parsed {
     pub entry: Option<Arc<Entry>>,
 }
 
+/// One thread's parsed documents and their texts' total length.
+#[derive(Default)]
+struct Local {
+    entries: HashMap<Box<str>, Arc<Entry>, RandomState>,
+    bytes: usize,
+}
+
 /// The cache; one per process.
-pub struct Documents(BoundedMap<Box<str>, Arc<Entry>>);
+///
+/// Each thread parses and keeps its own copy of a document. A copy handed to the executor
+/// shares the cached one's names (`Arc<str>`), whose counts every field's execution changes:
+/// with one copy for all threads, two cores took turns writing the same counts on every
+/// request. What threads must share, whether a document passed validation, is kept apart.
+pub struct Documents {
+    verdicts: BoundedMap<Box<str>, Arc<Verdict>>,
+    local: ThreadLocal<PaddedMutex<Local>>,
+}
 
 impl Default for Documents {
     fn default() -> Self {
-        Documents(BoundedMap::new(CAPACITY))
+        Documents {
+            verdicts: BoundedMap::new(CAPACITY),
+            local: ThreadLocal::new(),
+        }
     }
 }
 
 impl Documents {
-    /// The parsed document for `query`, from the cache or the parser.
+    /// The parsed document for `query`, from this thread's cache or the parser.
     pub fn parse(&self, query: &str) -> async_graphql::parser::Result<Parsed> {
-        if let Some(entry) = self.0.get(query) {
+        let local = self.local.get_or_default();
+        if let Some(entry) = local.lock().entries.get(query) {
             return Ok(Parsed {
                 doc: entry.doc.clone(),
-                entry: Some(entry),
+                entry: Some(entry.clone()),
             });
         }
         let doc = async_graphql::parser::parse_query(query)?;
         if query.len() > MAX_CACHED_LEN {
             return Ok(Parsed { doc, entry: None });
         }
-        let entry = Arc::new(Entry {
-            variable_free: doc
-                .operations
-                .iter()
-                .all(|(_, op)| op.node.variable_definitions.is_empty()),
-            doc: doc.clone(),
-            validated: AtomicBool::new(false),
+        let verdict = self.verdicts.get_or_insert_with(query.into(), |_| {
+            Arc::new(Verdict {
+                variable_free: doc
+                    .operations
+                    .iter()
+                    .all(|(_, op)| op.node.variable_definitions.is_empty()),
+                validated: AtomicBool::new(false),
+            })
         });
-        self.0.insert(query.into(), entry.clone());
+        let entry = Arc::new(Entry {
+            doc: doc.clone(),
+            verdict,
+        });
+        let mut local = local.lock();
+        if local.entries.len() >= LOCAL_CAPACITY || local.bytes + query.len() > LOCAL_BYTES {
+            *local = Local::default();
+        }
+        local.bytes += query.len();
+        local.entries.insert(query.into(), entry.clone());
         Ok(Parsed {
             doc,
             entry: Some(entry),
@@ -94,20 +136,20 @@ impl Documents {
         query: &str,
         f: impl FnOnce(&ExecutableDocument) -> R,
     ) -> async_graphql::parser::Result<R> {
-        match self.0.get(query) {
-            Some(entry) => Ok(f(&entry.doc)),
-            None => self.parse(query).map(|parsed| f(&parsed.doc)),
+        if let Some(entry) = self.local.get_or_default().lock().entries.get(query) {
+            return Ok(f(&entry.doc));
         }
+        self.parse(query).map(|parsed| f(&parsed.doc))
     }
 
-    /// Documents held.
+    /// Documents whose verdict is held.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.verdicts.len()
     }
 
     /// Whether none are held.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.verdicts.is_empty()
     }
 }
 
@@ -129,11 +171,47 @@ mod tests {
                 .expect("parses");
         }
         assert!(docs.len() <= CAPACITY);
+        let local = docs.local.get_or_default().lock();
+        assert!(local.entries.len() <= LOCAL_CAPACITY && local.bytes <= LOCAL_BYTES);
+        drop(local);
         let long = format!("{{ {} }}", "__typename ".repeat(MAX_CACHED_LEN / 10));
         let before = docs.len();
         let parsed = docs.parse(&long).expect("parses");
         assert!(parsed.entry.is_none());
         assert_eq!(docs.len(), before, "long documents are not kept");
+    }
+
+    #[test]
+    fn threads_keep_their_own_copies_and_share_the_verdict() {
+        let docs = Documents::default();
+        // The address of the document's first field name, an `Arc<str>` in the parser's types.
+        let name_at = |p: &Parsed| {
+            let (_, op) = p.doc.operations.iter().next().expect("one operation");
+            match &op.node.selection_set.node.items[0].node {
+                async_graphql::parser::types::Selection::Field(f) => {
+                    f.node.name.node.as_str().as_ptr() as usize
+                }
+                _ => unreachable!("a field"),
+            }
+        };
+        let here = docs.parse("{ me { id } }").expect("parses");
+        assert_eq!(
+            name_at(&here),
+            name_at(&docs.parse("{ me { id } }").expect("parses"))
+        );
+        here.entry.as_ref().expect("cached").mark_validated();
+        let (there, validated) = std::thread::scope(|s| {
+            s.spawn(|| {
+                let p = docs.parse("{ me { id } }").expect("parses");
+                let validated = p.entry.as_ref().expect("cached").is_validated();
+                (name_at(&p), validated)
+            })
+            .join()
+            .expect("thread")
+        });
+        assert_ne!(there, name_at(&here), "another thread parses its own copy");
+        assert!(validated, "the verdict reached by one thread holds for all");
+        assert_eq!(docs.len(), 1);
     }
 
     #[test]
