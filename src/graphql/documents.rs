@@ -171,8 +171,15 @@ mod tests {
                 .expect("parses");
         }
         assert!(docs.len() <= CAPACITY);
+        assert!(docs.local.get_or_default().lock().entries.len() <= LOCAL_CAPACITY);
+        // Long documents, few of them, reach the per-thread bound on text first.
+        let near_max = |i: usize| format!("{{ a{i}: __typename {} }}", " ".repeat(15 * 1024));
+        for i in 0..LOCAL_BYTES / (15 * 1024) + 5 {
+            docs.parse(&near_max(i)).expect("parses");
+        }
         let local = docs.local.get_or_default().lock();
-        assert!(local.entries.len() <= LOCAL_CAPACITY && local.bytes <= LOCAL_BYTES);
+        assert!(local.bytes <= LOCAL_BYTES, "{} bytes kept", local.bytes);
+        assert!(local.entries.len() < LOCAL_CAPACITY);
         drop(local);
         let long = format!("{{ {} }}", "__typename ".repeat(MAX_CACHED_LEN / 10));
         let before = docs.len();
