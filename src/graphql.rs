@@ -7,6 +7,7 @@ pub mod graphiql;
 pub mod guard;
 pub mod http;
 pub mod lead;
+pub mod lean;
 pub mod limits;
 pub mod loaders;
 pub mod node;

@@ -872,6 +872,26 @@ async fn me_describes_the_caller(app: TestApp) {
         json!({"id": t.owner.id, "role": "OWNER", "environment": "SANDBOX", "scope": "READ", "authMethod": "API_KEY",
                "user": {"email": t.owner.email}, "tenant": {"id": t.id}, "actor": null})
     );
+    // A lone field skips the concurrent resolution (`lean.rs`); twice, for the schema that
+    // skips validation too.
+    for _ in 0..2 {
+        let r = app
+            .gql(Auth::Key(&read_key), "{ me { id } }", json!({}))
+            .await;
+        assert_eq!(r.data()["me"], json!({"id": t.owner.id}));
+    }
+    let lone = [
+        ("{ me { __typename } }", json!({"__typename": "Viewer"})),
+        ("{ me { tenant { id } } }", json!({"tenant": {"id": t.id}})),
+        (
+            "{ me { ...F } } fragment F on Viewer { id role }",
+            json!({"id": t.owner.id, "role": "OWNER"}),
+        ),
+    ];
+    for (query, expected) in lone {
+        let r = app.gql(Auth::Key(&read_key), query, json!({})).await;
+        assert_eq!(r.data()["me"], expected, "{query}");
+    }
     let r = app.gql(Auth::Bearer(&t.owner.token), ME, json!({})).await;
     assert_eq!(r.data()["me"]["scope"], json!(null));
     assert_eq!(r.data()["me"]["environment"], "LIVE");

@@ -7,14 +7,15 @@
 //! ([`crate::graphql::schema::Schemas::fast`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::parser::types::ExecutableDocument;
 use foldhash::fast::RandomState;
 use thread_local::ThreadLocal;
 
 use crate::bounded::{BoundedMap, PaddedMutex};
+use crate::graphql::limits::Analysis;
 
 /// Documents whose verdict is kept at most; when full the map starts over, so clients sending
 /// ever-new documents cost memory up to this bound and no more.
@@ -39,6 +40,8 @@ struct Verdict {
 pub struct Entry {
     doc: ExecutableDocument,
     verdict: Arc<Verdict>,
+    /// The limit analysis of a validated document, with the operation name it was asked for.
+    analysis: OnceLock<(Option<Box<str>>, Analysis)>,
 }
 
 impl Entry {
@@ -53,6 +56,29 @@ impl Entry {
         if self.verdict.variable_free {
             self.verdict.validated.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// The limit analysis of the operation `operation_name` picks, from `analyse`. A validated
+    /// document refers to no variable, so its analysis cannot change: it is kept, for the
+    /// first operation name it was asked for. Others are analysed every time.
+    pub fn analysis(
+        &self,
+        operation_name: Option<&str>,
+        analyse: impl FnOnce() -> Analysis,
+    ) -> Analysis {
+        if !self.is_validated() {
+            return analyse();
+        }
+        if let Some((name, kept)) = self.analysis.get() {
+            if name.as_deref() == operation_name {
+                return *kept;
+            }
+            return analyse();
+        }
+        let fresh = analyse();
+        // A request on another thread may have set it meanwhile, for the same document.
+        let _ = self.analysis.set((operation_name.map(Into::into), fresh));
+        fresh
     }
 }
 
@@ -117,6 +143,7 @@ impl Documents {
         let entry = Arc::new(Entry {
             doc: doc.clone(),
             verdict,
+            analysis: OnceLock::new(),
         });
         let mut local = local.lock();
         if local.entries.len() >= LOCAL_CAPACITY || local.bytes + query.len() > LOCAL_BYTES {
@@ -219,6 +246,31 @@ mod tests {
         assert_ne!(there, name_at(&here), "another thread parses its own copy");
         assert!(validated, "the verdict reached by one thread holds for all");
         assert_eq!(docs.len(), 1);
+    }
+
+    #[test]
+    fn the_analysis_of_a_validated_document_is_kept_for_one_operation_name() {
+        use std::cell::Cell;
+        let docs = Documents::default();
+        let text = "query A { me { id } } query B { stats { total } }";
+        let entry = docs.parse(text).expect("parses").entry.expect("cached");
+        let runs = Cell::new(0);
+        let analyse = |depth| {
+            runs.set(runs.get() + 1);
+            Analysis {
+                depth,
+                ..Analysis::default()
+            }
+        };
+        assert_eq!(entry.analysis(Some("A"), || analyse(1)).depth, 1);
+        assert_eq!(entry.analysis(Some("A"), || analyse(2)).depth, 2);
+        assert_eq!(runs.get(), 2, "not validated: analysed every time");
+        entry.mark_validated();
+        assert_eq!(entry.analysis(Some("A"), || analyse(3)).depth, 3);
+        assert_eq!(entry.analysis(Some("A"), || analyse(4)).depth, 3, "kept");
+        assert_eq!(entry.analysis(Some("B"), || analyse(5)).depth, 5);
+        assert_eq!(entry.analysis(None, || analyse(6)).depth, 6);
+        assert_eq!(runs.get(), 5, "other names are analysed every time");
     }
 
     #[test]

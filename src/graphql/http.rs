@@ -17,7 +17,7 @@ use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::error::AppError;
 use crate::graphql::documents::Entry;
-use crate::graphql::limits::{Limits, analyze, operation};
+use crate::graphql::limits::{Analysis, Limits, analyze_operation, operation};
 use crate::graphql::loaders::LazyLoaders;
 use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
 
@@ -425,13 +425,20 @@ fn check_limits(
             introspection: false,
         });
     };
-    let (picked, analysis) = analyze(
-        &parsed.doc,
-        request.operation_name.as_deref(),
-        &request.variables,
-    );
+    let operation_name = request.operation_name.as_deref();
+    let picked = operation(&parsed.doc, operation_name);
+    // No operation to run: nothing to analyse, the executor refuses the request.
+    let analyse = || {
+        picked.map_or_else(Analysis::default, |(_, op)| {
+            analyze_operation(&parsed.doc, op, &request.variables)
+        })
+    };
+    let analysis = match &parsed.entry {
+        Some(entry) => entry.analysis(operation_name, analyse),
+        None => analyse(),
+    };
     limits.check(&analysis)?;
-    let name = match (&request.operation_name, picked) {
+    let name = match (&request.operation_name, picked.and_then(|(n, _)| n)) {
         (Some(n), _) => n.clone(),
         (None, Some(n)) => n.to_string(),
         (None, None) => String::new(),

@@ -170,7 +170,8 @@ pub fn analyze<'a>(
     }
 }
 
-fn analyze_operation(
+/// What operation `op` of `doc` would cost, given the request's variables.
+pub fn analyze_operation(
     doc: &ExecutableDocument,
     op: &Positioned<OperationDefinition>,
     vars: &Variables,
