@@ -39,7 +39,7 @@ pub const QUERY_A: &str = "{ leads(first: 50) { edges { node { id email firstNam
 
 // The server's allocators (src/main.rs), so that only leadgraph's own work differs.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: leadgraph::allocator::MiMalloc = leadgraph::allocator::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,5 +1,7 @@
 //! leadgraph: a self-hostable, multi-tenant lead-management API server.
 
+/// The global allocator: mimalloc.
+pub mod allocator;
 /// Application state and router.
 pub mod app;
 /// Authentication: keys, tokens, passwords, principals.

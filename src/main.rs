@@ -4,9 +4,9 @@ use clap::Parser;
 
 // glibc's allocator was about a third of a small request's instructions (callgrind, see
 // docs/performance.md); mimalloc is much cheaper for the many short-lived allocations of
-// parsing, executing and serializing a request.
+// parsing, executing and serializing a request (see `allocator.rs` for how it is called).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: leadgraph::allocator::MiMalloc = leadgraph::allocator::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

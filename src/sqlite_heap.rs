@@ -5,7 +5,7 @@
 //! SQLite takes around each allocation to keep statistics, were a fifth of scenario (a)'s
 //! instructions (callgrind, see docs/performance.md).
 
-// The project's only unsafe code: SQLite's allocator hooks are a C interface.
+// Unsafe code (as in `allocator.rs`): SQLite's allocator hooks are a C interface.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_void};
