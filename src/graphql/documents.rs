@@ -69,16 +69,16 @@ impl Entry {
         if !self.is_validated() {
             return analyse();
         }
-        if let Some((name, kept)) = self.analysis.get() {
-            if name.as_deref() == operation_name {
-                return *kept;
+        match self.analysis.get() {
+            Some((name, kept)) if name.as_deref() == operation_name => *kept,
+            Some(_) => analyse(),
+            None => {
+                let fresh = analyse();
+                // A request on another thread may have set it meanwhile, for the same document.
+                let _ = self.analysis.set((operation_name.map(Into::into), fresh));
+                fresh
             }
-            return analyse();
         }
-        let fresh = analyse();
-        // A request on another thread may have set it meanwhile, for the same document.
-        let _ = self.analysis.set((operation_name.map(Into::into), fresh));
-        fresh
     }
 }
 

@@ -17,7 +17,7 @@ use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::error::AppError;
 use crate::graphql::documents::Entry;
-use crate::graphql::limits::{Analysis, Limits, analyze_operation, operation};
+use crate::graphql::limits::{Limits, analyze, operation};
 use crate::graphql::loaders::LazyLoaders;
 use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
 
@@ -426,22 +426,18 @@ fn check_limits(
         });
     };
     let operation_name = request.operation_name.as_deref();
-    let picked = operation(&parsed.doc, operation_name);
-    // No operation to run: nothing to analyse, the executor refuses the request.
-    let analyse = || {
-        picked.map_or_else(Analysis::default, |(_, op)| {
-            analyze_operation(&parsed.doc, op, &request.variables)
-        })
-    };
+    let analyse = || analyze(&parsed.doc, operation_name, &request.variables).1;
     let analysis = match &parsed.entry {
         Some(entry) => entry.analysis(operation_name, analyse),
         None => analyse(),
     };
     limits.check(&analysis)?;
-    let name = match (&request.operation_name, picked.and_then(|(n, _)| n)) {
-        (Some(n), _) => n.clone(),
-        (None, Some(n)) => n.to_string(),
-        (None, None) => String::new(),
+    // An unnamed request runs the document's only operation, which may have a name.
+    let name = match &request.operation_name {
+        Some(n) => n.clone(),
+        None => operation(&parsed.doc, None)
+            .and_then(|(n, _)| n)
+            .map_or_else(String::new, |n| n.to_string()),
     };
     request.set_parsed_query(parsed.doc);
     Ok(Checked {

@@ -170,8 +170,7 @@ pub fn analyze<'a>(
     }
 }
 
-/// What operation `op` of `doc` would cost, given the request's variables.
-pub fn analyze_operation(
+fn analyze_operation(
     doc: &ExecutableDocument,
     op: &Positioned<OperationDefinition>,
     vars: &Variables,
