@@ -8,7 +8,7 @@
 # bench/results/soak-*.md and prints it.
 #
 #   bash bench/soak.sh
-#   SOAK_MINUTES=30 SOAK_DATABASE=postgres bash bench/soak.sh
+#   SOAK_MINUTES=30 SOAK_DATABASE=postgres SOAK_SAMPLES=/tmp/samples.txt bash bench/soak.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES="${SOAK_MINUTES:-5}"
@@ -49,8 +49,16 @@ load() {
   wait "${pids[@]}"
 }
 
-# RSS every 5 s while the load runs, to show the curve.
-sample_rss() { while kill -0 "$server" 2>/dev/null; do echo "$(date +%s) $(rss_kb "$server")" >> "$work/rss.txt"; sleep 5; done; }
+# Every 5 s while the load runs, to show the curve and what moves with it: time, RSS, its
+# anonymous, file-backed and shared parts (kB), threads, and the database pool's connections.
+sample_rss() {
+  while kill -0 "$server" 2>/dev/null; do
+    local pool
+    pool=$(curl -s "$base/metrics" | awk '/^leadgraph_db_pool_connections/ {n += $2} END {print n + 0}')
+    echo "$(date +%s) $(awk '/^(VmRSS|RssAnon|RssFile|RssShmem|Threads):/ {printf "%s ", $2}' "/proc/$server/status")$pool" >> "$work/rss.txt"
+    sleep 5
+  done
+}
 sample_rss & sampler=$!
 
 fixed=("-c 4 -q $RATE_A --latency-correction" "-c 4 -q $RATE_B --latency-correction" "-c 4 -q $RATE_C --latency-correction" "-c 4 -q $RATE_D --latency-correction")
@@ -65,6 +73,8 @@ load saturation "$SATURATION" "-c 16" "-c 16" "-c 16" "-c 16"
 rss_end=$(rss_kb "$server"); hwm=$(hwm_kb "$server")
 kill "$sampler" 2>/dev/null || true
 ready=$(curl -s -o /dev/null -w '%{http_code}' "$base/readyz")
+# SOAK_SAMPLES=FILE keeps every sample (columns as in sample_rss) for a closer look.
+[ -n "${SOAK_SAMPLES:-}" ] && cp "$work/rss.txt" "$SOAK_SAMPLES"
 stop_server
 drop_database "$DB"
 
@@ -94,7 +104,7 @@ for phase in ("fixed", "saturation"):
         if phase == "fixed" and p99 > bound:
             failures.append(f"fixed/{s}: p99 {p99:.1f} ms over the {bound:.0f} ms bound")
 curve = [l.split() for l in open(f"{work}/rss.txt")]
-fixed = [int(k) for t, k in curve if t_fixed <= int(t) <= t_fixed_end]
+fixed = [int(row[1]) for row in curve if t_fixed <= int(row[0]) <= t_fixed_end]
 third = max(1, len(fixed) // 3)
 first, last = statistics.median(fixed[:third]), statistics.median(fixed[-third:])
 growth = (last - first) / first
@@ -106,9 +116,15 @@ if abs(growth) > 0.10:
     failures.append(f"RSS grew {growth:+.1%} over the fixed-rate phase")
 if curve:
     t0 = int(curve[0][0])
-    pts = curve[:: max(1, len(curve) // 12)]
     print()
-    print("RSS over the run (s: MiB): " + ", ".join(f"{int(t)-t0}: {int(k)/1024:.1f}" for t, k in pts))
+    print("Over the run, one sample a minute (MiB; the fixed-rate phase runs from "
+          f"{t_fixed - t0} s to {t_fixed_end - t0} s):")
+    print()
+    print("| s | RSS | anonymous | file | shared | threads | pooled connections |")
+    print("|---|---|---|---|---|---|---|")
+    for row in curve[::12] + ([curve[-1]] if (len(curve) - 1) % 12 else []):
+        t, rss, anon, file, shmem, threads, pool = (int(x) for x in row)
+        print(f"| {t - t0} | {rss/1024:.1f} | {anon/1024:.1f} | {file/1024:.1f} | {shmem/1024:.1f} | {threads} | {pool} |")
 print()
 print("Result: " + ("PASS" if not failures else "FAIL — " + "; ".join(failures)))
 PY

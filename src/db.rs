@@ -17,7 +17,8 @@ pub fn is_postgres(url: &str) -> bool {
 }
 
 /// Connects to the configured database. SQLite gets WAL, foreign keys, a busy timeout and the
-/// configured `synchronous`; the file is created when missing.
+/// configured `synchronous`; the file is created when missing. Pooled connections are tested
+/// when returned and, after a second idle, before being handed out.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     let url = config.database_url();
     let mut opts = ConnectOptions::new(url.clone());
@@ -25,6 +26,13 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         .min_connections(1)
         .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
         .connect_timeout(Duration::from_secs(5))
+        // sqlx pings a connection on every acquire by default and again on every release, and
+        // SeaORM acquires once per statement: on PostgreSQL two extra round trips per
+        // statement, on SQLite two extra trips to the connection's worker thread. The release
+        // ping stays (sqlx always sends it, and drops a connection that fails it); on acquire
+        // only a connection idle for a second or more is tested, so a connection that broke
+        // while idle (a restarted server) is still replaced before a request gets it.
+        .test_before_acquire_if_idle_for(Duration::from_secs(1))
         .sqlx_logging(false);
     if !is_postgres(&url) {
         let sync = match config.sqlite_synchronous {

@@ -656,6 +656,36 @@ impl Drop for PrivatePostgres {
     }
 }
 
+/// Busy connections skip the ping on acquire (src/db.rs); one that has sat idle for a second
+/// is tested first, so connections the server dropped meanwhile are replaced, not handed out.
+#[tokio::test]
+async fn connections_dropped_while_idle_are_replaced_before_use() {
+    let Some(app) = TestApp::postgres().await else {
+        return;
+    };
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let auth = [("x-api-key", t.key.as_str())];
+    let list = || async {
+        app.request(Method::GET, "/v1/leads", &auth, Body::empty())
+            .await
+            .status
+    };
+    assert_eq!(list().await, StatusCode::OK);
+    assert!(app.terminate_postgres_connections().await > 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for _ in 0..3 {
+        assert_eq!(list().await, StatusCode::OK);
+    }
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "{ leads(first: 1) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_is_503_and_the_server_recovers() {
     let Some(pg) = PrivatePostgres::start() else {

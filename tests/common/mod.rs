@@ -249,6 +249,28 @@ impl TestApp {
         &self.state.db
     }
 
+    /// Ends every server session of this PostgreSQL test database, as a server restart would
+    /// (the pool is not told); returns how many there were.
+    pub async fn terminate_postgres_connections(&self) -> i64 {
+        let Backend::Postgres { admin_url, name } = &self.backend else {
+            panic!("a PostgreSQL test app");
+        };
+        let admin = Database::connect(admin_url.as_str())
+            .await
+            .expect("connect to the PostgreSQL server");
+        let row = admin
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = $1",
+                [name.clone().into()],
+            ))
+            .await
+            .expect("terminate backends")
+            .expect("a row");
+        admin.close().await.ok();
+        row.try_get::<i64>("", "n").expect("count")
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.backend, Backend::Postgres { .. })
     }
