@@ -50,12 +50,14 @@ load() {
 }
 
 # Every 5 s while the load runs, to show the curve and what moves with it: time, RSS, its
-# anonymous, file-backed and shared parts (kB), threads, and the database pool's connections.
+# anonymous, file-backed and shared parts (kB), threads, the database pool's connections and
+# the encoded-ID cache's entries.
 sample_rss() {
   while kill -0 "$server" 2>/dev/null; do
-    local pool
-    pool=$(curl -s "$base/metrics" | awk '/^leadgraph_db_pool_connections/ {n += $2} END {print n + 0}')
-    echo "$(date +%s) $(awk '/^(VmRSS|RssAnon|RssFile|RssShmem|Threads):/ {printf "%s ", $2}' "/proc/$server/status")$pool" >> "$work/rss.txt"
+    local seen
+    seen=$(curl -s "$base/metrics" | awk '/^leadgraph_db_pool_connections/ {n += $2}
+      /^leadgraph_cache_entries\{cache="encoded_ids"\}/ {ids = $2} END {print n + 0, ids + 0}')
+    echo "$(date +%s) $(awk '/^(VmRSS|RssAnon|RssFile|RssShmem|Threads):/ {printf "%s ", $2}' "/proc/$server/status")$seen" >> "$work/rss.txt"
     sleep 5
   done
 }
@@ -120,11 +122,11 @@ if curve:
     print("Over the run, one sample a minute (MiB; the fixed-rate phase runs from "
           f"{t_fixed - t0} s to {t_fixed_end - t0} s):")
     print()
-    print("| s | RSS | anonymous | file | shared | threads | pooled connections |")
-    print("|---|---|---|---|---|---|---|")
+    print("| s | RSS | anonymous | file | shared | threads | pooled connections | encoded IDs cached |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in curve[::12] + ([curve[-1]] if (len(curve) - 1) % 12 else []):
-        t, rss, anon, file, shmem, threads, pool = (int(x) for x in row)
-        print(f"| {t - t0} | {rss/1024:.1f} | {anon/1024:.1f} | {file/1024:.1f} | {shmem/1024:.1f} | {threads} | {pool} |")
+        t, rss, anon, file, shmem, threads, pool, ids = (int(float(x)) for x in row)
+        print(f"| {t - t0} | {rss/1024:.1f} | {anon/1024:.1f} | {file/1024:.1f} | {shmem/1024:.1f} | {threads} | {pool} | {ids} |")
 print()
 print("Result: " + ("PASS" if not failures else "FAIL — " + "; ".join(failures)))
 PY

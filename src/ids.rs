@@ -100,6 +100,11 @@ impl Ids {
         chars.into_iter().collect()
     }
 
+    /// Encoded IDs held in the shared cache.
+    pub fn cached(&self) -> usize {
+        self.1.len()
+    }
+
     /// Encodes row `id` of `kind`.
     pub fn encode(&self, kind: Kind, id: i64) -> String {
         // Copied out rather than kept as a shared `Arc<str>`, whose clone would cost two atomic

@@ -13,7 +13,7 @@ use metrics::{Counter, Histogram, Label};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use sea_orm::{DatabaseConnection, DbBackend};
 
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::bounded::BoundedMap;
 
 /// Latency buckets in seconds: sub-millisecond cache hits up to the request timeout.
@@ -156,14 +156,23 @@ impl Metrics {
         "other".into()
     }
 
-    /// The text exposition, with the pool's current state.
-    pub fn render(&self, db: &DatabaseConnection) -> String {
-        let (size, idle, max) = pool_state(db);
+    /// The text exposition, with the pool's and the caches' current state.
+    pub fn render(&self, app: &App) -> String {
+        let (size, idle, max) = pool_state(&app.db);
         metrics::with_local_recorder(&self.recorder, || {
             metrics::gauge!("leadgraph_db_pool_connections", "state" => "in_use")
                 .set(size.saturating_sub(idle) as f64);
             metrics::gauge!("leadgraph_db_pool_connections", "state" => "idle").set(idle as f64);
             metrics::gauge!("leadgraph_db_pool_max_connections").set(max as f64);
+            // The bounded caches' shared maps (the per-thread maps in front hold copies): what
+            // the memory they take follows.
+            for (cache, entries) in [
+                ("encoded_ids", app.ids.cached()),
+                ("api_keys", app.key_cache.len()),
+                ("documents", app.documents.len()),
+            ] {
+                metrics::gauge!("leadgraph_cache_entries", "cache" => cache).set(entries as f64);
+            }
         });
         self.handle.render()
     }
@@ -224,7 +233,7 @@ pub async fn keep_matched_path(req: Request, next: Next) -> Response {
 
 /// `GET /metrics`.
 pub async fn handler(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state.db);
+    let body = state.metrics.render(&state);
     (
         [(
             header::CONTENT_TYPE,

@@ -113,6 +113,35 @@ async fn metrics_count_requests_refusals_and_failures(app: TestApp) {
         m.contains(r#"leadgraph_db_pool_connections{state="idle"}"#),
         "{m}"
     );
+    // The caches' sizes, read when scraped: a new lead's encoded ID and a second key show.
+    let ids = r#"leadgraph_cache_entries{cache="encoded_ids"}"#;
+    let keys = r#"leadgraph_cache_entries{cache="api_keys"}"#;
+    let docs = r#"leadgraph_cache_entries{cache="documents"}"#;
+    assert_eq!(sample(m, keys), 1.0, "{m}");
+    let big = app.tenant("Big", Plan::Enterprise).await;
+    let before = app
+        .request(Method::GET, "/metrics", &[], Body::empty())
+        .await;
+    let before = before.text.as_str();
+    let created = app
+        .gql(
+            Auth::Key(&big.key),
+            r#"mutation { createLead(input: {email: "m@example.com", firstName: "M", lastName: "E", source: API}) { id } }"#,
+            json!({}),
+        )
+        .await;
+    assert!(
+        created.data()["createLead"]["id"].is_string(),
+        "{}",
+        created.text
+    );
+    let after = app
+        .request(Method::GET, "/metrics", &[], Body::empty())
+        .await;
+    let after = after.text.as_str();
+    assert_eq!(sample(after, keys), 2.0, "{after}");
+    assert_eq!(sample(after, ids), sample(before, ids) + 1.0, "{after}");
+    assert!(sample(after, docs) > sample(before, docs), "{after}");
 
     // With --metrics-bind the public router has no /metrics.
     let private = app

@@ -72,6 +72,16 @@ impl KeyCache {
         self.entries.insert(hash, (Instant::now(), record));
     }
 
+    /// Entries held in the shared map (expired ones included, until replaced or cleared).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether none are held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Evicts the entry of key `id` (after it was changed or deleted).
     pub fn evict_key(&self, id: i64) {
         self.entries.retain(|_, (_, r)| r.id != id);
