@@ -119,10 +119,13 @@ async fn metrics_count_requests_refusals_and_failures(app: TestApp) {
     let docs = r#"leadgraph_cache_entries{cache="documents"}"#;
     assert_eq!(sample(m, keys), 1.0, "{m}");
     let big = app.tenant("Big", Plan::Enterprise).await;
-    let before = app
-        .request(Method::GET, "/metrics", &[], Body::empty())
-        .await;
-    let before = before.text.as_str();
+    let scrape = || async {
+        app.request(Method::GET, "/metrics", &[], Body::empty())
+            .await
+            .text
+    };
+    let before = scrape().await;
+    let before = before.as_str();
     let created = app
         .gql(
             Auth::Key(&big.key),
@@ -135,10 +138,8 @@ async fn metrics_count_requests_refusals_and_failures(app: TestApp) {
         "{}",
         created.text
     );
-    let after = app
-        .request(Method::GET, "/metrics", &[], Body::empty())
-        .await;
-    let after = after.text.as_str();
+    let after = scrape().await;
+    let after = after.as_str();
     assert_eq!(sample(after, keys), 2.0, "{after}");
     assert_eq!(sample(after, ids), sample(before, ids) + 1.0, "{after}");
     assert!(sample(after, docs) > sample(before, docs), "{after}");
