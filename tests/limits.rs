@@ -28,16 +28,6 @@ async fn limited(app: TestApp, per_ip: u32) -> TestApp {
     app
 }
 
-async fn rest_get(app: &TestApp, key: &str) -> Resp {
-    app.request(
-        Method::GET,
-        "/v1/leads",
-        &[("x-api-key", key)],
-        Body::empty(),
-    )
-    .await
-}
-
 db_tests!(
     plan_budget_headers_over_a_sequence,
     keys_of_a_tenant_share_one_budget,
@@ -62,9 +52,10 @@ async fn metrics_count_requests_refusals_and_failures(app: TestApp) {
     let app = limited(app, 0).await;
     let t = app.tenant("Tiny", Plan::Free).await;
     for _ in 0..11 {
-        rest_get(&app, &t.key).await;
+        app.list_leads(&t.key).await;
     }
-    rest_get(&app, "lg_live_sk_notakeynotakeynotakeynota000000").await;
+    app.list_leads("lg_live_sk_notakeynotakeynotakeynota000000")
+        .await;
     let named = app
         .gql(
             Auth::Key(&t.key),
@@ -159,7 +150,7 @@ async fn plan_budget_headers_over_a_sequence(app: TestApp) {
     let t = app.tenant("Tiny", Plan::Free).await;
     // free: 60/minute, burst 10: one request comes back per second.
     for i in 1..=10u32 {
-        let r = rest_get(&app, &t.key).await;
+        let r = app.list_leads(&t.key).await;
         assert_eq!(r.status, StatusCode::OK, "request {i}");
         let (remaining, reset) = ((10 - i).to_string(), i.to_string());
         assert_eq!(
@@ -168,7 +159,7 @@ async fn plan_budget_headers_over_a_sequence(app: TestApp) {
             "request {i}"
         );
     }
-    let r = rest_get(&app, &t.key).await;
+    let r = app.list_leads(&t.key).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(budget(&r), (Some("60"), Some("0"), Some("10")));
@@ -184,12 +175,12 @@ async fn plan_budget_headers_over_a_sequence(app: TestApp) {
         .limits
         .clock
         .advance(std::time::Duration::from_secs(1));
-    let r = rest_get(&app, &t.key).await;
+    let r = app.list_leads(&t.key).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(budget(&r), (Some("60"), Some("0"), Some("10")));
     // Other plans have their own numbers.
     let pro = app.tenant("Big", Plan::Pro).await;
-    let r = rest_get(&app, &pro.key).await;
+    let r = app.list_leads(&pro.key).await;
     assert_eq!(budget(&r), (Some("1000"), Some("99"), Some("1")));
 }
 
@@ -199,9 +190,9 @@ async fn keys_of_a_tenant_share_one_budget(app: TestApp) {
     let (_, second) = app.key(&t.owner.token, "READ", "LIVE").await;
     // The session's createApiKey above used one request of the tenant's budget.
     for _ in 0..4 {
-        rest_get(&app, &t.key).await;
+        app.list_leads(&t.key).await;
     }
-    let r = rest_get(&app, &second).await;
+    let r = app.list_leads(&second).await;
     assert_eq!(
         r.header("x-ratelimit-remaining"),
         Some("4"),
@@ -209,10 +200,10 @@ async fn keys_of_a_tenant_share_one_budget(app: TestApp) {
     );
     // Sandbox is a separate budget; another tenant too.
     let (_, sandbox) = app.key(&t.owner.token, "READ", "SANDBOX").await;
-    let r = rest_get(&app, &sandbox).await;
+    let r = app.list_leads(&sandbox).await;
     assert_eq!(r.header("x-ratelimit-remaining"), Some("9"));
     let other = app.tenant("Other", Plan::Free).await;
-    let r = rest_get(&app, &other.key).await;
+    let r = app.list_leads(&other.key).await;
     assert_eq!(r.header("x-ratelimit-remaining"), Some("9"));
 }
 

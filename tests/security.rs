@@ -505,18 +505,6 @@ async fn acknowledged_creates_survive_sigkill(app: TestApp) {
     }
 }
 
-/// The status of `GET /v1/leads` with `key`.
-async fn leads_status(app: &TestApp, key: &str) -> StatusCode {
-    app.request(
-        Method::GET,
-        "/v1/leads",
-        &[("x-api-key", key)],
-        Body::empty(),
-    )
-    .await
-    .status
-}
-
 db_tests!(a_full_pool_is_503_after_the_acquire_timeout);
 
 async fn a_full_pool_is_503_after_the_acquire_timeout(app: TestApp) {
@@ -528,7 +516,7 @@ async fn a_full_pool_is_503_after_the_acquire_timeout(app: TestApp) {
         })
         .await;
     let t = app.tenant("Acme", Plan::Pro).await;
-    let list = || leads_status(&app, &t.key);
+    let list = || async { app.list_leads(&t.key).await.status };
     assert_eq!(list().await, StatusCode::OK);
     // Hold every pooled connection, as long transactions or a slow database would.
     let held = (
@@ -677,7 +665,7 @@ async fn connections_dropped_while_idle_are_replaced_before_use() {
         return;
     };
     let t = app.tenant("Acme", Plan::Pro).await;
-    let list = || leads_status(&app, &t.key);
+    let list = || async { app.list_leads(&t.key).await.status };
     assert_eq!(list().await, StatusCode::OK);
     assert!(app.terminate_postgres_connections().await > 0);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;

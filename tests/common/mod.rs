@@ -413,6 +413,17 @@ impl TestApp {
         .await
     }
 
+    /// `GET /v1/leads` with `key` as the API key, from 127.0.0.1.
+    pub async fn list_leads(&self, key: &str) -> Resp {
+        self.request(
+            Method::GET,
+            "/v1/leads",
+            &[("x-api-key", key)],
+            Body::empty(),
+        )
+        .await
+    }
+
     /// Sends any request through the router from a given client address.
     pub async fn request_from(
         &self,
