@@ -883,6 +883,16 @@ async fn me_describes_the_caller(app: TestApp) {
     let lone = [
         ("{ me { __typename } }", json!({"__typename": "Viewer"})),
         ("{ me { tenant { id } } }", json!({"tenant": {"id": t.id}})),
+        ("{ me { who: id } }", json!({"who": t.owner.id})),
+        (
+            "{ me { role @include(if: true) } }",
+            json!({"role": "OWNER"}),
+        ),
+        (
+            "{ me { id role @skip(if: true) } }",
+            json!({"id": t.owner.id}),
+        ),
+        ("{ me { actor { id } } }", json!({"actor": null})),
         (
             "{ me { ...F } } fragment F on Viewer { id role }",
             json!({"id": t.owner.id, "role": "OWNER"}),

@@ -79,7 +79,8 @@ fn build_with(
     mode: ValidationMode,
 ) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     // Depth, cost, alias and root-field limits are checked before execution in `limits.rs`
-    // (for /graphql only: the REST routes run fixed operations).
+    // (for /graphql only: the REST routes run fixed operations). No extensions: `Lean`
+    // (`lean.rs`) resolves lone fields without their resolve hook.
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .validation_mode(mode)
         .limit_recursive_depth(64)
