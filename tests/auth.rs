@@ -872,8 +872,9 @@ async fn me_describes_the_caller(app: TestApp) {
         json!({"id": t.owner.id, "role": "OWNER", "environment": "SANDBOX", "scope": "READ", "authMethod": "API_KEY",
                "user": {"email": t.owner.email}, "tenant": {"id": t.id}, "actor": null})
     );
-    // A lone field skips the concurrent resolution (`lean.rs`); twice, for the schema that
-    // skips validation too.
+    // A lone plain field resolves in line (`lean.rs`); twice, for the schema that skips
+    // validation too. `@skip` drops `role` before execution, so its case takes that path as
+    // well; `@include` keeps a directive and takes the general one.
     for _ in 0..2 {
         let r = app
             .gql(Auth::Key(&read_key), "{ me { id } }", json!({}))
