@@ -272,6 +272,15 @@ pub struct Config {
     )]
     pub graphql_max_root_fields: usize,
 
+    /// Most fields in one GraphQL operation once its fragments are expanded.
+    #[arg(
+        long,
+        env = "LEADGRAPH_GRAPHQL_MAX_SELECTIONS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub graphql_max_selections: usize,
+
     /// Most operations accepted in one batched (JSON array) GraphQL request.
     #[arg(
         long,

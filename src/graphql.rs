@@ -10,6 +10,7 @@ pub mod lead;
 pub mod lean;
 pub mod limits;
 pub mod loaders;
+pub mod nesting;
 pub mod node;
 pub mod pipeline;
 pub mod schema;

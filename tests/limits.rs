@@ -538,3 +538,141 @@ async fn timeouts_and_saturation_are_503(app: TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+/// `{ __typename(a: …) }` with `value` as the argument, sent unauthenticated.
+fn typename_with(value: &str) -> String {
+    format!("{{ __typename(a: {value}) }}")
+}
+
+/// An unauthenticated GET of `/graphql` with these query-string parameters.
+async fn anonymous_get(app: &TestApp, params: &[(&str, &str)]) -> Resp {
+    let uri = format!(
+        "/graphql?{}",
+        serde_urlencoded::to_string(params).expect("encodes")
+    );
+    app.request(Method::GET, &uri, &[], Body::empty()).await
+}
+
+/// The server still answers a plain request.
+async fn still_answers(app: &TestApp) {
+    let r = app.gql(Auth::None, "{ __typename }", json!({})).await;
+    assert_eq!(r.data()["__typename"], "Query", "{}", r.text);
+}
+
+fn refused_for(r: &Resp, limit: &str) {
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.code(), Some("QUERY_TOO_COMPLEX"), "{}", r.text);
+    assert_eq!(
+        r.body["errors"][0]["extensions"]["limit"], limit,
+        "{}",
+        r.text
+    );
+}
+
+// Document bounds do not depend on the database: SQLite only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_nested_too_deep_are_refused_before_parsing() {
+    let app = TestApp::sqlite().await;
+    let lists = typename_with(&format!("{}1{}", "[".repeat(500), "]".repeat(500)));
+    let objects = typename_with(&format!("{}1{}", "{a: ".repeat(500), "}".repeat(500)));
+    for q in [&lists, &objects] {
+        refused_for(&app.gql(Auth::None, q, json!({})).await, "nesting");
+        refused_for(&anonymous_get(&app, &[("query", q)]).await, "nesting");
+    }
+    // In variables, over POST and GET.
+    let mut deep = json!(1);
+    for _ in 0..100 {
+        deep = json!({ "a": [deep] });
+    }
+    let q = "query($v: String) { __typename }";
+    let r = app.gql(Auth::None, q, json!({ "v": deep })).await;
+    refused_for(&r, "nesting");
+    let vars = json!({ "v": deep }).to_string();
+    let r = anonymous_get(&app, &[("query", q), ("variables", &vars)]).await;
+    refused_for(&r, "nesting");
+    // Brackets inside strings and comments are text, not nesting.
+    let q = format!("{{ __typename # {}\n a: __typename }}", "[".repeat(3000));
+    assert_eq!(
+        app.gql(Auth::None, &q, json!({})).await.data()["a"],
+        "Query"
+    );
+    still_answers(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_deep_documents_never_take_the_server_down() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let app = TestApp::sqlite().await;
+    let handle = tokio::runtime::Handle::current();
+    // Lists and input objects, balanced, as deep as the parser's own guard lets through and
+    // past it.
+    let wrappers = prop::sample::select(vec![("[", "]"), ("{a: ", "}"), ("[{a: ", "}]")]);
+    let strategy = (
+        prop::collection::vec(wrappers, 1..8),
+        60usize..2500,
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&strategy, |(pattern, depth, get)| {
+        let layers: Vec<_> = pattern.iter().cycle().take(depth).collect();
+        let open: String = layers.iter().map(|(o, _)| *o).collect();
+        let close: String = layers.iter().rev().map(|(_, c)| *c).collect();
+        let query = typename_with(&format!("{open}1{close}"));
+        let r = tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                if get {
+                    anonymous_get(&app, &[("query", &query)]).await
+                } else {
+                    app.gql(Auth::None, &query, json!({})).await
+                }
+            })
+        });
+        prop_assert!(r.status == StatusCode::OK || r.status == StatusCode::BAD_REQUEST);
+        Ok(())
+    });
+    result.expect("every document gets an answer");
+    still_answers(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragment_expansion_and_introspection_are_bounded() {
+    let app = TestApp::sqlite().await;
+    let mut q = String::from("{ ...F0 }");
+    for i in 0..30 {
+        q.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{n} ...F{n} }}",
+            n = i + 1
+        ));
+    }
+    q.push_str(" fragment F30 on Query { __typename }");
+    let started = std::time::Instant::now();
+    refused_for(&app.gql(Auth::None, &q, json!({})).await, "selections");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Introspection that walks the schema's graph is refused at its third nested list.
+    let walk = r#"{ __type(name: "Node") { possibleTypes { interfaces { possibleTypes { interfaces { possibleTypes { name } } } } } } }"#;
+    refused_for(
+        &app.gql(Auth::None, walk, json!({})).await,
+        "introspectionDepth",
+    );
+    // ... and counts toward depth like any other field.
+    let deep = format!(
+        "{{ __schema {{ {} }} }}",
+        "types { fields { args { type { ".repeat(3) + "name" + &" } } } }".repeat(3)
+    );
+    let r = app.gql(Auth::None, &deep, json!({})).await;
+    assert_eq!(r.code(), Some("QUERY_TOO_COMPLEX"), "{}", r.text);
+    // GraphiQL's own introspection query passes.
+    let graphiql = include_str!("fixtures/introspection.graphql");
+    let r = app.gql(Auth::None, graphiql, json!({})).await;
+    assert!(
+        r.data()["__schema"]["types"]
+            .as_array()
+            .is_some_and(|t| t.len() > 20)
+    );
+    still_answers(&app).await;
+}

@@ -16,6 +16,7 @@ use thread_local::ThreadLocal;
 
 use crate::bounded::{BoundedMap, PaddedMutex};
 use crate::graphql::limits::Analysis;
+use crate::graphql::nesting;
 
 /// Documents whose verdict is kept at most; when full the map starts over, so clients sending
 /// ever-new documents cost memory up to this bound and no more.
@@ -117,9 +118,19 @@ impl Default for Documents {
     }
 }
 
+/// Why a document did not parse.
+#[derive(Debug)]
+pub enum Unparsed {
+    /// Brackets nested deeper than [`nesting::MAX_NESTING`]: refused before the parser runs.
+    TooDeep(usize),
+    /// A syntax error, for the executor to report as GraphQL errors.
+    Syntax(async_graphql::parser::Error),
+}
+
 impl Documents {
-    /// The parsed document for `query`, from this thread's cache or the parser.
-    pub fn parse(&self, query: &str) -> async_graphql::parser::Result<Parsed> {
+    /// The parsed document for `query`, from this thread's cache or the parser. Nesting is
+    /// bounded before the parser, which recurses once per level, sees the text.
+    pub fn parse(&self, query: &str) -> Result<Parsed, Unparsed> {
         let local = self.local.get_or_default();
         if let Some(entry) = local.lock().entries.get(query) {
             return Ok(Parsed {
@@ -127,7 +138,11 @@ impl Documents {
                 entry: Some(entry.clone()),
             });
         }
-        let doc = async_graphql::parser::parse_query(query)?;
+        let depth = nesting::graphql(query, nesting::MAX_NESTING);
+        if depth > nesting::MAX_NESTING {
+            return Err(Unparsed::TooDeep(depth));
+        }
+        let doc = async_graphql::parser::parse_query(query).map_err(Unparsed::Syntax)?;
         if query.len() > MAX_CACHED_LEN {
             return Ok(Parsed { doc, entry: None });
         }
@@ -162,7 +177,7 @@ impl Documents {
         &self,
         query: &str,
         f: impl FnOnce(&ExecutableDocument) -> R,
-    ) -> async_graphql::parser::Result<R> {
+    ) -> Result<R, Unparsed> {
         if let Some(entry) = self.local.get_or_default().lock().entries.get(query) {
             return Ok(f(&entry.doc));
         }
@@ -192,6 +207,14 @@ mod tests {
         assert_eq!(format!("{:?}", first.doc), format!("{:?}", again.doc));
         assert_eq!(docs.len(), 1);
         assert!(docs.parse("{ me { ").is_err(), "errors are not cached");
+        assert!(matches!(
+            docs.parse(&format!(
+                "{{ a(x: {}1{}) }}",
+                "[".repeat(5000),
+                "]".repeat(5000)
+            )),
+            Err(Unparsed::TooDeep(_))
+        ));
         assert_eq!(docs.len(), 1);
         for i in 0..CAPACITY + 10 {
             docs.parse(&format!("{{ a{i}: __typename }}"))

@@ -16,9 +16,10 @@ use crate::app::{AppState, RequestId};
 use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::error::AppError;
-use crate::graphql::documents::Entry;
+use crate::graphql::documents::{Entry, Unparsed};
 use crate::graphql::limits::{Limits, analyze, operation};
 use crate::graphql::loaders::LazyLoaders;
+use crate::graphql::nesting;
 use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -151,7 +152,10 @@ pub async fn get(
     };
     let request = match parse_get(query) {
         Ok(r) => r,
-        Err(e) => return bad_request(media, format!("Invalid GraphQL request: {e}")),
+        Err(GetError::TooDeep(depth)) => return app_error_response(&too_deep(depth), media),
+        Err(GetError::Invalid(e)) => {
+            return bad_request(media, format!("Invalid GraphQL request: {e}"));
+        }
     };
     if is_mutation(&state, &request) {
         let mut resp = app_error_response(
@@ -187,18 +191,33 @@ struct GetParams {
     extensions: Option<String>,
 }
 
+/// Why a GET's query string holds no request.
+enum GetError {
+    /// Variables or extensions nested too deep.
+    TooDeep(usize),
+    /// Not a GraphQL request.
+    Invalid(String),
+}
+
 /// The GraphQL request of a GET's query string; variables and extensions are JSON texts.
-fn parse_get(query: &str) -> Result<async_graphql::Request, String> {
-    let p: GetParams = serde_urlencoded::from_str(query).map_err(|e| e.to_string())?;
+fn parse_get(query: &str) -> Result<async_graphql::Request, GetError> {
+    let p: GetParams =
+        serde_urlencoded::from_str(query).map_err(|e| GetError::Invalid(e.to_string()))?;
+    for text in [&p.variables, &p.extensions].into_iter().flatten() {
+        let depth = nesting::json(text.as_bytes(), nesting::MAX_NESTING);
+        if depth > nesting::MAX_NESTING {
+            return Err(GetError::TooDeep(depth));
+        }
+    }
     let mut request = async_graphql::Request::new(p.query);
     request.operation_name = p.operation_name;
     if let Some(text) = p.variables {
-        request.variables =
-            serde_json::from_str(&text).map_err(|e| format!("invalid variables: {e}"))?;
+        request.variables = serde_json::from_str(&text)
+            .map_err(|e| GetError::Invalid(format!("invalid variables: {e}")))?;
     }
     if let Some(text) = p.extensions {
-        request.extensions =
-            serde_json::from_str(&text).map_err(|e| format!("invalid extensions: {e}"))?;
+        request.extensions = serde_json::from_str(&text)
+            .map_err(|e| GetError::Invalid(format!("invalid extensions: {e}")))?;
     }
     Ok(request)
 }
@@ -238,6 +257,11 @@ pub async fn post(
         Ok(b) => b,
         Err(e) => return app_error_response(&e, media),
     };
+    // The body's JSON nests the request, its variables and any batch around the values.
+    let depth = nesting::json(&bytes, nesting::MAX_NESTING + 3);
+    if depth > nesting::MAX_NESTING + 3 {
+        return app_error_response(&too_deep(depth), media);
+    }
     let batch: BatchRequest = match serde_json::from_slice(&bytes) {
         Ok(b) => b,
         Err(e) => return bad_request(media, format!("Invalid GraphQL request body: {e}")),
@@ -284,6 +308,7 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
         max_complexity: state.config.graphql_max_complexity,
         max_aliases: state.config.graphql_max_aliases,
         max_root_fields: state.config.graphql_max_root_fields,
+        max_selections: state.config.graphql_max_selections,
         introspection: state.config.graphql_introspection,
     };
     let rc = RequestCtx {
@@ -396,6 +421,15 @@ fn with_feedback(
     }
 }
 
+/// The refusal of text nested deeper than the parsers may recurse.
+fn too_deep(depth: usize) -> AppError {
+    AppError::QueryTooComplex {
+        limit: "nesting",
+        value: depth,
+        max: nesting::MAX_NESTING,
+    }
+}
+
 /// A request that passed the limits, with what its execution needs to know.
 struct Checked {
     request: async_graphql::Request,
@@ -416,14 +450,18 @@ fn check_limits(
     mut request: async_graphql::Request,
     limits: &Limits,
 ) -> Result<Checked, AppError> {
-    let Ok(parsed) = state.documents.parse(&request.query) else {
-        return Ok(Checked {
-            request,
-            cost: 0,
-            name: String::new(),
-            entry: None,
-            introspection: false,
-        });
+    let parsed = match state.documents.parse(&request.query) {
+        Ok(parsed) => parsed,
+        Err(Unparsed::TooDeep(depth)) => return Err(too_deep(depth)),
+        Err(Unparsed::Syntax(_)) => {
+            return Ok(Checked {
+                request,
+                cost: 0,
+                name: String::new(),
+                entry: None,
+                introspection: false,
+            });
+        }
     };
     let operation_name = request.operation_name.as_deref();
     let analyse = || analyze(&parsed.doc, operation_name, &request.variables).1;

@@ -3,14 +3,16 @@
 //! Cost model (documented in docs/limits.md): a field with a selection (an object) costs 1
 //! plus its children, multiplied by its page size (`first`/`last`, 20 by default on
 //! connections, the maximum length on unpaginated lists); scalar fields cost nothing.
-//! Introspection (`__schema`, `__type`) is not counted, so GraphiQL keeps working.
+//! Introspection (`__schema`, `__type`) counts toward depth and cost too, with its lists at
+//! size 1 (their sizes are the schema's, not the request's) and `ofType` adding no depth; its
+//! schema-walking lists (`fields`, `interfaces`, `possibleTypes`, `inputFields`) may nest
+//! [`MAX_SCHEMA_LISTS`] deep, which GraphiQL's own introspection query stays within.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_graphql::Variables;
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, FragmentDefinition, OperationDefinition, Selection,
-    SelectionSet,
+    DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
 };
 use async_graphql::{Name, Positioned, Value};
 
@@ -27,6 +29,8 @@ pub struct Limits {
     pub max_aliases: usize,
     /// Most root fields in the operation.
     pub max_root_fields: usize,
+    /// Most fields once fragments are expanded.
+    pub max_selections: usize,
     /// Whether `__schema` and `__type` are served.
     pub introspection: bool,
 }
@@ -42,8 +46,12 @@ pub struct Analysis {
     pub aliases: usize,
     /// Root fields.
     pub root_fields: usize,
+    /// Fields once fragments are expanded.
+    pub selections: usize,
     /// Whether it asks for `__schema` or `__type`.
     pub introspection: bool,
+    /// How deeply introspection's schema-walking lists nest.
+    pub schema_lists: usize,
 }
 
 /// Page sizes of lists that take no `first`/`last`.
@@ -57,11 +65,45 @@ fn list_size(field: &str) -> Option<usize> {
     })
 }
 
+/// Introspection fields whose lists walk the schema's graph; nested in one another they
+/// multiply the response by the schema's size at every level (graphql-js bounds them the same
+/// way in its `MaxIntrospectionDepthRule`).
+const SCHEMA_LISTS: [&str; 4] = ["fields", "interfaces", "possibleTypes", "inputFields"];
+
+/// How deeply [`SCHEMA_LISTS`] may nest: GraphiQL's own introspection query nests them once.
+pub const MAX_SCHEMA_LISTS: usize = 2;
+
+/// What a selection set adds up to, fragments expanded.
+#[derive(Debug, Clone, Copy, Default)]
+struct Summary {
+    depth: usize,
+    cost: usize,
+    /// Fields once fragments are expanded.
+    selections: usize,
+    aliases: usize,
+    introspection: bool,
+    /// Deepest nesting of [`SCHEMA_LISTS`] inside introspection.
+    schema_lists: usize,
+}
+
+impl Summary {
+    fn add(&mut self, other: Summary) {
+        self.depth = self.depth.max(other.depth);
+        self.cost = self.cost.saturating_add(other.cost);
+        self.selections = self.selections.saturating_add(other.selections);
+        self.aliases = self.aliases.saturating_add(other.aliases);
+        self.introspection |= other.introspection;
+        self.schema_lists = self.schema_lists.max(other.schema_lists);
+    }
+}
+
+/// Walks selection sets once per fragment: a fragment's summary is kept, so a document that
+/// spreads each fragment twice into the next costs time linear in its length, however large
+/// its expansion (which is counted, and refused, as `selections`).
 struct Walker<'a> {
     doc: &'a ExecutableDocument,
     vars: &'a Variables,
-    aliases: usize,
-    introspection: bool,
+    memo: HashMap<Name, Summary>,
     visiting: HashSet<Name>,
 }
 
@@ -85,56 +127,97 @@ impl Walker<'_> {
         list_size(field.name.node.as_str()).unwrap_or(1)
     }
 
-    /// Returns (depth, cost) of a selection set.
-    fn walk(&mut self, set: &SelectionSet) -> (usize, usize) {
-        let mut depth = 0;
-        let mut cost = 0usize;
+    /// Sums a selection set; `meta` is true inside `__schema`/`__type`, where list sizes are
+    /// the schema's (so no page multiplies) and `ofType` walks a type's few wrappers (so it
+    /// adds no depth).
+    fn walk(&mut self, set: &SelectionSet, meta: bool) -> Summary {
+        let mut sum = Summary::default();
         for sel in &set.items {
-            let (d, c) = match &sel.node {
-                Selection::Field(f) => {
-                    let f = &f.node;
-                    if f.alias.is_some() {
-                        self.aliases += 1;
-                    }
-                    if f.name.node.starts_with("__") {
-                        if f.name.node != "__typename" {
-                            self.introspection = true;
-                        }
-                        (0, 0)
-                    } else if f.selection_set.node.items.is_empty() {
-                        (1, 0)
-                    } else {
-                        let (d, c) = self.walk(&f.selection_set.node);
-                        (d + 1, self.page(f).saturating_mul(c.saturating_add(1)))
-                    }
+            let s = match &sel.node {
+                Selection::Field(f) => self.field(&f.node, meta),
+                Selection::InlineFragment(frag) => {
+                    let meta = match &frag.node.type_condition {
+                        Some(tc) => tc.node.on.node.starts_with("__"),
+                        None => meta,
+                    };
+                    self.walk(&frag.node.selection_set.node, meta)
                 }
-                Selection::InlineFragment(frag) => self.walk(&frag.node.selection_set.node),
-                Selection::FragmentSpread(spread) => {
-                    let name = spread.node.fragment_name.node.clone();
-                    match self.doc.fragments.get(&name) {
-                        // A fragment cycle is reported by validation; count it once.
-                        Some(def) if self.visiting.insert(name.clone()) => {
-                            let r = self.walk_fragment(def);
-                            self.visiting.remove(&name);
-                            r
-                        }
-                        _ => (0, 0),
-                    }
-                }
+                Selection::FragmentSpread(spread) => self.fragment(&spread.node.fragment_name.node),
             };
-            depth = depth.max(d);
-            cost = cost.saturating_add(c);
+            sum.add(s);
         }
-        (depth, cost)
+        sum
     }
 
-    fn walk_fragment(&mut self, def: &Positioned<FragmentDefinition>) -> (usize, usize) {
-        self.walk(&def.node.selection_set.node)
+    fn field(&mut self, f: &async_graphql::parser::types::Field, meta: bool) -> Summary {
+        let name = f.name.node.as_str();
+        let alias = usize::from(f.alias.is_some());
+        if name == "__typename" {
+            return Summary {
+                selections: 1,
+                aliases: alias,
+                ..Summary::default()
+            };
+        }
+        let entering = name == "__schema" || name == "__type";
+        let meta = meta || entering;
+        if f.selection_set.node.items.is_empty() {
+            return Summary {
+                depth: 1,
+                selections: 1,
+                aliases: alias,
+                introspection: entering,
+                ..Summary::default()
+            };
+        }
+        let inner = self.walk(&f.selection_set.node, meta);
+        let page = if meta { 1 } else { self.page(f) };
+        let list = usize::from(meta && SCHEMA_LISTS.contains(&name));
+        Summary {
+            depth: inner.depth + usize::from(!(meta && name == "ofType")),
+            cost: page.saturating_mul(inner.cost.saturating_add(1)),
+            selections: inner.selections.saturating_add(1),
+            aliases: inner.aliases.saturating_add(alias),
+            introspection: entering || inner.introspection,
+            schema_lists: inner.schema_lists + list,
+        }
+    }
+
+    fn fragment(&mut self, name: &Name) -> Summary {
+        if let Some(s) = self.memo.get(name) {
+            return *s;
+        }
+        let Some(def) = self.doc.fragments.get(name) else {
+            return Summary::default();
+        };
+        // A fragment cycle is reported by validation; count it once.
+        if !self.visiting.insert(name.clone()) {
+            return Summary::default();
+        }
+        let meta = def.node.type_condition.node.on.node.starts_with("__");
+        let s = self.walk(&def.node.selection_set.node, meta);
+        self.visiting.remove(name);
+        self.memo.insert(name.clone(), s);
+        s
     }
 }
 
 fn root_fields(op: &OperationDefinition) -> usize {
     op.selection_set.node.items.len()
+}
+
+/// Aliases as written in a selection set, without following spreads.
+fn written_aliases(set: &SelectionSet) -> usize {
+    set.items
+        .iter()
+        .map(|sel| match &sel.node {
+            Selection::Field(f) => {
+                usize::from(f.node.alias.is_some()) + written_aliases(&f.node.selection_set.node)
+            }
+            Selection::InlineFragment(frag) => written_aliases(&frag.node.selection_set.node),
+            Selection::FragmentSpread(_) => 0,
+        })
+        .sum()
 }
 
 /// The operation a request runs, with its name, chosen as async-graphql's executor chooses it:
@@ -178,31 +261,29 @@ fn analyze_operation(
     let mut w = Walker {
         doc,
         vars,
-        aliases: 0,
-        introspection: false,
+        memo: HashMap::new(),
         visiting: HashSet::new(),
     };
-    let (depth, complexity) = w.walk(&op.node.selection_set.node);
+    let s = w.walk(&op.node.selection_set.node, false);
     // Aliases anywhere in the document count, used or not.
-    let mut all = Walker {
-        doc,
-        vars,
-        aliases: 0,
-        introspection: false,
-        visiting: HashSet::new(),
-    };
-    for (_, def) in doc.operations.iter() {
-        all.walk(&def.node.selection_set.node);
-    }
-    for def in doc.fragments.values() {
-        all.walk(&def.node.selection_set.node);
-    }
+    let written = doc
+        .operations
+        .iter()
+        .map(|(_, def)| written_aliases(&def.node.selection_set.node))
+        .chain(
+            doc.fragments
+                .values()
+                .map(|def| written_aliases(&def.node.selection_set.node)),
+        )
+        .fold(0usize, usize::saturating_add);
     Analysis {
-        depth,
-        complexity,
-        aliases: all.aliases.max(w.aliases),
+        depth: s.depth,
+        complexity: s.cost,
+        selections: s.selections,
+        aliases: written.max(s.aliases),
         root_fields: root_fields(&op.node),
-        introspection: w.introspection,
+        introspection: s.introspection,
+        schema_lists: s.schema_lists,
     }
 }
 
@@ -223,6 +304,8 @@ impl Limits {
             .or_else(|| over("complexity", a.complexity, self.max_complexity))
             .or_else(|| over("aliases", a.aliases, self.max_aliases))
             .or_else(|| over("rootFields", a.root_fields, self.max_root_fields))
+            .or_else(|| over("selections", a.selections, self.max_selections))
+            .or_else(|| over("introspectionDepth", a.schema_lists, MAX_SCHEMA_LISTS))
         {
             Some(e) => Err(e),
             None => Ok(()),
@@ -274,9 +357,11 @@ mod tests {
             Analysis {
                 depth: 2,
                 complexity: 1,
+                selections: 3,
                 aliases: 0,
                 root_fields: 1,
                 introspection: false,
+                schema_lists: 0,
             }
         );
         let a = analyze_str("{ leads(first: 50) { edges { node { id source { name } } } } }");
@@ -304,13 +389,85 @@ mod tests {
         let deep = analyze_str(
             "{ __schema { types { fields { type { ofType { ofType { ofType { name } } } } } } } }",
         );
+        // __schema, types, fields, type and name are levels; the ofType wrappers are not.
         assert_eq!(
             (deep.depth, deep.complexity, deep.introspection),
-            (0, 0, true)
+            (5, 7, true)
         );
         // Recursive fragments do not loop.
         let cyc = analyze_str("{ me { ...A } } fragment A on Viewer { user { ...A } }");
         assert!(cyc.depth >= 2);
+    }
+
+    #[test]
+    fn fragment_expansion_is_counted_without_being_walked() {
+        // Each fragment spreads the next twice: 2^40 fields once expanded.
+        let mut q = String::from("{ ...F0 }");
+        for i in 0..40 {
+            q.push_str(&format!(
+                " fragment F{i} on Query {{ ...F{n} ...F{n} }}",
+                n = i + 1
+            ));
+        }
+        q.push_str(" fragment F40 on Query { __typename }");
+        let started = std::time::Instant::now();
+        let a = analyze_str(&q);
+        assert_eq!(a.selections, 1 << 40);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let limits = Limits {
+            max_depth: 10,
+            max_complexity: 1000,
+            max_aliases: 30,
+            max_root_fields: 20,
+            max_selections: 2000,
+            introspection: true,
+        };
+        assert!(matches!(
+            limits.check(&a),
+            Err(AppError::QueryTooComplex {
+                limit: "selections",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn graphiql_introspection_passes_and_schema_walks_do_not() {
+        let limits = Limits {
+            max_depth: 10,
+            max_complexity: 1000,
+            max_aliases: 30,
+            max_root_fields: 20,
+            max_selections: 2000,
+            introspection: true,
+        };
+        let graphiql = analyze_str(include_str!("../../tests/fixtures/introspection.graphql"));
+        assert!(graphiql.introspection);
+        assert!(
+            graphiql.depth > 3 && graphiql.complexity > 10,
+            "{graphiql:?}"
+        );
+        assert!(limits.check(&graphiql).is_ok(), "{graphiql:?}");
+        let walk = analyze_str(
+            r#"{ __type(name: "Node") { possibleTypes { interfaces { possibleTypes { name } } } } }"#,
+        );
+        assert!(matches!(
+            limits.check(&walk),
+            Err(AppError::QueryTooComplex {
+                limit: "introspectionDepth",
+                value: 3,
+                ..
+            })
+        ));
+        // Through fragments too.
+        let walk = analyze_str(
+            "{ __schema { types { ...A } } } fragment A on __Type { fields { type { ...B } } } fragment B on __Type { fields { type { fields { name } } } }",
+        );
+        assert_eq!(walk.schema_lists, 3);
+        let deep = analyze_str(
+            "{ __schema { types { fields { args { type { fields { args { type { fields { name } } } } } } } } } }",
+        );
+        assert!(limits.check(&deep).is_err());
     }
 
     #[test]
@@ -320,6 +477,7 @@ mod tests {
             max_complexity: 100,
             max_aliases: 1,
             max_root_fields: 2,
+            max_selections: 2000,
             introspection: true,
         };
         let a = analyze_str("{ me { user { tenant { id } } } }");
