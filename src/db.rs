@@ -5,8 +5,8 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QuerySelect, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 use crate::config::{Config, SqliteSync};
@@ -53,6 +53,17 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
 /// Applies pending migrations.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
+}
+
+/// Reads the row a write is about to change, locked until the transaction ends: `SELECT …
+/// FOR UPDATE` on PostgreSQL, where READ COMMITTED would otherwise let two writers start from
+/// the same copy and the later overwrite the earlier. SQLite has no row locks and needs none:
+/// [`begin_write`] already holds its one write lock.
+pub async fn one_locked<E: EntityTrait>(
+    tx: &DatabaseTransaction,
+    select: Select<E>,
+) -> Result<Option<E::Model>, DbErr> {
+    select.lock_exclusive().one(tx).await
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at once

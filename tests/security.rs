@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use common::{Auth, TestApp, snapshot};
 use entity::enums::Plan;
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 db_tests!(
@@ -19,6 +20,10 @@ db_tests!(
     concurrent_updates_of_one_lead_are_serializable,
     concurrent_refreshes_let_exactly_one_through,
     no_request_passes_after_a_revocation_returns,
+    concurrent_tag_additions_lose_nothing,
+    an_assignment_racing_an_update_is_kept,
+    owners_demoting_each_other_leave_an_owner,
+    a_key_deleted_twice_at_once_is_deleted_once,
 );
 
 const CREATE: &str = "mutation($i: CreateLeadInput!) { createLead(input: $i) { id firstName lastName customFields tags } }";
@@ -742,4 +747,195 @@ async fn database_outage_is_503_and_the_server_recovers() {
     assert_eq!(rest("/v1/leads").await.status, StatusCode::OK);
     let r = create().await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+/// Runs `n` copies of `f(i)` at once and returns their results in order.
+async fn race<F, Fut, T>(n: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(f(i))).collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
+async fn new_lead(app: &TestApp, key: &str) -> String {
+    let r = app
+        .gql(
+            Auth::Key(key),
+            CREATE,
+            json!({"i": {"email": "race@example.com", "firstName": "R", "lastName": "Ace"}}),
+        )
+        .await;
+    r.data()["createLead"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+async fn concurrent_tag_additions_lose_nothing(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let id = new_lead(&app, &t.key).await;
+    let app = Arc::new(app);
+    let results = race(20, |i| {
+        let (app, key, id) = (app.clone(), t.key.clone(), id.clone());
+        async move {
+            app.gql(
+                Auth::Key(&key),
+                "mutation($id: ID!, $t: [String!]!) { addLeadTags(id: $id, tags: $t) { id } }",
+                json!({"id": id, "t": [format!("tag-{i:02}")]}),
+            )
+            .await
+        }
+    })
+    .await;
+    for r in &results {
+        r.data();
+    }
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "query($id: ID!) { lead(id: $id) { tags } }",
+            json!({"id": id}),
+        )
+        .await;
+    let want: Vec<String> = (0..20).map(|i| format!("tag-{i:02}")).collect();
+    assert_eq!(r.data()["lead"]["tags"], json!(want), "every tag kept");
+    // Each audit entry starts from the state the one before it left.
+    let r = app.gql(Auth::Bearer(&t.owner.token), "query($id: ID!) { auditLog(first: 100, filter: {resourceId: $id, action: \"lead.add_tags\"}) { edges { node { changes } } } }", json!({"id": id})).await;
+    let mut before: Vec<usize> = r.data()["auditLog"]["edges"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            e["node"]["changes"]["before"]["tags"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .collect();
+    before.sort_unstable();
+    assert_eq!(
+        before,
+        (0..20).collect::<Vec<_>>(),
+        "audit before-values are current"
+    );
+}
+
+async fn an_assignment_racing_an_update_is_kept(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let app = Arc::new(app);
+    for trial in 0..10i64 {
+        let id = new_lead(&app, &t.key).await;
+        let results = race(2, |i| {
+            let (app, key, id, owner) = (app.clone(), t.key.clone(), id.clone(), t.owner.id.clone());
+            async move {
+                if i == 0 {
+                    app.gql(Auth::Key(&key), "mutation($id: ID!, $u: ID) { assignLead(id: $id, userId: $u) { id } }", json!({"id": id, "u": owner})).await
+                } else {
+                    app.gql(Auth::Key(&key), "mutation($id: ID!, $s: Int!) { updateLead(id: $id, input: {score: $s}) { id } }", json!({"id": id, "s": 50 + trial})).await
+                }
+            }
+        })
+        .await;
+        for r in &results {
+            r.data();
+        }
+        let r = app
+            .gql(
+                Auth::Key(&t.key),
+                "query($id: ID!) { lead(id: $id) { score assignedTo { id } } }",
+                json!({"id": id}),
+            )
+            .await;
+        assert_eq!(r.data()["lead"]["score"], 50 + trial, "trial {trial}");
+        assert_eq!(
+            r.data()["lead"]["assignedTo"]["id"],
+            json!(t.owner.id),
+            "trial {trial}"
+        );
+    }
+}
+
+async fn owners_demoting_each_other_leave_an_owner(app: TestApp) {
+    let app = Arc::new(app);
+    for trial in 0..8 {
+        let t = app.tenant("Acme", Plan::Pro).await;
+        let second = app.user(&t, entity::enums::Role::Owner).await;
+        let pairs = [
+            (t.owner.token.clone(), second.id.clone()),
+            (second.token.clone(), t.owner.id.clone()),
+        ];
+        let results = race(2, |i| {
+            let (app, (token, target)) = (app.clone(), pairs[i].clone());
+            async move {
+                app.gql(
+                    Auth::Bearer(&token),
+                    "mutation($id: ID!) { updateUser(id: $id, input: {role: ADMIN}) { role } }",
+                    json!({"id": target}),
+                )
+                .await
+            }
+        })
+        .await;
+        let demoted = results
+            .iter()
+            .filter(|r| r.body.get("errors").is_none())
+            .count();
+        assert_eq!(demoted, 1, "trial {trial}: {results:?}");
+        // The loser either sees the last owner, or was demoted before its request began.
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r.code(), Some("CONFLICT" | "FORBIDDEN"))),
+            "{results:?}"
+        );
+    }
+    let owners = app
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db().get_database_backend(),
+            "SELECT COUNT(*) AS n FROM users WHERE role = 'owner' AND active".to_owned(),
+        ))
+        .await
+        .expect("query")
+        .expect("row")
+        .try_get::<i64>("", "n")
+        .expect("n");
+    assert_eq!(owners, 8, "each tenant keeps one owner");
+}
+
+async fn a_key_deleted_twice_at_once_is_deleted_once(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let app = Arc::new(app);
+    for trial in 0..8 {
+        let (id, _) = app.key(&t.owner.token, "READ", "LIVE").await;
+        let audits = app.count("audit_log").await;
+        let results = race(2, |_| {
+            let (app, token, id) = (app.clone(), t.owner.token.clone(), id.clone());
+            async move {
+                app.gql(
+                    Auth::Bearer(&token),
+                    "mutation($id: ID!) { deleteApiKey(id: $id) }",
+                    json!({"id": id}),
+                )
+                .await
+            }
+        })
+        .await;
+        let deleted = results
+            .iter()
+            .filter(|r| r.body.get("errors").is_none())
+            .count();
+        assert_eq!(deleted, 1, "trial {trial}: {results:?}");
+        assert!(
+            results.iter().any(|r| r.code() == Some("NOT_FOUND")),
+            "{results:?}"
+        );
+        assert_eq!(app.count("audit_log").await, audits + 1, "one audit entry");
+    }
 }

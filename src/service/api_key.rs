@@ -4,8 +4,8 @@ use chrono::{DateTime, Duration, Utc};
 use entity::api_key;
 use entity::enums::{Environment, Scope};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder,
 };
 use serde_json::json;
 
@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::auth::api_key as keys;
 use crate::auth::principal::Principal;
 use crate::context::RequestCtx;
-use crate::db::begin_write;
+use crate::db::{begin_write, one_locked};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
@@ -188,6 +188,19 @@ async fn find_visible<C: ConnectionTrait>(
         .ok_or(AppError::NotFound)
 }
 
+/// Key `id`, locked for a change until `tx` ends, if the caller may manage it: of two
+/// concurrent deletes, the second finds it deleted.
+async fn find_visible_locked(
+    tx: &DatabaseTransaction,
+    p: &Principal,
+    id: i64,
+) -> AppResult<api_key::Model> {
+    one_locked(tx, api_key::Entity::find_by_id(id))
+        .await?
+        .filter(|k| visible(p, k))
+        .ok_or(AppError::NotFound)
+}
+
 /// Folds in this process's not-yet-written usage, so counts are current.
 fn with_pending(app: &App, mut k: api_key::Model) -> api_key::Model {
     if let Some(p) = app.usage.pending(k.id) {
@@ -235,7 +248,7 @@ pub async fn update(
     }
     errors.finish()?;
     let tx = begin_write(&app.db).await?;
-    let before = find_visible(&tx, p, id).await?;
+    let before = find_visible_locked(&tx, p, id).await?;
     let mut row: api_key::ActiveModel = before.clone().into();
     if let Some(label) = patch.label {
         row.label = Set(label.trim().to_owned());
@@ -270,7 +283,7 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     let p = rc.principal()?;
     p.check_session()?;
     let tx = begin_write(&app.db).await?;
-    let before = find_visible(&tx, p, id).await?;
+    let before = find_visible_locked(&tx, p, id).await?;
     let mut row: api_key::ActiveModel = before.clone().into();
     row.active = Set(false);
     row.deleted_at = Set(Some(Utc::now()));

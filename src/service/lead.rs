@@ -9,14 +9,15 @@ use entity::{lead, lead_tag, pipeline, source, stage, user};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select,
 };
 use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::auth::principal::Principal;
 use crate::context::RequestCtx;
-use crate::db::begin_write;
+use crate::db::{begin_write, one_locked};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
@@ -236,12 +237,24 @@ pub fn json(ids: &Ids, row: &LeadRow) -> Value {
     })
 }
 
-/// The lead `id` of the caller's tenant and environment.
-pub async fn find<C: ConnectionTrait>(db: &C, p: &Principal, id: i64) -> AppResult<lead::Model> {
+fn scoped(p: &Principal, id: i64) -> Select<lead::Entity> {
     lead::Entity::find_by_id(id)
         .filter(lead::Column::TenantId.eq(p.tenant_id))
         .filter(lead::Column::Environment.eq(p.environment))
-        .one(db)
+}
+
+/// The lead `id` of the caller's tenant and environment.
+pub async fn find<C: ConnectionTrait>(db: &C, p: &Principal, id: i64) -> AppResult<lead::Model> {
+    scoped(p, id).one(db).await?.ok_or(AppError::NotFound)
+}
+
+/// The lead `id`, locked for a change until `tx` ends.
+pub async fn find_locked(
+    tx: &DatabaseTransaction,
+    p: &Principal,
+    id: i64,
+) -> AppResult<lead::Model> {
+    one_locked(tx, scoped(p, id))
         .await?
         .ok_or(AppError::NotFound)
 }
@@ -521,7 +534,7 @@ async fn apply(
     p.check_write()?;
     check_fields(&input, false, &mut errors);
     let tx = begin_write(&app.db).await?;
-    let before_lead = find(&tx, p, id).await?;
+    let before_lead = find_locked(&tx, p, id).await?;
     let before_tags = tags_of(&tx, id).await?;
     let refs = resolve_refs(&tx, p, &input, refs_of(&before_lead), &mut errors).await?;
     let new_tags = match &input.tags {
@@ -717,7 +730,7 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     let p = rc.principal()?;
     p.check_write()?;
     let tx = begin_write(&app.db).await?;
-    let lead = find(&tx, p, id).await?;
+    let lead = find_locked(&tx, p, id).await?;
     let tags = tags_of(&tx, id).await?;
     let before = LeadRow { lead, tags };
     // Later copies pointed at this lead; they lose the link rather than point at nothing.

@@ -3,15 +3,15 @@
 
 use entity::{lead, pipeline, stage};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::auth::principal::Principal;
 use crate::context::RequestCtx;
-use crate::db::begin_write;
+use crate::db::{begin_write, one_locked};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
@@ -42,11 +42,40 @@ pub fn stage_json(ids: &Ids, s: &stage::Model) -> Value {
     })
 }
 
-async fn find<C: ConnectionTrait>(db: &C, p: &Principal, id: i64) -> AppResult<pipeline::Model> {
+fn scoped(p: &Principal, id: i64) -> Select<pipeline::Entity> {
     pipeline::Entity::find_by_id(id)
         .filter(pipeline::Column::TenantId.eq(p.tenant_id))
         .filter(pipeline::Column::Environment.eq(p.environment))
-        .one(db)
+}
+
+async fn find<C: ConnectionTrait>(db: &C, p: &Principal, id: i64) -> AppResult<pipeline::Model> {
+    scoped(p, id).one(db).await?.ok_or(AppError::NotFound)
+}
+
+/// The pipeline `id`, locked until `tx` ends: every change to a pipeline or its stages takes
+/// this lock, so stage positions are renumbered by one writer at a time.
+async fn find_locked(
+    tx: &DatabaseTransaction,
+    p: &Principal,
+    id: i64,
+) -> AppResult<pipeline::Model> {
+    one_locked(tx, scoped(p, id))
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// Stage `id` with its pipeline locked until `tx` ends, read again under the lock (a
+/// concurrent change may have moved or deleted it meanwhile).
+async fn find_stage_locked(
+    tx: &DatabaseTransaction,
+    p: &Principal,
+    id: i64,
+) -> AppResult<stage::Model> {
+    let found = crate::service::lead::find_stage(tx, p, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    find_locked(tx, p, found.pipeline_id).await?;
+    crate::service::lead::find_stage(tx, p, id)
         .await?
         .ok_or(AppError::NotFound)
 }
@@ -192,7 +221,7 @@ pub async fn update(
     }
     errors.finish()?;
     let tx = begin_write(&app.db).await?;
-    let before = find(&tx, p, id).await?;
+    let before = find_locked(&tx, p, id).await?;
     let mut row: pipeline::ActiveModel = before.clone().into();
     if let Some(n) = name {
         row.name = Set(n.trim().to_owned());
@@ -235,7 +264,7 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     let p = rc.principal()?;
     p.check_write()?;
     let tx = begin_write(&app.db).await?;
-    let before = find(&tx, p, id).await?;
+    let before = find_locked(&tx, p, id).await?;
     refuse_if_used(&tx, lead::Column::PipelineId, id, "pipeline").await?;
     let stages = stages_of(&tx, id).await?;
     stage::Entity::delete_many()
@@ -282,7 +311,7 @@ pub async fn create_stage(
     let Ok(pipeline_id) = pipeline else {
         return Err(AppError::NotFound);
     };
-    let pl = find(&tx, p, pipeline_id)
+    let pl = find_locked(&tx, p, pipeline_id)
         .await
         .map_err(|_| AppError::field("pipelineId", "not found"))?;
     let mut stages = stages_of(&tx, pl.id).await?;
@@ -331,9 +360,7 @@ pub async fn update_stage(
     }
     errors.finish()?;
     let tx = begin_write(&app.db).await?;
-    let before = crate::service::lead::find_stage(&tx, p, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let before = find_stage_locked(&tx, p, id).await?;
     let mut stages = stages_of(&tx, before.pipeline_id).await?;
     if let Some(n) = &name {
         let mut row: stage::ActiveModel = before.clone().into();
@@ -379,9 +406,7 @@ pub async fn delete_stage(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> 
     let p = rc.principal()?;
     p.check_write()?;
     let tx = begin_write(&app.db).await?;
-    let before = crate::service::lead::find_stage(&tx, p, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let before = find_stage_locked(&tx, p, id).await?;
     refuse_if_used(&tx, lead::Column::StageId, id, "stage").await?;
     stage::Entity::delete_by_id(id).exec(&tx).await?;
     let rest = stages_of(&tx, before.pipeline_id).await?;
@@ -412,7 +437,7 @@ pub async fn reorder_stages(
     let p = rc.principal()?;
     p.check_write()?;
     let tx = begin_write(&app.db).await?;
-    find(&tx, p, id).await?;
+    find_locked(&tx, p, id).await?;
     let stages = stages_of(&tx, id).await?;
     let mut wanted: Vec<i64> = order.iter().filter_map(|r| r.ok()).collect();
     let mut have: Vec<i64> = stages.iter().map(|s| s.id).collect();

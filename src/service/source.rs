@@ -6,8 +6,8 @@ use entity::{lead, source};
 use rand::{RngCore, TryRngCore};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::app::App;
 use crate::auth::principal::Principal;
 use crate::context::RequestCtx;
-use crate::db::begin_write;
+use crate::db::{begin_write, one_locked};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
@@ -70,11 +70,19 @@ pub async fn get(app: &App, rc: &RequestCtx, id: i64) -> AppResult<source::Model
 
 /// A source of `p`'s tenant and environment, read through `db` (a write transaction reads the
 /// row it is about to change, so the audit entry's "before" is what was changed).
-async fn find<C: ConnectionTrait>(db: &C, p: &Principal, id: i64) -> AppResult<source::Model> {
+fn scoped(p: &Principal, id: i64) -> Select<source::Entity> {
     source::Entity::find_by_id(id)
         .filter(source::Column::TenantId.eq(p.tenant_id))
         .filter(source::Column::Environment.eq(p.environment))
-        .one(db)
+}
+
+async fn find<C: ConnectionTrait>(db: &C, p: &Principal, id: i64) -> AppResult<source::Model> {
+    scoped(p, id).one(db).await?.ok_or(AppError::NotFound)
+}
+
+/// The source `id`, locked for a change until `tx` ends.
+async fn find_locked(tx: &DatabaseTransaction, p: &Principal, id: i64) -> AppResult<source::Model> {
+    one_locked(tx, scoped(p, id))
         .await?
         .ok_or(AppError::NotFound)
 }
@@ -145,7 +153,7 @@ pub async fn update(
     check(&input, false, &mut errors);
     errors.finish()?;
     let tx = begin_write(&app.db).await?;
-    let before = find(&tx, p, id).await?;
+    let before = find_locked(&tx, p, id).await?;
     let mut row: source::ActiveModel = before.clone().into();
     if let Some(n) = input.name {
         row.name = Set(n.trim().to_owned());
@@ -181,7 +189,7 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     let p = rc.principal()?;
     p.check_write()?;
     let tx = begin_write(&app.db).await?;
-    let before = find(&tx, p, id).await?;
+    let before = find_locked(&tx, p, id).await?;
     let used = lead::Entity::find()
         .filter(lead::Column::SourceId.eq(id))
         .count(&tx)
@@ -228,7 +236,7 @@ pub async fn rotate_webhook_token(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
     let tx = begin_write(&app.db).await?;
-    let before = find(&tx, p, id).await?;
+    let before = find_locked(&tx, p, id).await?;
     let mut row: source::ActiveModel = before.clone().into();
     row.webhook_token_hash = Set(Some(hash_token(&token)));
     row.updated_at = Set(now());
@@ -249,7 +257,7 @@ pub async fn revoke_webhook_token(app: &App, rc: &RequestCtx, id: i64) -> AppRes
     let p = rc.principal()?;
     p.check_write()?;
     let tx = begin_write(&app.db).await?;
-    let before = find(&tx, p, id).await?;
+    let before = find_locked(&tx, p, id).await?;
     source::Entity::update_many()
         .col_expr(
             source::Column::WebhookTokenHash,

@@ -1,7 +1,7 @@
 //! Users: creation (by admins, and at bootstrap), updates, listing.
 
 use entity::enums::Role;
-use entity::user;
+use entity::{tenant, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, SqlErr,
@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::app::App;
 use crate::auth::password;
 use crate::context::RequestCtx;
-use crate::db::begin_write;
+use crate::db::{begin_write, one_locked};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
@@ -136,8 +136,10 @@ pub async fn update(
     }
     errors.finish()?;
     let tx = begin_write(&app.db).await?;
-    let before = user::Entity::find_by_id(id)
-        .one(&tx)
+    // The tenant's row is the lock of its set of owners: two owners demoting each other at
+    // once take turns, and the second sees that it would leave no owner.
+    one_locked(&tx, tenant::Entity::find_by_id(p.tenant_id)).await?;
+    let before = one_locked(&tx, user::Entity::find_by_id(id))
         .await?
         .filter(|u| u.tenant_id == p.tenant_id)
         .ok_or(AppError::NotFound)?;
