@@ -546,7 +546,8 @@ pub async fn execute(
         })
         .data(state.clone())
         .data(LazyLoaders::default());
-    let response = state.schema.strict.execute(request).await;
+    let response =
+        crate::graphql::schema::execute_detached(&state.tasks, &state.schema.strict, request).await;
     if !response.errors.is_empty() {
         return Err(envelope::error_from_graphql(&response.errors));
     }

@@ -24,6 +24,7 @@ db_tests!(
     an_assignment_racing_an_update_is_kept,
     owners_demoting_each_other_leave_an_owner,
     a_key_deleted_twice_at_once_is_deleted_once,
+    requests_dropped_mid_transaction_leave_no_transaction_open,
 );
 
 const CREATE: &str = "mutation($i: CreateLeadInput!) { createLead(input: $i) { id firstName lastName customFields tags } }";
@@ -938,4 +939,94 @@ async fn a_key_deleted_twice_at_once_is_deleted_once(app: TestApp) {
         );
         assert_eq!(app.count("audit_log").await, audits + 1, "one audit entry");
     }
+}
+
+/// Holds the lock a write to `lead` needs, from outside the app's pool, until dropped or
+/// committed: the lead's row on PostgreSQL, the database's write lock on SQLite.
+async fn hold_lock(
+    app: &TestApp,
+    lead: &str,
+) -> (sea_orm::DatabaseConnection, sea_orm::DatabaseTransaction) {
+    let conn = app.outside_connection().await;
+    let tx = leadgraph::db::begin_write(&conn).await.expect("begin");
+    if app.is_postgres() {
+        let id = app
+            .state
+            .ids
+            .decode(leadgraph::ids::Kind::Lead, lead)
+            .expect("lead id");
+        tx.execute_unprepared(&format!("SELECT id FROM leads WHERE id = {id} FOR UPDATE"))
+            .await
+            .expect("lock the row");
+    }
+    (conn, tx)
+}
+
+async fn requests_dropped_mid_transaction_leave_no_transaction_open(app: TestApp) {
+    use std::time::Duration;
+    let app = Arc::new(app.sibling(|c| c.request_timeout_ms = 700).await);
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let id = new_lead(&app, &t.key).await;
+    let update =
+        "mutation($id: ID!, $s: Int!) { updateLead(id: $id, input: {score: $s}) { score } }";
+    // Writers wait for a lock held elsewhere: some clients give up (their futures are
+    // dropped), one waits until the server's own timeout answers 503.
+    let (_conn, blocker) = hold_lock(&app, &id).await;
+    for s in 1..=3 {
+        let gone = tokio::time::timeout(
+            Duration::from_millis(150),
+            app.gql(Auth::Key(&t.key), update, json!({"id": id, "s": s})),
+        )
+        .await;
+        assert!(gone.is_err(), "the client gave up first");
+    }
+    let timed_out = app
+        .gql(Auth::Key(&t.key), update, json!({"id": id, "s": 4}))
+        .await;
+    assert_eq!(
+        timed_out.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        timed_out.text
+    );
+    blocker.commit().await.expect("release");
+    // Creates cancelled at random points: in BEGIN, in a statement, in COMMIT.
+    let cancelled = race(60, |i| {
+        let (app, key) = (app.clone(), t.key.clone());
+        async move {
+            let input = json!({"i": {"email": format!("c{i}@example.com"), "firstName": "C", "lastName": "X"}});
+            let wait = Duration::from_micros(500 + (i as u64 * 7919) % 15_000);
+            tokio::time::timeout(wait, app.gql(Auth::Key(&key), CREATE, input)).await.is_err()
+        }
+    })
+    .await;
+    assert!(cancelled.iter().any(|c| *c), "some requests were cancelled");
+    // Executions the clients abandoned finish on their own.
+    app.settle().await;
+    assert_eq!(
+        app.idle_in_transaction().await,
+        0,
+        "no pooled connection left in a transaction"
+    );
+    // Every lead write is whole: one audit entry per lead, each update applied with its entry.
+    let leads = app.count("leads").await;
+    let audited = |action: &str| format!("audit_log WHERE action = '{action}'");
+    assert_eq!(app.count(&audited("lead.create")).await, leads);
+    assert_eq!(
+        app.count(&audited("lead.update")).await,
+        4,
+        "abandoned updates ran to their end"
+    );
+    // Nothing holds the database: a writer from outside the pool gets through, and so does
+    // the app.
+    let outside = app.outside_connection().await;
+    let tx = tokio::time::timeout(Duration::from_secs(3), leadgraph::db::begin_write(&outside))
+        .await
+        .expect("no lock held")
+        .expect("begin");
+    tx.rollback().await.expect("rollback");
+    let r = app
+        .gql(Auth::Key(&t.key), update, json!({"id": id, "s": 9}))
+        .await;
+    assert_eq!(r.data()["updateLead"]["score"], 9);
 }

@@ -20,6 +20,7 @@ use crate::graphql::documents::{Entry, Unparsed};
 use crate::graphql::limits::{Limits, analyze, operation};
 use crate::graphql::loaders::LazyLoaders;
 use crate::graphql::nesting;
+use crate::graphql::schema::execute_detached;
 use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -374,14 +375,15 @@ async fn run(
     entry: Option<Arc<Entry>>,
     introspection: bool,
 ) -> async_graphql::Response {
+    let tasks = &state.tasks;
     let Some(entry) = entry else {
-        return state.schema.strict.execute(request).await;
+        return execute_detached(tasks, &state.schema.strict, request).await;
     };
     // The fast schema's registry also holds federation's types (see `schema.rs`).
     if entry.is_validated() && !introspection {
-        return state.schema.fast.execute(request).await;
+        return execute_detached(tasks, &state.schema.fast, request).await;
     }
-    let response = state.schema.strict.execute(request).await;
+    let response = execute_detached(tasks, &state.schema.strict, request).await;
     // Validation failures and other request errors leave no data; anything else got past it.
     if response.data != async_graphql::Value::Null {
         entry.mark_validated();

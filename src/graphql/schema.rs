@@ -47,6 +47,31 @@ pub struct Mutation(
 /// The executable schema.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
+/// Executes `request` on a task of its own (tracked, so shutdown waits for it) and waits for
+/// the response. When the caller's future is dropped (the client went away, the request timed
+/// out), the execution still runs to its end: a transaction it began is committed or rolled
+/// back before its connection goes back to the pool, never left open there.
+pub async fn execute_detached(
+    tasks: &tokio_util::task::TaskTracker,
+    schema: &AppSchema,
+    request: async_graphql::Request,
+) -> async_graphql::Response {
+    let schema = schema.clone();
+    match tasks
+        .spawn(async move { schema.execute(request).await })
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "GraphQL execution failed");
+            let err = crate::error::AppError::internal(e)
+                .to_graphql()
+                .into_server_error(async_graphql::Pos::default());
+            async_graphql::Response::from_errors(vec![err])
+        }
+    }
+}
+
 /// The schema twice: with every validation rule, and with async-graphql's fast mode (fragment
 /// cycles and uploads only), for documents already known to be valid.
 pub struct Schemas {

@@ -271,6 +271,35 @@ impl TestApp {
         row.try_get::<i64>("", "n").expect("count")
     }
 
+    /// Server sessions of this PostgreSQL test database left inside a transaction with no
+    /// statement running ("idle in transaction"); always 0 on SQLite.
+    pub async fn idle_in_transaction(&self) -> i64 {
+        let Backend::Postgres { admin_url, name } = &self.backend else {
+            return 0;
+        };
+        let admin = Database::connect(admin_url.as_str())
+            .await
+            .expect("connect to the PostgreSQL server");
+        let row = admin
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+                [name.clone().into()],
+            ))
+            .await
+            .expect("pg_stat_activity")
+            .expect("a row");
+        admin.close().await.ok();
+        row.try_get::<i64>("", "n").expect("count")
+    }
+
+    /// A connection of the test's own to its database, outside the app's pool.
+    pub async fn outside_connection(&self) -> DatabaseConnection {
+        Database::connect(self.state.config.database_url())
+            .await
+            .expect("connect to the test database")
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.backend, Backend::Postgres { .. })
     }
