@@ -1,6 +1,8 @@
 //! Per-request context shared by GraphQL resolvers and REST handlers: who is calling, from where.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 
 use crate::auth::principal::Principal;
 use crate::error::AppError;
@@ -14,6 +16,9 @@ pub struct RequestCtx {
     pub ip: Option<IpAddr>,
     /// The request's ID (`X-Request-Id`).
     pub request_id: String,
+    /// Credential checks (passwords, refresh tokens) made so far, shared by a batch's
+    /// operations: each beyond the first counts against the IP's rate limit.
+    pub credential_checks: Arc<AtomicU32>,
 }
 
 impl RequestCtx {

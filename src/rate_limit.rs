@@ -135,12 +135,28 @@ pub enum Decision {
     Refused(Budget, u64),
 }
 
+/// Failed logins an account may have in [`FAILURE_WINDOW`] before its logins are refused.
+pub const MAX_LOGIN_FAILURES: u32 = 10;
+/// The window failed logins are counted over, from the first of them.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Accounts whose failures are tracked at most; past it new ones are not recorded until the
+/// periodic upkeep forgets expired ones, so guesses at ever-new emails cost bounded memory
+/// (the per-IP limit still counts them).
+const MAX_TRACKED_ACCOUNTS: usize = 100_000;
+
+/// Failed logins per account: `(failures, first failure)` by normalised email.
+#[derive(Default)]
+struct LoginFailures {
+    accounts: std::sync::Mutex<std::collections::HashMap<String, (u32, Nanos)>>,
+}
+
 /// Every limiter of the process.
 pub struct RateLimits {
     /// The clock all limiters share.
     pub clock: Clock,
     per_ip: Option<(Keyed<IpAddr>, Rate)>,
     tenants: Option<TenantLimiters>,
+    login_failures: LoginFailures,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -184,6 +200,53 @@ impl RateLimits {
             clock,
             per_ip,
             tenants,
+            login_failures: LoginFailures::default(),
+        }
+    }
+
+    /// Counts one more credential check (password, refresh token) of a request against its
+    /// IP's budget. The request's own unit, counted by the middleware, covers its first check;
+    /// each further one (aliased or batched `login` fields) costs one more.
+    pub fn charge_credential_check(&self, rc: &crate::context::RequestCtx) -> Result<(), AppError> {
+        if rc.credential_checks.fetch_add(1, Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        match rc.ip.and_then(|ip| self.check_ip(ip)) {
+            Some(Decision::Refused(_, retry_after)) => Err(AppError::RateLimited { retry_after }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Seconds until `account` may try to log in again, when its failures are used up.
+    pub fn login_refused(&self, account: &str) -> Option<u64> {
+        let now = self.clock.now();
+        let accounts = self.login_failures.accounts.lock().ok()?;
+        let (failures, since) = *accounts.get(account)?;
+        let elapsed = Duration::from(now.saturating_sub(since));
+        (failures >= MAX_LOGIN_FAILURES && elapsed < FAILURE_WINDOW)
+            .then(|| ceil_secs(FAILURE_WINDOW - elapsed).max(1))
+    }
+
+    /// Records a failed login of `account`.
+    pub fn login_failed(&self, account: &str) {
+        let now = self.clock.now();
+        let Ok(mut accounts) = self.login_failures.accounts.lock() else {
+            return;
+        };
+        if accounts.len() >= MAX_TRACKED_ACCOUNTS && !accounts.contains_key(account) {
+            return;
+        }
+        let entry = accounts.entry(account.to_owned()).or_insert((0, now));
+        if Duration::from(now.saturating_sub(entry.1)) >= FAILURE_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+    }
+
+    /// Forgets `account`'s failures after a successful login.
+    pub fn login_succeeded(&self, account: &str) {
+        if let Ok(mut accounts) = self.login_failures.accounts.lock() {
+            accounts.remove(account);
         }
     }
 
@@ -239,6 +302,12 @@ impl RateLimits {
         }
         for (_, l, _) in self.tenants.iter().flatten() {
             l.retain_recent();
+        }
+        let now = self.clock.now();
+        if let Ok(mut accounts) = self.login_failures.accounts.lock() {
+            accounts.retain(|_, (_, since)| {
+                Duration::from(now.saturating_sub(*since)) < FAILURE_WINDOW
+            });
         }
     }
 }

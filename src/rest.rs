@@ -543,6 +543,7 @@ pub async fn execute(
             principal,
             ip,
             request_id,
+            credential_checks: Default::default(),
         })
         .data(state.clone())
         .data(LazyLoaders::default());

@@ -32,6 +32,8 @@ db_tests!(
     plan_budget_headers_over_a_sequence,
     keys_of_a_tenant_share_one_budget,
     failed_logins_are_throttled_per_ip,
+    every_credential_check_counts_against_the_ip,
+    failed_logins_are_limited_per_account,
     forwarded_for_counts_only_behind_a_trusted_proxy,
     documents_over_a_limit_are_refused,
     the_named_operation_is_the_one_checked_and_run,
@@ -675,4 +677,104 @@ async fn fragment_expansion_and_introspection_are_bounded() {
             .is_some_and(|t| t.len() > 20)
     );
     still_answers(&app).await;
+}
+
+async fn every_credential_check_counts_against_the_ip(app: TestApp) {
+    let app = limited(app, 30).await;
+    // Two batched operations of 20 aliased logins each: 40 password checks in one request.
+    let op = |n: usize| {
+        let fields: Vec<String> = (0..20)
+            .map(|i| {
+                format!(
+                    r#"l{i}: login(email: "nobody-{n}-{i}@example.com", password: "guess-{i}") {{ token }}"#
+                )
+            })
+            .collect();
+        json!({"query": format!("mutation {{ {} }}", fields.join(" "))})
+    };
+    let r = app
+        .request_from(
+            "203.0.113.20:1".parse().expect("addr"),
+            Method::POST,
+            "/graphql",
+            &[("content-type", "application/json")],
+            Body::from(json!([op(0), op(1)]).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let codes: Vec<&str> = r
+        .body
+        .as_array()
+        .expect("batch")
+        .iter()
+        .flat_map(|resp| resp["errors"].as_array().cloned().unwrap_or_default())
+        .map(|e| match e["extensions"]["code"].as_str() {
+            Some("RATE_LIMITED") => "RATE_LIMITED",
+            Some(_) => "checked",
+            None => "none",
+        })
+        .collect();
+    assert_eq!(codes.len(), 40, "{}", r.text);
+    // The request's own unit covers the first check; the 29 left cover 29 more.
+    assert_eq!(
+        codes.iter().filter(|c| **c == "checked").count(),
+        30,
+        "{}",
+        r.text
+    );
+    assert_eq!(codes.iter().filter(|c| **c == "RATE_LIMITED").count(), 10);
+    let r = app
+        .request_from(
+            "203.0.113.20:1".parse().expect("addr"),
+            Method::POST,
+            "/graphql",
+            &[("content-type", "application/json")],
+            Body::from(op(2).to_string()),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address's budget is spent"
+    );
+}
+
+async fn failed_logins_are_limited_per_account(app: TestApp) {
+    let app = limited(app, 1000).await;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let other = app.user(&t, entity::enums::Role::Member).await;
+    let login = |email: String, password: &'static str, n: u32| {
+        let app = &app;
+        async move {
+            let body = json!({"email": email, "password": password}).to_string();
+            app.request_from(
+                format!("198.51.100.{n}:1").parse().expect("addr"),
+                Method::POST,
+                "/v1/auth/login",
+                &[("content-type", "application/json")],
+                Body::from(body),
+            )
+            .await
+        }
+    };
+    // Ten wrong passwords, each from another address.
+    for n in 1..=10 {
+        let r = login(t.owner.email.clone(), "wrong", n).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "guess {n}");
+    }
+    // The account is closed to logins, even with the right password, from anywhere.
+    let r = login(t.owner.email.to_uppercase(), "owner-password", 11).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert_eq!(r.body["error"], "RATE_LIMITED");
+    assert_eq!(r.header("retry-after"), Some("900"));
+    // Other accounts are not.
+    let r = login(other.email.clone(), "user-password", 12).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // When the window has passed, the right password works again.
+    app.state
+        .limits
+        .clock
+        .advance(std::time::Duration::from_secs(15 * 60));
+    let r = login(t.owner.email.clone(), "owner-password", 13).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }

@@ -316,6 +316,7 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
         principal,
         ip,
         request_id,
+        credential_checks: Default::default(),
     };
     // One set of loaders for the whole batch, as async-graphql's own batch execution shares it.
     let loaders = LazyLoaders::default();

@@ -103,6 +103,10 @@ fn access_token(app: &App, u: &user::Model) -> AppResult<(String, DateTime<Utc>)
 /// the same argon2 work.
 pub async fn login(app: &App, rc: &RequestCtx, email: &str, password: &str) -> AppResult<Session> {
     let email = crate::service::user::normalize_email(email);
+    app.limits.charge_credential_check(rc)?;
+    if let Some(retry_after) = app.limits.login_refused(&email) {
+        return Err(AppError::RateLimited { retry_after });
+    }
     let found = if email.is_empty()
         || email.len() > crate::service::validate::EMAIL_MAX
         || email.contains('\0')
@@ -120,8 +124,12 @@ pub async fn login(app: &App, rc: &RequestCtx, email: &str, password: &str) -> A
     let ok = password::verify_async(password.to_owned(), phc).await?;
     let user = match found {
         Some(u) if ok && u.active => u,
-        _ => return Err(AppError::InvalidCredentials),
+        _ => {
+            app.limits.login_failed(&email);
+            return Err(AppError::InvalidCredentials);
+        }
     };
+    app.limits.login_succeeded(&email);
     let family = uuid::Uuid::new_v4().to_string();
     let tx = begin_write(&app.db).await?;
     let (refresh, _) = insert_refresh(&tx, user.id, &family).await?;
@@ -163,6 +171,7 @@ async fn find(app: &App, token: &str) -> AppResult<refresh_token::Model> {
 /// Rotates a refresh token. Presenting one that was already used or revoked revokes its
 /// whole family and answers `REVOKED_TOKEN`; of concurrent refreshes of one token, one wins.
 pub async fn refresh(app: &App, rc: &RequestCtx, token: &str) -> AppResult<Session> {
+    app.limits.charge_credential_check(rc)?;
     let current = find(app, token).await?;
     if current.revoked_at.is_some() || current.replaced_by.is_some() {
         let tx = begin_write(&app.db).await?;
@@ -216,6 +225,7 @@ pub async fn refresh(app: &App, rc: &RequestCtx, token: &str) -> AppResult<Sessi
 
 /// Revokes the family of a refresh token.
 pub async fn logout(app: &App, rc: &RequestCtx, token: &str) -> AppResult<()> {
+    app.limits.charge_credential_check(rc)?;
     let current = find(app, token).await?;
     let user = user::Entity::find_by_id(current.user_id)
         .one(&app.db)
