@@ -209,6 +209,16 @@ pub struct Config {
     )]
     pub usage_flush_secs: u64,
 
+    /// How long a rotated refresh token may still be presented by a concurrent refresh (two
+    /// open tabs) and get a token of the same session, instead of revoking the session as reuse.
+    #[arg(
+        long,
+        env = "LEADGRAPH_REFRESH_REUSE_INTERVAL_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub refresh_reuse_interval_ms: u64,
+
     /// Largest accepted request body, in bytes (413 beyond it).
     #[arg(long, env = "LEADGRAPH_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_body_bytes: usize,

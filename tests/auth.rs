@@ -33,6 +33,9 @@ db_tests!(
     impersonation_rules,
     me_describes_the_caller,
     user_management_rules,
+    access_tokens_end_with_their_session,
+    access_tokens_end_when_the_user_is_deactivated_or_re_roled,
+    tokens_not_yet_valid_are_refused,
 );
 
 fn claims(token: &str) -> Value {
@@ -1015,4 +1018,104 @@ async fn user_management_rules(app: TestApp) {
         .gql(Auth::Key(&t.key), "{ users { email } }", json!({}))
         .await;
     assert_eq!(r.data()["users"].as_array().map(Vec::len), Some(5));
+}
+
+async fn access_tokens_end_with_their_session(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let other = app.login(&t.owner.email, "owner-password").await;
+    // Logging out ends the access token of that login at once, not after its hour.
+    app.gql(Auth::Bearer(&t.owner.token), ME, json!({}))
+        .await
+        .data();
+    let r = app
+        .gql(
+            Auth::None,
+            "mutation($t: String!) { logout(refreshToken: $t) }",
+            json!({"t": t.owner.refresh_token}),
+        )
+        .await;
+    assert_eq!(r.data()["logout"], true);
+    assert_401(
+        &app.gql(Auth::Bearer(&t.owner.token), ME, json!({})).await,
+        "REVOKED_TOKEN",
+    );
+    // The other login of the same user goes on.
+    app.gql(Auth::Bearer(&other.token), ME, json!({}))
+        .await
+        .data();
+    // Reusing a refresh token ends every access token of that login, old and new.
+    let r = refresh(&app, &other.refresh_token).await;
+    let newer = r.data()["refreshSession"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    app.gql(Auth::Bearer(&newer), ME, json!({})).await.data();
+    assert_401(&refresh(&app, &other.refresh_token).await, "REVOKED_TOKEN");
+    for token in [&other.token, &newer] {
+        assert_401(
+            &app.gql(Auth::Bearer(token), ME, json!({})).await,
+            "REVOKED_TOKEN",
+        );
+    }
+}
+
+async fn access_tokens_end_when_the_user_is_deactivated_or_re_roled(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let member = app.user(&t, Role::Member).await;
+    let set = |input: &'static str| {
+        let (app, owner, id) = (&app, t.owner.token.clone(), member.id.clone());
+        async move {
+            app.gql(
+                Auth::Bearer(&owner),
+                &format!("mutation($id: ID!) {{ updateUser(id: $id, input: {input}) {{ id }} }}"),
+                json!({"id": id}),
+            )
+            .await
+            .data()
+            .clone()
+        }
+    };
+    set("{active: false}").await;
+    set("{active: true}").await;
+    // Reactivation revives neither the access token nor the refresh token issued before.
+    assert_401(
+        &app.gql(Auth::Bearer(&member.token), ME, json!({})).await,
+        "REVOKED_TOKEN",
+    );
+    assert_401(&refresh(&app, &member.refresh_token).await, "REVOKED_TOKEN");
+    // A new login works, until the user's role changes.
+    let again = app.login(&member.email, "user-password").await;
+    app.gql(Auth::Bearer(&again.token), ME, json!({}))
+        .await
+        .data();
+    set("{role: ADMIN}").await;
+    assert_401(
+        &app.gql(Auth::Bearer(&again.token), ME, json!({})).await,
+        "REVOKED_TOKEN",
+    );
+    assert_401(&refresh(&app, &again.refresh_token).await, "REVOKED_TOKEN");
+    // A rename is no reason to end sessions.
+    let admin = app.login(&member.email, "user-password").await;
+    set("{name: \"Renamed\"}").await;
+    app.gql(Auth::Bearer(&admin.token), ME, json!({}))
+        .await
+        .data();
+}
+
+async fn tokens_not_yet_valid_are_refused(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let secret = jwt_secret(&app).await;
+    let mut c = claims(&t.owner.token);
+    assert!(c["nbf"].is_i64(), "tokens say when they start: {c}");
+    c["nbf"] = json!(chrono::Utc::now().timestamp() + 3600);
+    let early = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &c,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign");
+    assert_401(
+        &app.gql(Auth::Bearer(&early), ME, json!({})).await,
+        "INVALID_TOKEN",
+    );
 }

@@ -17,6 +17,9 @@ pub struct Model {
     pub role: Role,
     pub password_hash: String,
     pub active: bool,
+    /// Moved on when the user's sessions are revoked; access tokens carry the epoch they were
+    /// issued in.
+    pub session_epoch: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

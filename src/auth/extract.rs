@@ -233,7 +233,13 @@ async fn session_principal(
         .await?
         .filter(|u| u.tenant_id == tenant_id)
         .ok_or(AppError::InvalidToken)?;
-    if !user.active {
+    // Deactivation and role changes move the epoch on; reactivation does not move it back.
+    if !user.active || claims.epoch != user.session_epoch {
+        return Err(AppError::RevokedToken);
+    }
+    if let Some(family) = &claims.sid
+        && !crate::service::session::family_live(&app.db, family).await?
+    {
         return Err(AppError::RevokedToken);
     }
     if headers.contains_key(ON_BEHALF_OF) {

@@ -1,4 +1,5 @@
-//! Access tokens: HS256 JWTs (algorithm pinned) with `iss`, `aud`, `sub`, `tid`, `iat`, `exp`, `jti`.
+//! Access tokens: HS256 JWTs (algorithm pinned) with `iss`, `aud`, `sub`, `tid`, `iat`, `nbf`,
+//! `exp`, `jti`, and the session they belong to (`sid`, `epoch`), checked per request.
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -26,10 +27,33 @@ pub struct Claims {
     pub tid: String,
     /// Issued at (seconds since the epoch).
     pub iat: i64,
+    /// Not before (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     /// Expiry (seconds since the epoch).
     pub exp: i64,
     /// Token ID.
     pub jti: String,
+    /// The refresh-token family (login) the token was issued for: logging out or reusing a
+    /// refresh token revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The user's session epoch when issued: deactivation or a role change moves it on.
+    #[serde(default)]
+    pub epoch: i64,
+}
+
+/// What an access token is issued for.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The user's opaque ID.
+    pub user: &'a str,
+    /// The tenant's opaque ID.
+    pub tenant: &'a str,
+    /// The refresh-token family.
+    pub family: &'a str,
+    /// The user's session epoch.
+    pub epoch: i64,
 }
 
 /// Signing and verification keys.
@@ -55,6 +79,7 @@ impl JwtKeys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
+        validation.validate_nbf = true;
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -63,16 +88,19 @@ impl JwtKeys {
     }
 
     /// Issues an access token; returns it with its expiry (seconds since the epoch).
-    pub fn issue(&self, user: &str, tenant: &str) -> Result<(String, i64), AppError> {
+    pub fn issue(&self, subject: Subject<'_>) -> Result<(String, i64), AppError> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
-            sub: user.to_owned(),
-            tid: tenant.to_owned(),
+            sub: subject.user.to_owned(),
+            tid: subject.tenant.to_owned(),
             iat: now,
+            nbf: Some(now),
             exp: now + TTL_SECS,
             jti: uuid::Uuid::new_v4().to_string(),
+            sid: Some(subject.family.to_owned()),
+            epoch: subject.epoch,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(AppError::internal)?;

@@ -6,14 +6,16 @@ use entity::refresh_token;
 use entity::user;
 use rand::{RngCore, TryRngCore};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter,
 };
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::auth::jwt::Subject;
 use crate::auth::password;
 use crate::context::RequestCtx;
-use crate::db::begin_write;
+use crate::db::{begin_write, one_locked};
 use crate::error::{AppError, AppResult};
 use crate::ids::Kind;
 use crate::service::audit::{self, Actor, Entry};
@@ -88,11 +90,13 @@ async fn insert_refresh<C: ConnectionTrait>(
     Ok((token, row))
 }
 
-fn access_token(app: &App, u: &user::Model) -> AppResult<(String, DateTime<Utc>)> {
-    let (token, exp) = app.jwt.issue(
-        &app.ids.encode(Kind::User, u.id),
-        &app.ids.encode(Kind::Tenant, u.tenant_id),
-    )?;
+fn access_token(app: &App, u: &user::Model, family: &str) -> AppResult<(String, DateTime<Utc>)> {
+    let (token, exp) = app.jwt.issue(Subject {
+        user: &app.ids.encode(Kind::User, u.id),
+        tenant: &app.ids.encode(Kind::Tenant, u.tenant_id),
+        family,
+        epoch: u.session_epoch,
+    })?;
     Ok((
         token,
         DateTime::from_timestamp(exp, 0).unwrap_or_else(Utc::now),
@@ -135,13 +139,27 @@ pub async fn login(app: &App, rc: &RequestCtx, email: &str, password: &str) -> A
     let (refresh, _) = insert_refresh(&tx, user.id, &family).await?;
     record(&tx, rc, &user, "session.login").await?;
     tx.commit().await?;
-    let (token, expires_at) = access_token(app, &user)?;
+    let (token, expires_at) = access_token(app, &user, &family)?;
     Ok(Session {
         token,
         expires_at,
         refresh_token: refresh,
         user,
     })
+}
+
+/// Revokes every refresh token of a user.
+pub async fn revoke_user<C: ConnectionTrait>(db: &C, user_id: i64) -> AppResult<()> {
+    refresh_token::Entity::update_many()
+        .col_expr(
+            refresh_token::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(refresh_token::Column::UserId.eq(user_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 async fn revoke_family<C: ConnectionTrait>(db: &C, family_id: &str) -> AppResult<()> {
@@ -169,58 +187,65 @@ async fn find(app: &App, token: &str) -> AppResult<refresh_token::Model> {
 }
 
 /// Rotates a refresh token. Presenting one that was already used or revoked revokes its
-/// whole family and answers `REVOKED_TOKEN`; of concurrent refreshes of one token, one wins.
+/// whole family and answers `REVOKED_TOKEN`, except a token rotated less than
+/// `--refresh-reuse-interval-ms` ago whose session is still live: that is a concurrent refresh
+/// (two tabs), and it gets a token of the same session too.
 pub async fn refresh(app: &App, rc: &RequestCtx, token: &str) -> AppResult<Session> {
     app.limits.charge_credential_check(rc)?;
-    let current = find(app, token).await?;
-    if current.revoked_at.is_some() || current.replaced_by.is_some() {
-        let tx = begin_write(&app.db).await?;
+    let found = find(app, token).await?;
+    let tx = begin_write(&app.db).await?;
+    // Concurrent refreshes of one token take turns on its row.
+    let current = one_locked(&tx, refresh_token::Entity::find_by_id(found.id))
+        .await?
+        .ok_or(AppError::InvalidToken)?;
+    let now = Utc::now();
+    let rotated_recently = current.replaced_by.is_some()
+        && current.revoked_at.is_some_and(|at| {
+            now.signed_duration_since(at).num_milliseconds()
+                < app.config.refresh_reuse_interval_ms as i64
+        });
+    if current.revoked_at.is_some()
+        && !(rotated_recently && family_live(&tx, &current.family_id).await?)
+    {
         revoke_family(&tx, &current.family_id).await?;
         tx.commit().await?;
         return Err(AppError::RevokedToken);
     }
-    if current.expires_at <= Utc::now() {
+    if current.expires_at <= now {
         return Err(AppError::ExpiredToken);
     }
     let user = user::Entity::find_by_id(current.user_id)
-        .one(&app.db)
+        .one(&tx)
         .await?
         .filter(|u| u.active)
         .ok_or(AppError::RevokedToken)?;
-
-    let tx = begin_write(&app.db).await?;
     let (next, next_row) = insert_refresh(&tx, user.id, &current.family_id).await?;
-    // Conditional on the token still being unused, so only one concurrent refresh succeeds.
-    let claimed = refresh_token::Entity::update_many()
-        .col_expr(
-            refresh_token::Column::RevokedAt,
-            sea_orm::sea_query::Expr::value(Utc::now()),
-        )
-        .col_expr(
-            refresh_token::Column::ReplacedBy,
-            sea_orm::sea_query::Expr::value(next_row.id),
-        )
-        .filter(refresh_token::Column::Id.eq(current.id))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .filter(refresh_token::Column::ReplacedBy.is_null())
-        .exec(&tx)
-        .await?;
-    if claimed.rows_affected != 1 {
-        tx.rollback().await?;
-        let tx = begin_write(&app.db).await?;
-        revoke_family(&tx, &current.family_id).await?;
-        tx.commit().await?;
-        return Err(AppError::RevokedToken);
+    if current.revoked_at.is_none() {
+        let mut row: refresh_token::ActiveModel = current.clone().into();
+        row.revoked_at = Set(Some(now));
+        row.replaced_by = Set(Some(next_row.id));
+        row.update(&tx).await?;
     }
     record(&tx, rc, &user, "session.refresh").await?;
     tx.commit().await?;
-    let (token, expires_at) = access_token(app, &user)?;
+    let (token, expires_at) = access_token(app, &user, &current.family_id)?;
     Ok(Session {
         token,
         expires_at,
         refresh_token: next,
         user,
     })
+}
+
+/// Whether a login's refresh-token family still has an unrevoked token: logging out and
+/// reusing a refresh token revoke them all, and the access tokens of that login with them.
+pub async fn family_live<C: ConnectionTrait>(db: &C, family_id: &str) -> AppResult<bool> {
+    let live = refresh_token::Entity::find()
+        .filter(refresh_token::Column::FamilyId.eq(family_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .count(db)
+        .await?;
+    Ok(live > 0)
 }
 
 /// Revokes the family of a refresh token.

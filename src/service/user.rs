@@ -173,6 +173,13 @@ pub async fn update(
     if let Some(active) = patch.active {
         row.active = Set(active);
     }
+    // A deactivated or re-roled user's sessions end: their refresh tokens are revoked and the
+    // access tokens issued before carry an older epoch.
+    let revoke = patch.active == Some(false) || patch.role.is_some_and(|r| r != before.role);
+    if revoke {
+        row.session_epoch = Set(before.session_epoch + 1);
+        crate::service::session::revoke_user(&tx, id).await?;
+    }
     row.updated_at = Set(chrono::Utc::now());
     let after = row.update(&tx).await?;
     audit::record(

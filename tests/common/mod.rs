@@ -203,6 +203,8 @@ impl TestApp {
         // Rate limits are tested on purpose (tests/limits.rs); elsewhere they would get in the way.
         config.rate_limit_per_ip = 0;
         config.tenant_rate_limits = false;
+        // Reuse detection is tested as if every reuse came late; the interval is tested on purpose.
+        config.refresh_reuse_interval_ms = 0;
         f(&mut config);
         let mut db = leadgraph::db::connect(&config)
             .await
