@@ -232,6 +232,25 @@ pub struct Config {
     )]
     pub request_timeout_ms: u64,
 
+    /// Milliseconds a client has to send a request's headers, on a new connection and between
+    /// requests on a kept-alive one; then the connection is closed.
+    #[arg(
+        long,
+        env = "LEADGRAPH_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub header_read_timeout_ms: u64,
+
+    /// The most bytes of a request's line and headers (8 KiB at least); longer is `431`.
+    #[arg(
+        long,
+        env = "LEADGRAPH_MAX_HEADER_BYTES",
+        default_value_t = 16 * 1024,
+        global = true
+    )]
+    pub max_header_bytes: usize,
+
     /// Requests served at once; further requests are refused with 503 at once.
     #[arg(
         long,
@@ -370,6 +389,15 @@ impl Config {
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
             (cores * 4).max(8)
         })
+    }
+
+    /// The connection limits in force.
+    pub fn transport(&self) -> crate::transport::Limits {
+        crate::transport::Limits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+            max_header_bytes: self.max_header_bytes,
+            shutdown_grace: self.request_timeout(),
+        }
     }
 
     /// Request timeout as a duration.

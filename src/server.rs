@@ -3,15 +3,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::serve::{ListenerExt, TapIo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use crate::app::{App, AppState, build_router};
 use crate::config::{Cli, Command, Config, LogFormat};
 use crate::error::AppError;
 use crate::service::tenant;
-use crate::{db, graphql};
+use crate::{db, graphql, transport};
 
 /// Installs the global tracing subscriber (text or JSON lines).
 pub fn init_tracing(config: &Config) {
@@ -116,11 +115,11 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let no_bootstrap = config.no_bootstrap;
     let bind = config.bind;
     let metrics_bind = config.metrics_bind;
+    let limits = config.transport();
     let state = open(config).await?;
     // Listen first, so the address printed below already answers.
     let listener = TcpListener::bind(bind).await?;
     tracing::info!(address = %listener.local_addr()?, "leadgraph listening");
-    let listener = no_delay(listener);
     if !no_bootstrap
         && let Some(b) = tenant::bootstrap_if_empty(&state, admin_email, admin_password)
             .await
@@ -133,20 +132,17 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await?;
             tracing::info!(address = %listener.local_addr()?, "metrics listening");
-            let listener = no_delay(listener);
             let router = crate::app::metrics_router(state.clone());
-            Some(tokio::spawn(
-                async move { axum::serve(listener, router).await },
-            ))
+            Some(tokio::spawn(transport::serve(
+                listener,
+                router,
+                limits,
+                std::future::pending(),
+            )))
         }
         None => None,
     };
-    axum::serve(
-        listener,
-        build_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    transport::serve(listener, build_router(state.clone()), limits, shutdown_signal()).await;
     flusher.abort();
     if let Some(m) = metrics_server {
         m.abort();
@@ -158,16 +154,6 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("leadgraph stopped");
     Ok(())
-}
-
-/// Accepts connections with Nagle's algorithm off: a response hyper writes in more than one
-/// piece must not wait for the client's (possibly delayed) ACK of the first.
-fn no_delay(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
-    listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    })
 }
 
 fn print_welcome(b: &tenant::Bootstrapped, bind: SocketAddr) {
@@ -221,22 +207,4 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::serve::Listener;
-
-    #[tokio::test]
-    async fn accepted_connections_have_nagle_off() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut listener = no_delay(listener);
-        let client = TcpStream::connect(addr).await.expect("connect");
-        let (server_side, _) = listener.accept().await;
-        assert!(server_side.nodelay().expect("nodelay"));
-        // The default it changes: Nagle on.
-        assert!(!client.nodelay().expect("nodelay"));
-    }
 }

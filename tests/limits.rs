@@ -778,3 +778,89 @@ async fn failed_logins_are_limited_per_account(app: TestApp) {
     let r = login(t.owner.email.clone(), "owner-password", 13).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
+
+/// Serves the app on a real socket with short transport limits; returns its address.
+async fn serve_for_real(app: &TestApp, header_read_timeout_ms: u64) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let limits = leadgraph::transport::Limits {
+        header_read_timeout: std::time::Duration::from_millis(header_read_timeout_ms),
+        max_header_bytes: 16 * 1024,
+        shutdown_grace: std::time::Duration::from_secs(1),
+    };
+    tokio::spawn(leadgraph::transport::serve(
+        listener,
+        app.router.clone(),
+        limits,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// Reads until the server closes the connection (or `within` passes); returns what came.
+async fn read_until_closed(
+    s: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| String::from_utf8_lossy(&all).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_oversized_headers_are_cut_off() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::sqlite().await;
+    let addr = serve_for_real(&app, 300).await;
+    // Half a request's headers: the connection is closed once the timeout passes.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let closed = read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "a slow client is cut off");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // A kept-alive connection idle after its request is closed too.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let got = read_until_closed(&mut idle, Duration::from_secs(5))
+        .await
+        .expect("closed after idling");
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    // Headers over the limit are refused.
+    let mut big = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let _ = big.write_all(request.as_bytes()).await;
+    let got = read_until_closed(&mut big, Duration::from_secs(5))
+        .await
+        .unwrap_or_default();
+    assert!(got.starts_with("HTTP/1.1 431"), "{got}");
+    // Meanwhile ordinary clients are served.
+    let mut ok = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let got = read_until_closed(&mut ok, Duration::from_secs(5))
+        .await
+        .expect("answer");
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+}
