@@ -34,9 +34,9 @@ pub mod rest;
 pub mod seed;
 /// Process start-up: logging, serving, shutdown.
 pub mod server;
-/// Serving HTTP connections with transport limits.
-pub mod transport;
 /// Services: the only code that queries the database.
 pub mod service;
 /// SQLite's allocator: mimalloc, without memory statistics.
 pub mod sqlite_heap;
+/// Serving HTTP connections with transport limits.
+pub mod transport;

@@ -4,7 +4,7 @@
 //!
 //! Headers on every response: `X-RateLimit-Limit` (requests per minute), `X-RateLimit-Remaining`
 //! (requests that may be sent at once now), `X-RateLimit-Reset` (seconds until the budget is
-//! full again). The tenant's budget is reported for authenticated requests, the IP's otherwise.
+//! full again). Of the IP's and the tenant's budgets, the one with less left is reported.
 //! Limits are per process.
 
 use std::net::IpAddr;
@@ -392,7 +392,12 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     if let Ok(Some(p)) = &outcome {
         match state.limits.check_tenant(p) {
             Some(Decision::Refused(b, retry)) => return refuse(graphql, "tenant", b, retry),
-            Some(Decision::Allowed(b)) => budget = Some(b),
+            // The headers describe the limit that binds first: the one with less left.
+            Some(Decision::Allowed(b)) => {
+                if budget.is_none_or(|ip| b.remaining <= ip.remaining) {
+                    budget = Some(b);
+                }
+            }
             None => {}
         }
     }

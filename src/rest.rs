@@ -365,6 +365,14 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AppError> {
+    // Authentication, then scope and plan, then the input: a read key's invalid create is 403.
+    let principal = if route.auth {
+        let p = auth?.ok_or(AppError::MissingToken)?;
+        route.guard(&p)?;
+        Some(p)
+    } else {
+        None
+    };
     let params = check_query(route.query, query.as_deref())?;
     let mut vars = Map::new();
     if let Some(id) = path.get("id") {
@@ -385,13 +393,45 @@ async fn handle(
     } else if route.op == "stats" && !params.is_empty() {
         vars.insert("filter".into(), Value::Object(params.clone()));
     }
-    let principal = if route.auth {
-        Some(auth?.ok_or(AppError::MissingToken)?)
-    } else {
-        None
-    };
-    let data = execute(&state, route.op, vars, principal, ip, request_id).await?;
+    let data = execute(&state, route.op, vars, principal, ip, request_id)
+        .await
+        .map_err(|e| name_query_errors(route, e))?;
     reply(route, data, &params)
+}
+
+impl Route {
+    /// The scope, plan and session checks of the operation, run before its input is read
+    /// (the operation's guards run them again).
+    fn guard(&self, p: &Principal) -> Result<(), AppError> {
+        if self.tag == "api-keys" {
+            p.check_session()
+        } else if self.method != Method::GET && self.tag != "auth" {
+            p.check_write()
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A list's refusals of its arguments, named after the query parameters they came from
+/// (`cursor`, `sourceId` …) and answered `400` as bad parameters.
+fn name_query_errors(route: &Route, e: AppError) -> AppError {
+    match e {
+        AppError::Validation(fields) if !route.query.is_empty() => AppError::BadQuery(
+            fields
+                .into_iter()
+                .map(|mut f| {
+                    f.field = match f.field.as_str() {
+                        "after" | "before" => "cursor".to_owned(),
+                        "first" => "limit".to_owned(),
+                        other => other.strip_prefix("filter.").unwrap_or(other).to_owned(),
+                    };
+                    f
+                })
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// Adds the lead checks that need no database to the shape errors, so one answer lists

@@ -142,7 +142,13 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
-    transport::serve(listener, build_router(state.clone()), limits, shutdown_signal()).await;
+    transport::serve(
+        listener,
+        build_router(state.clone()),
+        limits,
+        shutdown_signal(),
+    )
+    .await;
     flusher.abort();
     if let Some(m) = metrics_server {
         m.abort();

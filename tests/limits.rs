@@ -34,6 +34,7 @@ db_tests!(
     failed_logins_are_throttled_per_ip,
     every_credential_check_counts_against_the_ip,
     failed_logins_are_limited_per_account,
+    headers_describe_the_limit_that_binds,
     forwarded_for_counts_only_behind_a_trusted_proxy,
     documents_over_a_limit_are_refused,
     the_named_operation_is_the_one_checked_and_run,
@@ -816,7 +817,8 @@ async fn read_until_closed(
         }
     })
     .await;
-    read.ok().map(|()| String::from_utf8_lossy(&all).into_owned())
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&all).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -863,4 +865,35 @@ async fn slow_idle_and_oversized_headers_are_cut_off() {
         .await
         .expect("answer");
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+}
+
+async fn headers_describe_the_limit_that_binds(app: TestApp) {
+    let app = limited(app, 5).await;
+    let t = app.tenant("Acme", Plan::Team).await;
+    // The team plan allows 500 at once, the address 5: the address's budget is reported.
+    let headers = [("x-api-key", t.key.as_str())];
+    let list = || {
+        app.request_from(
+            "203.0.113.50:1".parse().expect("addr"),
+            Method::GET,
+            "/v1/leads",
+            &headers,
+            Body::empty(),
+        )
+    };
+    for left in (0..5).rev() {
+        let r = list().await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            budget(&r),
+            (
+                Some("5"),
+                Some(left.to_string().as_str()),
+                r.header("x-ratelimit-reset")
+            ),
+            "{left}"
+        );
+    }
+    let r = list().await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 }

@@ -85,6 +85,10 @@ db_tests!(
     auth_routes_and_me,
     inbound_webhooks,
     openapi_document_lists_every_route,
+    scope_and_plan_are_checked_before_the_body,
+    bad_cursors_and_filter_ids_are_refused_by_name,
+    nulls_mean_not_given_on_create_and_clear_on_update,
+    a_second_credential_fails_the_request,
 );
 
 async fn lead_crud_with_the_envelope(app: TestApp) {
@@ -1080,4 +1084,191 @@ async fn internal_errors_are_500_without_internals(app: TestApp) {
         .await;
     assert_eq!(g.code(), Some("INTERNAL_ERROR"));
     assert!(!g.text.to_lowercase().contains("lead_tags"), "{}", g.text);
+}
+
+async fn scope_and_plan_are_checked_before_the_body(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let (_, read) = app.key(&t.owner.token, "READ", "LIVE").await;
+    let free = app.tenant("Free", Plan::Free).await;
+    let before = common::snapshot(&app).await;
+    let invalid = json!({"email": "not-an-email", "unknown": 1});
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/leads",
+        Auth::Key(&read),
+        Some(invalid.clone()),
+    )
+    .await;
+    assert_error(&r, 403, "INSUFFICIENT_SCOPE");
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/leads",
+        Auth::Key(&free.key),
+        Some(invalid.clone()),
+    )
+    .await;
+    assert_error(&r, 403, "INSUFFICIENT_PLAN");
+    // Key management needs a session before its body is looked at.
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/api-keys",
+        Auth::Key(&t.key),
+        Some(invalid),
+    )
+    .await;
+    assert_error(&r, 403, "SESSION_REQUIRED");
+    assert_eq!(common::snapshot(&app).await, before, "nothing written");
+}
+
+async fn bad_cursors_and_filter_ids_are_refused_by_name(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    for (query, field) in [
+        ("cursor=garbage", "cursor"),
+        ("sourceId=garbage", "sourceId"),
+        ("assignedTo=zzz", "assignedTo"),
+        ("pipelineId=", "pipelineId"),
+    ] {
+        let r = call(
+            &app,
+            Method::GET,
+            &format!("/v1/leads?{query}"),
+            Auth::Key(&t.key),
+            None,
+        )
+        .await;
+        assert_error(&r, 400, "BAD_REQUEST");
+        assert_eq!(r.body["errors"][0]["field"], field, "{query}: {}", r.body);
+    }
+    // An ID of another type is no better than garbage.
+    let r = app.gql(Auth::Key(&t.key), "{ me { id } }", json!({})).await;
+    let user_id = r.data()["me"]["id"].as_str().expect("id").to_owned();
+    let r = call(
+        &app,
+        Method::GET,
+        &format!("/v1/leads?sourceId={user_id}"),
+        Auth::Key(&t.key),
+        None,
+    )
+    .await;
+    assert_error(&r, 400, "BAD_REQUEST");
+    // GraphQL names the filter's field.
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "{ leads(filter: {assignedTo: \"zzz\"}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.code(), Some("VALIDATION_FAILED"), "{}", r.body);
+    assert_eq!(
+        r.body["errors"][0]["extensions"]["fields"][0]["field"],
+        "filter.assignedTo"
+    );
+    // Well-formed IDs that match nothing are an empty page, not an error.
+    let r = call(
+        &app,
+        Method::GET,
+        &format!("/v1/leads?assignedTo={user_id}"),
+        Auth::Key(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+}
+
+async fn nulls_mean_not_given_on_create_and_clear_on_update(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/pipelines",
+        Auth::Key(&t.key),
+        Some(json!({"name": "Sales", "stages": ["New", "Won"]})),
+    )
+    .await;
+    let pipeline = r.body["data"]["id"].as_str().expect("pipeline").to_owned();
+    // A lead object as read back, nulls included, creates a lead.
+    let mut body = json!({"email": "round@example.com", "firstName": "Round", "lastName": "Trip",
+        "phone": null, "source": null, "sourceId": null, "stageId": null, "status": null,
+        "score": null, "assignedTo": null, "customFields": null, "tags": null});
+    body["pipelineId"] = json!(pipeline);
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/leads",
+        Auth::Key(&t.key),
+        Some(body),
+    )
+    .await;
+    assert_envelope(&r, 201, "Resource created successfully");
+    assert_eq!(r.body["data"]["pipelineId"], json!(pipeline));
+    assert_eq!(r.body["data"]["score"], 0);
+    let id = r.body["data"]["id"].as_str().expect("id").to_owned();
+    // `null` on update clears the pipeline (and its stage).
+    let r = call(
+        &app,
+        Method::PATCH,
+        &format!("/v1/leads/{id}"),
+        Auth::Key(&t.key),
+        Some(json!({"pipelineId": null})),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    assert_eq!(r.body["data"]["pipelineId"], Value::Null, "{}", r.body);
+    assert_eq!(r.body["data"]["stageId"], Value::Null, "{}", r.body);
+    let r = call(
+        &app,
+        Method::GET,
+        &format!("/v1/leads/{id}"),
+        Auth::Key(&t.key),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["data"]["pipelineId"],
+        Value::Null,
+        "stored: {}",
+        r.body
+    );
+    // Required fields may still not be null.
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/leads",
+        Auth::Key(&t.key),
+        Some(json!({"email": null, "firstName": "A", "lastName": "B"})),
+    )
+    .await;
+    assert_error(&r, 422, "VALIDATION_FAILED");
+}
+
+async fn a_second_credential_fails_the_request(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    for second in [
+        "Bearer not-a-token",
+        "Basic dXNlcjpwYXNz",
+        &format!("Bearer {}", t.owner.token),
+    ] {
+        let r = app
+            .request(
+                Method::GET,
+                "/v1/leads",
+                &[("x-api-key", &t.key), ("authorization", second)],
+                Body::empty(),
+            )
+            .await;
+        assert_error(&r, 401, "INVALID_TOKEN");
+    }
+    let r = app
+        .request(
+            Method::GET,
+            "/v1/leads",
+            &[("x-api-key", &t.key), ("x-api-key", &t.key)],
+            Body::empty(),
+        )
+        .await;
+    assert_error(&r, 401, "INVALID_TOKEN");
 }

@@ -28,6 +28,15 @@ enum Credential<'a> {
 }
 
 fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, AppError> {
+    let authorization = headers
+        .get_all(axum::http::header::AUTHORIZATION)
+        .iter()
+        .count();
+    let keys = headers.get_all(API_KEY).iter().count();
+    // Exactly one credential: a second one, valid or not, is never silently ignored.
+    if authorization + keys > 1 {
+        return Err(AppError::InvalidToken);
+    }
     if let Some(value) = headers.get(API_KEY) {
         let key = value.to_str().map_err(|_| AppError::InvalidToken)?.trim();
         return Ok(Some(Credential::Key(key)));

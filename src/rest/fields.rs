@@ -99,21 +99,22 @@ const fn null(name: &'static str, ty: Ty) -> Field {
     }
 }
 
-/// `POST /leads`.
+/// `POST /leads`. Optional fields may be `null`, meaning not given, so a client can send back
+/// a lead object it read.
 pub const LEAD_CREATE: &[Field] = &[
     req("email", Ty::Str).with(Rule::Email),
     req("firstName", Ty::Str).with(Rule::Name),
     req("lastName", Ty::Str).with(Rule::Name),
-    f("phone", Ty::Str).with(Rule::Phone),
-    f("source", Ty::Enum(CHANNELS)),
-    f("sourceId", Ty::Id),
-    f("pipelineId", Ty::Id),
-    f("stageId", Ty::Id),
-    f("status", Ty::Enum(STATUSES)),
-    f("score", Ty::Int).with(Rule::Score),
-    f("assignedTo", Ty::Id),
-    f("customFields", Ty::Object).with(Rule::CustomFields),
-    f("tags", Ty::StrList).with(Rule::Tags),
+    null("phone", Ty::Str).with(Rule::Phone),
+    null("source", Ty::Enum(CHANNELS)),
+    null("sourceId", Ty::Id),
+    null("pipelineId", Ty::Id),
+    null("stageId", Ty::Id),
+    null("status", Ty::Enum(STATUSES)),
+    null("score", Ty::Int).with(Rule::Score),
+    null("assignedTo", Ty::Id),
+    null("customFields", Ty::Object).with(Rule::CustomFields),
+    null("tags", Ty::StrList).with(Rule::Tags),
 ];
 
 /// `PATCH /leads/{id}`.

@@ -877,8 +877,25 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-/// The filter as a condition on leads of the caller's tenant and environment. A filter that
-/// names an invalid ID matches nothing rather than failing.
+/// Refuses a filter naming a malformed or wrong-type ID (`VALIDATION_FAILED` on
+/// `filter.<field>`): a typo must not look like an empty list.
+pub fn check_filter(f: &LeadFilter) -> AppResult<()> {
+    let mut errors = Errors::new();
+    for (name, r) in [
+        ("filter.sourceId", f.source_id),
+        ("filter.pipelineId", f.pipeline_id),
+        ("filter.stageId", f.stage_id),
+        ("filter.assignedTo", f.assigned_to),
+    ] {
+        if let Some(Err(())) = r {
+            errors.add(name, "is not a valid ID");
+        }
+    }
+    errors.finish()
+}
+
+/// The filter as a condition on leads of the caller's tenant and environment (an invalid ID,
+/// refused by [`check_filter`] first, would match nothing).
 pub fn condition(p: &Principal, f: &LeadFilter) -> Condition {
     let mut c = Condition::all()
         .add(lead::Column::TenantId.eq(p.tenant_id))
@@ -967,6 +984,7 @@ pub async fn list(
     args: &PageArgs,
 ) -> AppResult<(Page<lead::Model>, Condition)> {
     let p = rc.principal()?;
+    check_filter(filter)?;
     let window = page::window(&app.ids, Kind::Lead, &order.cursor_name(), args)?;
     let cond = condition(p, filter);
     let rows = fetch(&app.db, cond.clone(), order, &window).await?;
