@@ -393,12 +393,10 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         match state.limits.check_tenant(p) {
             Some(Decision::Refused(b, retry)) => return refuse(graphql, "tenant", b, retry),
             // The headers describe the limit that binds first: the one with less left.
-            Some(Decision::Allowed(b)) => {
-                if budget.is_none_or(|ip| b.remaining <= ip.remaining) {
-                    budget = Some(b);
-                }
+            Some(Decision::Allowed(b)) if budget.is_none_or(|ip| b.remaining <= ip.remaining) => {
+                budget = Some(b);
             }
-            None => {}
+            Some(Decision::Allowed(_)) | None => {}
         }
     }
     req.extensions_mut().insert(Authenticated(outcome));
