@@ -1090,7 +1090,7 @@ async fn scope_and_plan_are_checked_before_the_body(app: TestApp) {
     let t = app.tenant("Acme", Plan::Pro).await;
     let (_, read) = app.key(&t.owner.token, "READ", "LIVE").await;
     let free = app.tenant("Free", Plan::Free).await;
-    let before = common::snapshot(&app).await;
+    let before = snapshot(&app).await;
     let invalid = json!({"email": "not-an-email", "unknown": 1});
     let r = call(
         &app,
@@ -1120,7 +1120,7 @@ async fn scope_and_plan_are_checked_before_the_body(app: TestApp) {
     )
     .await;
     assert_error(&r, 403, "SESSION_REQUIRED");
-    assert_eq!(common::snapshot(&app).await, before, "nothing written");
+    assert_eq!(snapshot(&app).await, before, "nothing written");
 }
 
 async fn bad_cursors_and_filter_ids_are_refused_by_name(app: TestApp) {
