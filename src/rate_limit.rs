@@ -349,13 +349,15 @@ const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-fn set_headers(headers: &mut HeaderMap, b: Budget) {
+/// Sets the `X-RateLimit-*` headers from `b`.
+pub fn set_headers(headers: &mut HeaderMap, b: Budget) {
     headers.insert(LIMIT, HeaderValue::from(b.limit));
     headers.insert(REMAINING, HeaderValue::from(b.remaining));
     headers.insert(RESET, HeaderValue::from(b.reset));
 }
 
-fn refuse(graphql: bool, scope: &'static str, budget: Budget, retry_after: u64) -> Response {
+/// The `429` of a refusal by the limit `scope`.
+pub fn refuse(graphql: bool, scope: &'static str, budget: Budget, retry_after: u64) -> Response {
     let err = AppError::RateLimited { retry_after };
     let mut resp = if graphql {
         crate::graphql::http::error_response(&err)
@@ -388,7 +390,14 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
             None => {}
         }
     }
-    let outcome = authenticate(&state, req.headers()).await;
+    // A webhook's credential is its URL, checked and charged to its source's tenant by the
+    // handler; a key sent along is refused there, never authenticated or charged here.
+    let webhook = path.starts_with("/v1/webhooks/") || path.starts_with("/api/webhooks/");
+    let outcome = if webhook {
+        Ok(None)
+    } else {
+        authenticate(&state, req.headers()).await
+    };
     if let Ok(Some(p)) = &outcome {
         match state.limits.check_tenant(p) {
             Some(Decision::Refused(b, retry)) => return refuse(graphql, "tenant", b, retry),
@@ -402,7 +411,10 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     req.extensions_mut().insert(Authenticated(outcome));
     req.extensions_mut().insert(ReportedBudget(budget));
     let mut resp = next.run(req).await;
-    if let Some(b) = budget {
+    // A handler that charged a budget of its own (webhooks) has set the headers already.
+    if let Some(b) = budget
+        && !resp.headers().contains_key(REMAINING)
+    {
         set_headers(resp.headers_mut(), b);
     }
     resp

@@ -89,6 +89,7 @@ db_tests!(
     bad_cursors_and_filter_ids_are_refused_by_name,
     nulls_mean_not_given_on_create_and_clear_on_update,
     a_second_credential_fails_the_request,
+    webhooks_take_extra_fields_and_count_against_their_tenant,
 );
 
 async fn lead_crud_with_the_envelope(app: TestApp) {
@@ -1271,4 +1272,109 @@ async fn a_second_credential_fails_the_request(app: TestApp) {
         )
         .await;
     assert_error(&r, 401, "INVALID_TOKEN");
+}
+
+async fn webhooks_take_extra_fields_and_count_against_their_tenant(app: TestApp) {
+    let app = app
+        .sibling(|c| {
+            c.tenant_rate_limits = true;
+            c.rate_limit_per_ip = 1000;
+        })
+        .await;
+    app.state.limits.clock.freeze();
+    let t = app.tenant("Acme", Plan::Free).await;
+    let other = app.tenant("Other", Plan::Pro).await;
+    let (_, token) = webhook_token(&app, &other).await;
+    let url = format!("/v1/webhooks/{token}");
+    let lead =
+        |n: usize| json!({"email": format!("w{n}@example.com"), "firstName": "W", "lastName": "H"});
+    // Fields that are not lead fields join customFields, in JSON as in forms.
+    let mut body = lead(0);
+    body["company"] = json!("Acme Inc");
+    body["customFields"] = json!({"plan": "gold"});
+    let r = call(&app, Method::POST, &url, Auth::None, Some(body)).await;
+    assert_envelope(&r, 201, "Resource created successfully");
+    assert_eq!(
+        r.body["data"]["customFields"],
+        json!({"company": "Acme Inc", "plan": "gold"})
+    );
+    // A key sent along is refused, and charged to nobody.
+    let before = snapshot(&app).await;
+    let r = app
+        .request(
+            Method::POST,
+            &url,
+            &[("content-type", "application/json"), ("x-api-key", &t.key)],
+            Body::from(lead(1).to_string()),
+        )
+        .await;
+    assert_error(&r, 401, "INVALID_TOKEN");
+    assert_eq!(snapshot(&app).await, before, "nothing written");
+    let r = app.list_leads(&t.key).await;
+    assert_eq!(
+        r.header("x-ratelimit-remaining"),
+        Some("9"),
+        "the key's tenant was not charged"
+    );
+    // Each webhook request counts against its source's tenant: the free plan's burst of 10,
+    // of which the three requests above (list, createSource, rotate) took three, then 429.
+    let (_, free_token) = {
+        // A source of the free tenant, made by its owner's session (keys of free tenants may
+        // not write).
+        let r = app
+            .gql(
+                Auth::Bearer(&t.owner.token),
+                "mutation { createSource(input: {name: \"Form\", channel: WEB}) { id } }",
+                json!({}),
+            )
+            .await;
+        let src = r.data()["createSource"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let r = app
+            .gql(
+                Auth::Bearer(&t.owner.token),
+                "mutation($id: ID!) { rotateSourceWebhookToken(id: $id) { token } }",
+                json!({"id": src}),
+            )
+            .await;
+        (
+            src,
+            r.data()["rotateSourceWebhookToken"]["token"]
+                .as_str()
+                .expect("token")
+                .to_owned(),
+        )
+    };
+    let free_url = format!("/v1/webhooks/{free_token}");
+    let mut statuses = Vec::new();
+    for n in 0..12 {
+        let r = call(
+            &app,
+            Method::POST,
+            &free_url,
+            Auth::None,
+            Some(lead(100 + n)),
+        )
+        .await;
+        statuses.push((
+            r.status.as_u16(),
+            r.header("x-ratelimit-remaining").map(str::to_owned),
+        ));
+    }
+    let created = statuses.iter().filter(|(s, _)| *s == 201).count();
+    assert!(
+        statuses[created..].iter().all(|(s, _)| *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        (5..10).contains(&created),
+        "charged to the tenant: {statuses:?}"
+    );
+    assert_eq!(
+        statuses[created - 1].1.as_deref(),
+        Some("0"),
+        "{statuses:?}"
+    );
 }

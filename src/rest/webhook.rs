@@ -1,6 +1,7 @@
 //! `POST /v1/webhooks/{token}`: creates a lead for the token's source with no other
-//! credential. Accepts JSON or `application/x-www-form-urlencoded` (as web forms post);
-//! form fields that are not lead fields become custom fields.
+//! credential (sending one is refused). Accepts JSON or `application/x-www-form-urlencoded`
+//! (as web forms post); fields that are not lead fields become custom fields in both. Each
+//! request counts against the source's tenant's rate limit.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -15,6 +16,7 @@ use crate::auth::principal::Principal;
 use crate::client_ip::ClientIp;
 use crate::error::AppError;
 use crate::ids::Kind;
+use crate::rate_limit::{Budget, Decision, ReportedBudget, refuse, set_headers};
 use crate::service;
 use crate::service::validate::Errors;
 
@@ -24,10 +26,15 @@ pub async fn receive(
     Path(token): Path<String>,
     ClientIp(ip): ClientIp,
     RequestId(request_id): RequestId,
+    ReportedBudget(ip_budget): ReportedBudget,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match run(&state, &token, ip, request_id, &headers, body).await {
+    if headers.contains_key("x-api-key") || headers.contains_key(axum::http::header::AUTHORIZATION)
+    {
+        return AppError::InvalidToken.into_response();
+    }
+    match run(&state, &token, ip, ip_budget, request_id, &headers, body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
@@ -37,6 +44,7 @@ async fn run(
     state: &AppState,
     token: &str,
     ip: Option<std::net::IpAddr>,
+    ip_budget: Option<Budget>,
     request_id: String,
     headers: &HeaderMap,
     body: Body,
@@ -44,22 +52,6 @@ async fn run(
     let source = service::source::by_webhook_token(&state.db, token)
         .await?
         .ok_or(AppError::NotFound)?;
-    let mime = crate::http::media_type(headers);
-    let body = if mime == "application/x-www-form-urlencoded" {
-        form_to_lead(&crate::http::read_body(body, state.config.max_body_bytes).await?)?
-    } else {
-        super::read_json(state, headers, body).await?
-    };
-    let mut errors = Errors::new();
-    let mut input = fields::check(fields::WEBHOOK, &body, &mut errors);
-    if !errors.is_empty() {
-        super::lead_checks(&input, &mut errors);
-    }
-    errors.finish()?;
-    input.insert(
-        "sourceId".into(),
-        Value::String(state.ids.encode(Kind::Source, source.id)),
-    );
     let tenant = service::tenant::get(&state.db, source.tenant_id).await?;
     // A webhook acts for no user: the audit entry has no actor.
     let principal = Principal {
@@ -71,14 +63,73 @@ async fn run(
         actor_user_id: 0,
         key: None,
     };
+    // Charged to the source's tenant, like any of its requests; the headers describe the
+    // budget with less left.
+    let mut budget = ip_budget;
+    match state.limits.check_tenant(&principal) {
+        Some(Decision::Refused(b, retry)) => return Ok(refuse(false, "tenant", b, retry)),
+        Some(Decision::Allowed(b)) if budget.is_none_or(|ip| b.remaining <= ip.remaining) => {
+            budget = Some(b);
+        }
+        Some(Decision::Allowed(_)) | None => {}
+    }
+    let mime = crate::http::media_type(headers);
+    let body = if mime == "application/x-www-form-urlencoded" {
+        form_to_lead(&crate::http::read_body(body, state.config.max_body_bytes).await?)?
+    } else {
+        json_to_lead(super::read_json(state, headers, body).await?)
+    };
+    let mut errors = Errors::new();
+    let mut input = fields::check(fields::WEBHOOK, &body, &mut errors);
+    if !errors.is_empty() {
+        super::lead_checks(&input, &mut errors);
+    }
+    errors.finish()?;
+    input.insert(
+        "sourceId".into(),
+        Value::String(state.ids.encode(Kind::Source, source.id)),
+    );
     let mut vars = Map::new();
     vars.insert("input".into(), Value::Object(input));
-    let data = super::execute(state, "createLead", vars, Some(principal), ip, request_id).await?;
-    Ok(envelope::ok(
-        StatusCode::CREATED,
-        envelope::restify(data),
-        None,
-    ))
+    let data = super::execute(state, "createLead", vars, Some(principal), ip, request_id).await;
+    let mut resp = match data {
+        Ok(data) => envelope::ok(StatusCode::CREATED, envelope::restify(data), None),
+        Err(e) => e.into_response(),
+    };
+    if let Some(b) = budget {
+        set_headers(resp.headers_mut(), b);
+    }
+    Ok(resp)
+}
+
+/// Whether `name` is a field of a lead: those a webhook does not take (`sourceId` …) are
+/// refused rather than kept as custom fields.
+fn is_lead_field(name: &str) -> bool {
+    fields::LEAD_CREATE.iter().any(|f| f.name == name)
+}
+
+/// A JSON body as a lead body: top-level fields that are not lead fields join `customFields`,
+/// as a form's do (a key in both keeps the `customFields` value).
+fn json_to_lead(mut body: Map<String, Value>) -> Map<String, Value> {
+    let mut custom = match body.remove("customFields") {
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            // Not an object: left for the field check to refuse.
+            body.insert("customFields".into(), other);
+            return body;
+        }
+        None => Map::new(),
+    };
+    let extra: Vec<String> = body.keys().filter(|k| !is_lead_field(k)).cloned().collect();
+    for key in extra {
+        if let Some(v) = body.remove(&key) {
+            custom.entry(key).or_insert(v);
+        }
+    }
+    if !custom.is_empty() {
+        body.insert("customFields".into(), Value::Object(custom));
+    }
+    body
 }
 
 /// A form post as a lead body: lead fields by name (`score` as a number, `tags` comma-separated),
@@ -104,6 +155,7 @@ fn form_to_lead(bytes: &[u8]) -> Result<Map<String, Value>, AppError> {
                     .collect(),
             ),
             "email" | "firstName" | "lastName" | "phone" | "status" => Value::String(value),
+            _ if is_lead_field(&key) => Value::String(value),
             _ => {
                 custom.insert(key, Value::String(value));
                 continue;
