@@ -202,6 +202,7 @@ pub fn build_router(state: AppState) -> Router {
         inner = inner.layer(tower_http::compression::CompressionLayer::new());
     }
     let outer = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(crate::hygiene::middleware))
         .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -22,6 +22,8 @@ pub mod error;
 pub mod graphql;
 /// HTTP helpers shared by handlers.
 pub mod http;
+/// Request-ID hygiene and security headers.
+pub mod hygiene;
 /// Opaque IDs.
 pub mod ids;
 /// Prometheus metrics.

@@ -25,6 +25,8 @@ db_tests!(
     owners_demoting_each_other_leave_an_owner,
     a_key_deleted_twice_at_once_is_deleted_once,
     requests_dropped_mid_transaction_leave_no_transaction_open,
+    responses_carry_security_headers_and_bounded_request_ids,
+    custom_field_values_are_bounded,
 );
 
 const CREATE: &str = "mutation($i: CreateLeadInput!) { createLead(input: $i) { id firstName lastName customFields tags } }";
@@ -1048,4 +1050,78 @@ async fn requests_dropped_mid_transaction_leave_no_transaction_open(app: TestApp
         .gql(Auth::Key(&t.key), update, json!({"id": id, "s": 9}))
         .await;
     assert_eq!(r.data()["updateLead"]["score"], 9);
+}
+
+async fn responses_carry_security_headers_and_bounded_request_ids(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let r = app
+        .request(Method::GET, "/healthz", &[], Body::empty())
+        .await;
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(r.header("cache-control"), None, "public and harmless");
+    let r = app.list_leads(&t.key).await;
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    let r = app
+        .gql(
+            Auth::None,
+            "mutation { login(email: \"x@example.com\", password: \"nope-nope\") { token } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // A plain request ID is kept; a long or strange one is replaced before it is logged or
+    // stored.
+    let create = |id: String| {
+        let (app, key) = (&app, t.key.clone());
+        async move {
+            app.gql_with(
+                Auth::Key(&key),
+                CREATE,
+                json!({"i": {"email": "rid@example.com", "firstName": "R", "lastName": "Id"}}),
+                &[("x-request-id", id.as_str())],
+            )
+            .await
+        }
+    };
+    let r = create("trace-42.a:b".into()).await;
+    assert_eq!(r.header("x-request-id"), Some("trace-42.a:b"));
+    for bad in ["x".repeat(10_000), "<script>alert(1)</script>".into()] {
+        let r = create(bad.clone()).await;
+        let id = r.header("x-request-id").expect("an ID").to_owned();
+        assert_ne!(id, bad);
+        assert_eq!(id.len(), 36, "a generated UUID");
+    }
+    let longest = app
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db().get_database_backend(),
+            "SELECT MAX(LENGTH(request_id)) AS n FROM audit_log".to_owned(),
+        ))
+        .await
+        .expect("query")
+        .expect("row")
+        .try_get::<i32>("", "n")
+        .expect("n");
+    assert!(longest <= 128, "{longest}");
+}
+
+async fn custom_field_values_are_bounded(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let before = snapshot(&app).await;
+    let lead = |note: String| json!({"i": {"email": "cf@example.com", "firstName": "C", "lastName": "F", "customFields": {"note": note}}});
+    let r = app
+        .gql(Auth::Key(&t.key), CREATE, lead("n".repeat(2001)))
+        .await;
+    assert_eq!(r.code(), Some("VALIDATION_FAILED"), "{}", r.body);
+    assert_eq!(
+        r.body["errors"][0]["extensions"]["fields"][0]["field"],
+        "customFields.note"
+    );
+    assert_eq!(snapshot(&app).await, before, "nothing written");
+    let r = app
+        .gql(Auth::Key(&t.key), CREATE, lead("é".repeat(2000)))
+        .await;
+    r.data();
 }

@@ -23,7 +23,8 @@ use utoipa::openapi::{
 use super::fields::{self, Field, Rule, Ty};
 use super::{ROUTES, Reply, Route};
 use crate::service::lead::{
-    MAX_CUSTOM_FIELD_KEY_LEN, MAX_CUSTOM_FIELDS, MAX_SCORE, MAX_TAG_LEN, MAX_TAGS,
+    MAX_CUSTOM_FIELD_KEY_LEN, MAX_CUSTOM_FIELD_VALUE_LEN, MAX_CUSTOM_FIELDS, MAX_SCORE,
+    MAX_TAG_LEN, MAX_TAGS,
 };
 use crate::service::validate::{EMAIL_MAX, NAME_MAX};
 
@@ -327,7 +328,8 @@ fn with_rule(b: ObjectBuilder, rule: Rule) -> ObjectBuilder {
                     Type::Boolean,
                     Type::Null,
                 ]))
-                .pattern(Some(NO_NUL_PATTERN));
+                .pattern(Some(NO_NUL_PATTERN))
+                .max_length(Some(MAX_CUSTOM_FIELD_VALUE_LEN));
             let key = obj(Type::String)
                 .min_length(Some(1))
                 .max_length(Some(MAX_CUSTOM_FIELD_KEY_LEN))

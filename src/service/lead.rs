@@ -88,6 +88,8 @@ pub const MAX_TAGS: usize = 20;
 pub const MAX_TAG_LEN: usize = 50;
 /// Longest custom-field key.
 pub const MAX_CUSTOM_FIELD_KEY_LEN: usize = 100;
+/// Characters a custom field's string value may have (a web form's message fits).
+pub const MAX_CUSTOM_FIELD_VALUE_LEN: usize = 2000;
 /// Highest score (the lowest is 0).
 pub const MAX_SCORE: i32 = 100;
 
@@ -143,6 +145,14 @@ pub fn check_custom_fields(v: &Value, errors: &mut Errors) {
             errors.add(
                 format!("customFields.{k}"),
                 "must not contain NUL characters",
+            );
+        } else if val
+            .as_str()
+            .is_some_and(|s| s.chars().count() > MAX_CUSTOM_FIELD_VALUE_LEN)
+        {
+            errors.add(
+                format!("customFields.{k}"),
+                format!("must be at most {MAX_CUSTOM_FIELD_VALUE_LEN} characters"),
             );
         } else if val.is_object() || val.is_array() {
             errors.add(
