@@ -36,6 +36,7 @@ db_tests!(
     access_tokens_end_with_their_session,
     access_tokens_end_when_the_user_is_deactivated_or_re_roled,
     tokens_not_yet_valid_are_refused,
+    common_passwords_are_refused,
 );
 
 fn claims(token: &str) -> Value {
@@ -1118,4 +1119,29 @@ async fn tokens_not_yet_valid_are_refused(app: TestApp) {
         &app.gql(Auth::Bearer(&early), ME, json!({})).await,
         "INVALID_TOKEN",
     );
+}
+
+async fn common_passwords_are_refused(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let before = snapshot(&app).await;
+    for password in ["12345678", "Password1", "qwertyuiop"] {
+        let r = app
+            .gql(
+                Auth::Bearer(&t.owner.token),
+                "mutation($p: String!) { createUser(input: {email: \"new@example.com\", name: \"New\", role: MEMBER, password: $p}) { id } }",
+                json!({"p": password}),
+            )
+            .await;
+        assert_eq!(
+            r.code(),
+            Some("VALIDATION_FAILED"),
+            "{password}: {}",
+            r.body
+        );
+        assert_eq!(
+            r.body["errors"][0]["extensions"]["fields"][0]["field"],
+            "password"
+        );
+    }
+    assert_eq!(snapshot(&app).await, before, "nothing written");
 }

@@ -157,6 +157,32 @@ async fn graphiql_assets_served_locally(app: TestApp) {
         r.text
             .contains("https://unpkg.com/graphiql@4.1.2/graphiql.min.js")
     );
+    // Each file is pinned by its hash, and the page's policy allows its own inline script
+    // (by hash) and nothing but the CDN besides.
+    assert_eq!(
+        r.text.matches(r#"integrity="sha384-"#).count(),
+        4,
+        "{}",
+        r.text
+    );
+    let csp = r
+        .header("content-security-policy")
+        .expect("a policy")
+        .to_owned();
+    let inline = r
+        .text
+        .rsplit("<script>")
+        .next()
+        .and_then(|rest| rest.split("</script>").next())
+        .expect("inline script");
+    let hash = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(inline.as_bytes()))
+    };
+    assert!(csp.contains(&format!("'sha256-{hash}'")), "{csp}");
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    assert!(csp.contains("script-src https://unpkg.com "), "{csp}");
     let r = app
         .request(Method::GET, "/graphiql/graphiql.js", &[], Body::empty())
         .await;
@@ -199,6 +225,11 @@ async fn graphiql_assets_served_locally(app: TestApp) {
         r.text
     );
     assert!(!r.text.contains("unpkg.com"));
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("script-src 'self' ") && !csp.contains("unpkg"),
+        "{csp}"
+    );
     for (file, body, ct) in [
         ("react.js", "/* react */", "text/javascript"),
         ("react-dom.js", "/* react-dom */", "text/javascript"),

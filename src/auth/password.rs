@@ -44,6 +44,20 @@ pub async fn verify_async(password: String, phc: String) -> Result<bool, AppErro
         .map_err(AppError::internal)
 }
 
+/// The most common passwords of 8 or more characters, lower-cased (see the file's header).
+static COMMON: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        include_str!("common_passwords.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect()
+    });
+
+/// Whether `password` is one of the most common ones, ignoring case.
+pub fn is_common(password: &str) -> bool {
+    COMMON.contains(password.to_lowercase().as_str())
+}
+
 /// A random password for generated accounts: 20 base62 characters.
 pub fn generate() -> String {
     use rand::{Rng, TryRngCore};
@@ -65,5 +79,22 @@ mod tests {
         assert!(verify("correct horse", &h));
         assert!(!verify("wrong horse", &h));
         assert!(!verify("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn the_most_common_passwords_are_known() {
+        for common in [
+            "12345678",
+            "password1",
+            "Sunshine",
+            "QWERTYUIOP",
+            "iloveyou",
+        ] {
+            assert!(is_common(common) || common.len() < 8, "{common}");
+        }
+        assert!(is_common("12345678"));
+        assert!(!is_common("correct horse battery staple"));
+        assert!(!is_common(&generate()));
+        assert!(COMMON.len() > 10_000);
     }
 }

@@ -9,7 +9,7 @@ use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 
 use crate::app::{AppState, RequestId};
@@ -146,7 +146,7 @@ pub async fn get(
     let query = uri.query().unwrap_or_default();
     if wants_html(&headers) && !query.contains("query=") {
         let local = state.graphiql_assets.is_some();
-        return Html(crate::graphql::graphiql::page(local)).into_response();
+        return crate::graphql::graphiql::response(local);
     }
     let Some(media) = negotiate(&headers) else {
         return StatusCode::NOT_ACCEPTABLE.into_response();

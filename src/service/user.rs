@@ -63,6 +63,12 @@ pub fn validate_new(input: &NewUser) -> AppResult<()> {
     errors.email("email", input.email.trim());
     errors.name("name", &input.name);
     errors.length("password", &input.password, 8, 1024);
+    if password::is_common(&input.password) {
+        errors.add(
+            "password",
+            "is one of the most common passwords; choose another",
+        );
+    }
     errors.finish()
 }
 
