@@ -354,22 +354,24 @@ fn field_schema(f: &Field) -> Schema {
             obj(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
         }
         Ty::StrList => {
-            return if f.nullable {
-                Schema::Object(obj(Type::Array).build())
-            } else if f.rule == Rule::Tags {
+            let array = if f.rule == Rule::Tags {
                 let tag = obj(Type::String)
                     .min_length(Some(1))
                     .max_length(Some(MAX_TAG_LEN))
                     .pattern(Some(NAME_PATTERN));
-                Schema::Array(
-                    ArrayBuilder::new()
-                        .items(tag)
-                        .max_items(Some(MAX_TAGS))
-                        .build(),
-                )
+                ArrayBuilder::new().items(tag).max_items(Some(MAX_TAGS))
             } else {
-                Schema::Array(ArrayBuilder::new().items(obj(Type::String)).build())
+                ArrayBuilder::new().items(obj(Type::String))
             };
+            let array = if f.nullable {
+                array.schema_type(utoipa::openapi::schema::SchemaType::Array(vec![
+                    Type::Array,
+                    Type::Null,
+                ]))
+            } else {
+                array
+            };
+            return Schema::Array(array.build());
         }
     };
     let base = with_rule(base, f.rule);
@@ -752,6 +754,7 @@ mod tests {
         assert_eq!(body["score"]["maximum"], 100);
         assert_eq!(body["phone"]["pattern"], PHONE_PATTERN);
         assert_eq!(body["tags"]["maxItems"], MAX_TAGS);
+        assert_eq!(body["tags"]["type"], serde_json::json!(["array", "null"]));
         assert_eq!(body["customFields"]["maxProperties"], MAX_CUSTOM_FIELDS);
     }
 }
