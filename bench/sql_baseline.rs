@@ -37,13 +37,8 @@ struct Args {
 pub const QUERY_A: &str = "{ leads(first: 50) { edges { node { id email firstName lastName status score tags \
                            source { name } pipeline { name } stage { name } assignedTo { name email } } } } }";
 
-// The server's allocators (src/main.rs), so that only leadgraph's own work differs.
-#[global_allocator]
-static GLOBAL: leadgraph::allocator::MiMalloc = leadgraph::allocator::MiMalloc;
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    leadgraph::sqlite_heap::configure();
     let args = Args::parse();
     let mut config = Config::defaults();
     config.database_url = Some(args.database_url.clone());

@@ -23,7 +23,7 @@ use crate::auth::usage::UsageTracker;
 use crate::client_ip;
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
-use crate::graphql::schema::{self, Schemas};
+use crate::graphql::schema::{self, AppSchema};
 use crate::ids::Ids;
 use crate::service::settings;
 
@@ -42,7 +42,7 @@ pub struct App {
     /// Batched key usage.
     pub usage: UsageTracker,
     /// The GraphQL schema, with full and with request-only validation.
-    pub schema: Schemas,
+    pub schema: AppSchema,
     /// A password hash verified when a login names no user, so both cost the same.
     pub dummy_hash: String,
     /// Rate limiters.

@@ -7,7 +7,6 @@ pub mod graphiql;
 pub mod guard;
 pub mod http;
 pub mod lead;
-pub mod lean;
 pub mod limits;
 pub mod loaders;
 pub mod nesting;

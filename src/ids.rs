@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rand::seq::SliceRandom;
 use sqids::Sqids;
 
-use crate::bounded::ThreadCached;
+use crate::bounded::BoundedMap;
 
 /// The kinds of rows that have public IDs. The discriminant is encoded into every ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,12 +55,10 @@ const BASE62: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 
 /// Encoder and decoder of opaque IDs for one deployment.
 #[derive(Clone)]
-pub struct Ids(Arc<Sqids>, Arc<ThreadCached<(u8, i64), Box<str>>>);
+pub struct Ids(Arc<Sqids>, Arc<BoundedMap<(u8, i64), Box<str>>>);
 
 /// Encoded IDs kept at most; when full the cache starts over (about 5 MiB at most).
 const CACHE_CAPACITY: usize = 65_536;
-/// Encoded IDs each thread keeps in front of those (about 300 KiB at most).
-const THREAD_CACHE_CAPACITY: usize = 4096;
 
 impl std::fmt::Debug for Ids {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,7 +87,7 @@ impl Ids {
         // and list responses encode the same few hundred IDs over and over.
         Ok(Ids(
             Arc::new(sqids),
-            Arc::new(ThreadCached::new(CACHE_CAPACITY, THREAD_CACHE_CAPACITY)),
+            Arc::new(BoundedMap::new(CACHE_CAPACITY)),
         ))
     }
 
@@ -100,15 +98,13 @@ impl Ids {
         chars.into_iter().collect()
     }
 
-    /// Encoded IDs held in the shared cache.
+    /// Encoded IDs held in the cache.
     pub fn cached(&self) -> usize {
         self.1.len()
     }
 
     /// Encodes row `id` of `kind`.
     pub fn encode(&self, kind: Kind, id: i64) -> String {
-        // Copied out rather than kept as a shared `Arc<str>`, whose clone would cost two atomic
-        // writes to a line the other worker threads read too.
         let key = (kind as u8, id);
         if let Some(s) = self.1.get_with(&key, |s| s.to_string()) {
             return s;

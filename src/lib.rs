@@ -1,7 +1,5 @@
 //! leadgraph: a self-hostable, multi-tenant lead-management API server.
 
-/// The global allocator: mimalloc.
-pub mod allocator;
 /// Application state and router.
 pub mod app;
 /// Authentication: keys, tokens, passwords, principals.
@@ -38,7 +36,5 @@ pub mod seed;
 pub mod server;
 /// Services: the only code that queries the database.
 pub mod service;
-/// SQLite's allocator: mimalloc, without memory statistics.
-pub mod sqlite_heap;
 /// Serving HTTP connections with transport limits.
 pub mod transport;

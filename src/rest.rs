@@ -588,7 +588,7 @@ pub async fn execute(
         .data(state.clone())
         .data(LazyLoaders::default());
     let response =
-        crate::graphql::schema::execute_detached(&state.tasks, &state.schema.strict, request).await;
+        crate::graphql::schema::execute_detached(&state.tasks, &state.schema, request).await;
     if !response.errors.is_empty() {
         return Err(envelope::error_from_graphql(&response.errors));
     }

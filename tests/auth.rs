@@ -876,9 +876,7 @@ async fn me_describes_the_caller(app: TestApp) {
         json!({"id": t.owner.id, "role": "OWNER", "environment": "SANDBOX", "scope": "READ", "authMethod": "API_KEY",
                "user": {"email": t.owner.email}, "tenant": {"id": t.id}, "actor": null})
     );
-    // A lone plain field resolves in line (`lean.rs`); twice, for the schema that skips
-    // validation too. `@skip` drops `role` before execution, so its case takes that path as
-    // well; `@include` keeps a directive and takes the general one.
+    // Lone fields, directives, aliases and a cached document (sent twice) resolve alike.
     for _ in 0..2 {
         let r = app
             .gql(Auth::Key(&read_key), "{ me { id } }", json!({}))

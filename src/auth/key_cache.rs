@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use entity::enums::{Environment, Plan, Role, Scope};
 
-use crate::bounded::ThreadCached;
+use crate::bounded::BoundedMap;
 
 /// What a key look-up needs to authorize a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,20 +39,18 @@ pub struct KeyRecord {
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
-    entries: ThreadCached<[u8; 32], (Instant, KeyRecord)>,
+    entries: BoundedMap<[u8; 32], (Instant, KeyRecord)>,
 }
 
 /// Entries kept at most; beyond it the cache is cleared rather than grown.
 const MAX_ENTRIES: usize = 100_000;
-/// Entries kept in front of those by each thread (see [`ThreadCached`]).
-const MAX_THREAD_ENTRIES: usize = 1024;
 
 impl KeyCache {
     /// A cache whose entries live `ttl`.
     pub fn new(ttl: Duration) -> Self {
         KeyCache {
             ttl,
-            entries: ThreadCached::new(MAX_ENTRIES, MAX_THREAD_ENTRIES),
+            entries: BoundedMap::new(MAX_ENTRIES),
         }
     }
 
@@ -72,7 +70,7 @@ impl KeyCache {
         self.entries.insert(hash, (Instant::now(), record));
     }
 
-    /// Entries held in the shared map (expired ones included, until replaced or cleared).
+    /// Entries held (expired ones included, until replaced or cleared).
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -7,17 +7,12 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
-use thread_local::ThreadLocal;
-
-use crate::bounded::PaddedMutex;
 
 /// Uses of one key not yet written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pending {
     /// Requests made.
     pub count: i64,
-    // A `SystemTime`, made a date only when read or written: `record` runs on every API-key
-    // request, and chrono's calendar conversion is most of `Utc::now()`'s cost.
     last_used: SystemTime,
 }
 
@@ -36,9 +31,7 @@ impl Pending {
     }
 }
 
-// foldhash rather than SipHash: `record` hashes a key ID on every API-key request, and the IDs
-// are our own row numbers, not attacker-chosen keys.
-type Batch = HashMap<i64, Pending, foldhash::fast::RandomState>;
+type Batch = HashMap<i64, Pending>;
 
 fn add(pending: &mut Batch, id: i64, uses: Pending) {
     pending
@@ -47,13 +40,11 @@ fn add(pending: &mut Batch, id: i64, uses: Pending) {
         .or_insert(uses);
 }
 
-/// The accumulator: a batch per thread, summed when read or written. `record` runs on every
-/// API-key request, and a lock word and counters that two cores both write move between their
-/// caches on every write (about 300 ns a lock and increment when two threads take turns,
-/// against 20 ns on one).
+/// The accumulator, as crates.io counts downloads: one map behind a mutex, taken whole by the
+/// periodic flush.
 #[derive(Debug, Default)]
 pub struct UsageTracker {
-    pending: ThreadLocal<PaddedMutex<Batch>>,
+    pending: std::sync::Mutex<Batch>,
 }
 
 impl UsageTracker {
@@ -63,19 +54,21 @@ impl UsageTracker {
             count: 1,
             last_used: SystemTime::now(),
         };
-        add(&mut self.pending.get_or_default().lock(), id, one);
+        add(&mut self.lock(), id, one);
+    }
+
+    /// The pending map; a poisoned lock is taken as it is (it guards counts).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Batch> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Uses of key `id` not yet written, to add to what the database says.
     pub fn pending(&self, id: i64) -> Option<Pending> {
-        self.pending
-            .iter()
-            .filter_map(|batch| batch.lock().get(&id).copied())
-            .reduce(Pending::plus)
+        self.lock().get(&id).copied()
     }
 
     fn merge_back(&self, batch: Batch) {
-        let mut pending = self.pending.get_or_default().lock();
+        let mut pending = self.lock();
         for (id, uses) in batch {
             add(&mut pending, id, uses);
         }
@@ -83,12 +76,7 @@ impl UsageTracker {
 
     /// Writes everything accumulated; on failure it is kept for the next flush.
     pub async fn flush(&self, db: &DatabaseConnection) -> Result<usize, DbErr> {
-        let mut batch = Batch::default();
-        for thread_batch in self.pending.iter() {
-            for (id, uses) in std::mem::take(&mut *thread_batch.lock()) {
-                add(&mut batch, id, uses);
-            }
-        }
+        let batch = std::mem::take(&mut *self.lock());
         let n = batch.len();
         let mut left = batch.clone();
         for (id, p) in batch {
@@ -131,7 +119,7 @@ mod tests {
         assert_eq!(t.pending(8).map(|p| p.count), Some(1));
         assert_eq!(t.pending(9), None);
 
-        // Uses counted on other threads add up with this one's.
+        // Uses counted on other threads add up.
         std::thread::scope(|s| {
             s.spawn(|| t.record(8));
             s.spawn(|| {

@@ -2,8 +2,6 @@
 //! and GraphiQL for browsers. Authentication runs first; its failures are `401` with a
 //! GraphQL error body.
 
-use std::sync::Arc;
-
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{BatchRequest, BatchResponse, ServerError};
 use axum::body::Body;
@@ -16,7 +14,7 @@ use crate::app::{AppState, RequestId};
 use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::error::AppError;
-use crate::graphql::documents::{Entry, Unparsed};
+use crate::graphql::documents::Unparsed;
 use crate::graphql::limits::{Limits, analyze, operation};
 use crate::graphql::loaders::LazyLoaders;
 use crate::graphql::nesting;
@@ -326,7 +324,7 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
             .data(rc.clone())
             .data(state.clone())
             .data(loaders.clone());
-        run(&state, request, c.entry, c.introspection)
+        execute_detached(&state.tasks, &state.schema, request)
             .map(move |r| with_feedback(r, c.cost, limits.max_complexity, budget))
     };
     let (response, operation) = match batch {
@@ -365,31 +363,6 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
             .insert(crate::metrics::ErrorCode(code.to_owned()));
     }
     resp
-}
-
-/// Executes one request: on the schema that skips validation when its document is known to
-/// pass it and does not introspect, else with full validation, remembering the document once
-/// it has passed.
-async fn run(
-    state: &AppState,
-    request: async_graphql::Request,
-    entry: Option<Arc<Entry>>,
-    introspection: bool,
-) -> async_graphql::Response {
-    let tasks = &state.tasks;
-    let Some(entry) = entry else {
-        return execute_detached(tasks, &state.schema.strict, request).await;
-    };
-    // The fast schema's registry also holds federation's types (see `schema.rs`).
-    if entry.is_validated() && !introspection {
-        return execute_detached(tasks, &state.schema.fast, request).await;
-    }
-    let response = execute_detached(tasks, &state.schema.strict, request).await;
-    // Validation failures and other request errors leave no data; anything else got past it.
-    if response.data != async_graphql::Value::Null {
-        entry.mark_validated();
-    }
-    response
 }
 
 /// Cost feedback, as large GraphQL APIs give it: the document's cost and the budget left.
@@ -440,10 +413,6 @@ struct Checked {
     cost: usize,
     /// The operation's name, empty when anonymous; for metrics.
     name: String,
-    /// The document's cache entry.
-    entry: Option<Arc<Entry>>,
-    /// The operation asks for `__schema` or `__type`.
-    introspection: bool,
 }
 
 /// Parses a request once and refuses it when it is over a limit; unparsable documents are
@@ -453,40 +422,25 @@ fn check_limits(
     mut request: async_graphql::Request,
     limits: &Limits,
 ) -> Result<Checked, AppError> {
-    let parsed = match state.documents.parse(&request.query) {
-        Ok(parsed) => parsed,
+    let doc = match state.documents.parse(&request.query) {
+        Ok(doc) => doc,
         Err(Unparsed::TooDeep(depth)) => return Err(too_deep(depth)),
         Err(Unparsed::Syntax(_)) => {
             return Ok(Checked {
                 request,
                 cost: 0,
                 name: String::new(),
-                entry: None,
-                introspection: false,
             });
         }
     };
-    let operation_name = request.operation_name.as_deref();
-    let analyse = || analyze(&parsed.doc, operation_name, &request.variables).1;
-    let analysis = match &parsed.entry {
-        Some(entry) => entry.analysis(operation_name, analyse),
-        None => analyse(),
-    };
+    let (name, analysis) = analyze(&doc, request.operation_name.as_deref(), &request.variables);
     limits.check(&analysis)?;
-    // An unnamed request runs the document's only operation, which may have a name.
-    let name = match &request.operation_name {
-        Some(n) => n.clone(),
-        None => operation(&parsed.doc, None)
-            .and_then(|(n, _)| n)
-            .map_or_else(String::new, |n| n.to_string()),
-    };
-    request.set_parsed_query(parsed.doc);
+    let name = name.map_or_else(String::new, |n| n.to_string());
+    request.set_parsed_query(doc);
     Ok(Checked {
         request,
         cost: analysis.complexity,
         name,
-        entry: parsed.entry,
-        introspection: analysis.introspection,
     })
 }
 

@@ -12,9 +12,8 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 use crate::auth::principal::Principal;
 use crate::error::AppError;
 
-/// The loaders' per-request caches, keyed by row IDs: foldhash rather than SipHash, as a page
-/// of leads looks up a few hundred of them.
-type Cache = HashMapCache<foldhash::fast::RandomState>;
+/// The loaders' per-request caches, keyed by row IDs.
+type Cache = HashMapCache;
 
 /// What every loader filters on.
 #[derive(Clone)]

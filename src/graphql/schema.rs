@@ -1,8 +1,6 @@
 //! Builds the schema: merged roots, limits, and the exported SDL.
 
-use async_graphql::{
-    EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder, ValidationMode,
-};
+use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
 
 use super::api_key::{ApiKeyMutation, ApiKeyQuery};
 use super::audit::AuditQuery;
@@ -72,48 +70,17 @@ pub async fn execute_detached(
     }
 }
 
-/// The schema twice: with every validation rule, and with async-graphql's fast mode (fragment
-/// cycles and uploads only), for documents already known to be valid.
-pub struct Schemas {
-    /// Full validation; for documents not yet validated, that declare variables or that
-    /// introspect.
-    pub strict: AppSchema,
-    /// For documents that passed `strict`, declare no variables and do not introspect (see
-    /// `documents.rs` and `http.rs`).
-    pub fast: AppSchema,
-}
-
-/// Builds the schemas with the configured limits.
-pub fn build(config: &Config) -> Schemas {
-    Schemas {
-        strict: build_with(config, ValidationMode::Strict).finish(),
-        // Without federation, async-graphql asks the registry for every root field whether
-        // any type is a federation entity, walking all ~70 types: 2 100 instructions, an eighth
-        // of what `{ me { id } }` costs over `{ __typename }`. With it on, the flag decides.
-        // Federation adds `_service` and two types to the registry, which no document that runs
-        // here can reach: `_service` fails `strict`'s validation, and introspection stays on
-        // `strict`.
-        fast: build_with(config, ValidationMode::Fast)
-            .enable_federation()
-            .finish(),
-    }
-}
-
-fn build_with(
-    config: &Config,
-    mode: ValidationMode,
-) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    // Depth, cost, alias and root-field limits are checked before execution in `limits.rs`
-    // (for /graphql only: the REST routes run fixed operations). No extensions: `Lean`
-    // (`lean.rs`) resolves lone fields without their resolve hook.
+/// Builds the schema with the configured limits. Depth, cost, alias and root-field limits are
+/// checked before execution in `limits.rs` (for `/graphql` only: the REST routes run fixed
+/// operations).
+pub fn build(config: &Config) -> AppSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .validation_mode(mode)
         .limit_recursive_depth(64)
         .limit_directives(10);
     if !config.graphql_introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
-    builder
+    builder.finish()
 }
 
 /// The SDL as `leadgraph schema` prints it and `schema.graphql` holds it: sorted, stable.

@@ -5,7 +5,6 @@ use entity::enums::{Environment, Role, Scope};
 
 use super::api_key::ApiKey;
 use super::guard::Need;
-use super::lean::Lean;
 use super::tenant::Tenant;
 use super::user::User;
 use super::{app, rc};
@@ -94,7 +93,7 @@ pub struct ViewerQuery;
 impl ViewerQuery {
     /// The caller: user, tenant, role, environment and, for keys, the key's scope.
     #[graphql(guard = "Need::Auth")]
-    async fn me(&self, ctx: &Context<'_>) -> Result<Lean<Viewer>> {
-        Ok(Lean(Viewer(rc(ctx)?.principal()?.clone())))
+    async fn me(&self, ctx: &Context<'_>) -> Result<Viewer> {
+        Ok(Viewer(rc(ctx)?.principal()?.clone()))
     }
 }
