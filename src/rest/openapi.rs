@@ -622,6 +622,10 @@ pub fn document() -> OpenApi {
                     ),
             )
             .response("400", error_response("Malformed body"))
+            .response(
+                "401",
+                error_response("INVALID_TOKEN: another credential was sent with the webhook"),
+            )
             .response("404", error_response("NOT_FOUND: unknown token"))
             .response("413", error_response("PAYLOAD_TOO_LARGE"))
             .response("422", error_response("VALIDATION_FAILED"))
