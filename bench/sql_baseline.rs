@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use clap::Parser;
 use http_body_util::BodyExt;
-use leadgraph::app::{App, build_router};
 use leadgraph::config::Config;
+use leadgraph::router::build_router;
+use leadgraph::web::AppState;
 use sea_orm::{ConnectionTrait, Statement};
 use tower::ServiceExt;
 
@@ -56,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .push(info.statement.clone());
         }
     });
-    let state = App::build(config, db.clone())
+    let state = AppState::build(config, db.clone())
         .await
         .map_err(|e| e.message())?;
     let router = build_router(state);

@@ -12,6 +12,7 @@ pub mod loaders;
 pub mod nesting;
 pub mod node;
 pub mod pipeline;
+pub mod response;
 pub mod schema;
 pub mod session;
 pub mod source;
@@ -22,14 +23,14 @@ pub mod viewer;
 
 use async_graphql::{Context, ID};
 
-use crate::app::AppState;
 use crate::context::RequestCtx;
 use crate::error::AppError;
 use crate::ids::Kind;
+use crate::state::App;
 
-/// The server state, from a resolver's context.
-pub fn app<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a AppState> {
-    ctx.data::<AppState>()
+/// The services' state, from a resolver's context.
+pub fn app<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a App> {
+    ctx.data::<std::sync::Arc<App>>().map(|app| &**app)
 }
 
 /// The request context, from a resolver's context.
@@ -53,7 +54,7 @@ pub fn encode(ctx: &Context<'_>, kind: Kind, id: i64) -> async_graphql::Result<I
 /// Decodes an ID argument that names the resource to act on: a bad one is `NOT_FOUND`.
 pub fn decode_arg(ctx: &Context<'_>, kind: Kind, id: &ID) -> Result<i64, AppError> {
     let app = ctx
-        .data::<AppState>()
+        .data::<std::sync::Arc<App>>()
         .map_err(|e| AppError::internal(e.message))?;
     app.ids.decode(kind, id.as_str()).ok_or(AppError::NotFound)
 }

@@ -1,13 +1,9 @@
 //! leadgraph: a self-hostable, multi-tenant lead-management API server.
 
-/// Application state and router.
-pub mod app;
 /// Authentication: keys, tokens, passwords, principals.
 pub mod auth;
 /// A size-bounded shared map for caches.
 pub mod bounded;
-/// Client IP resolution (trusted proxies).
-pub mod client_ip;
 /// Configuration and CLI.
 pub mod config;
 /// Per-request context.
@@ -20,21 +16,27 @@ pub mod error;
 pub mod graphql;
 /// HTTP helpers shared by handlers.
 pub mod http;
-/// Request-ID hygiene and security headers.
-pub mod hygiene;
 /// Opaque IDs.
 pub mod ids;
+/// The HTTP layers: hygiene, client IP, limits, authentication.
+pub mod layers;
 /// Prometheus metrics.
 pub mod metrics;
 /// Rate limits.
 pub mod rate_limit;
 /// The REST compatibility layer.
 pub mod rest;
+/// The router.
+pub mod router;
 /// The demo data generator.
 pub mod seed;
 /// Process start-up: logging, serving, shutdown.
 pub mod server;
 /// Services: the only code that queries the database.
 pub mod service;
+/// The services' state.
+pub mod state;
 /// Serving HTTP connections with transport limits.
 pub mod transport;
+/// The HTTP side's state.
+pub mod web;

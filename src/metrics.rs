@@ -6,14 +6,12 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use metrics::{Counter, Histogram, Label};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use sea_orm::{DatabaseConnection, DbBackend};
 
-use crate::app::{App, AppState};
 use crate::bounded::BoundedMap;
 
 /// Latency buckets in seconds: sub-millisecond cache hits up to the request timeout.
@@ -51,7 +49,7 @@ pub struct RateLimitScope(pub &'static str);
 /// registered, only the short cut is dropped).
 const MAX_SERIES_HANDLES: usize = 4096;
 
-/// This process's metrics registry (one per [`crate::app::App`], so tests don't share one).
+/// This process's metrics registry (one per server state, so tests don't share one).
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
@@ -156,21 +154,15 @@ impl Metrics {
         "other".into()
     }
 
-    /// The text exposition, with the pool's and the caches' current state.
-    pub fn render(&self, app: &App) -> String {
-        let (size, idle, max) = pool_state(&app.db);
+    /// The text exposition, with the pool's current state and the caches' sizes.
+    pub fn render(&self, db: &DatabaseConnection, caches: &[(&'static str, usize)]) -> String {
+        let (size, idle, max) = pool_state(db);
         metrics::with_local_recorder(&self.recorder, || {
             metrics::gauge!("leadgraph_db_pool_connections", "state" => "in_use")
                 .set(size.saturating_sub(idle) as f64);
             metrics::gauge!("leadgraph_db_pool_connections", "state" => "idle").set(idle as f64);
             metrics::gauge!("leadgraph_db_pool_max_connections").set(max as f64);
-            // The bounded caches' shared maps (the per-thread maps in front hold copies): what
-            // the memory they take follows.
-            for (cache, entries) in [
-                ("encoded_ids", app.ids.cached()),
-                ("api_keys", app.key_cache.len()),
-                ("documents", app.documents.len()),
-            ] {
+            for &(cache, entries) in caches {
                 metrics::gauge!("leadgraph_cache_entries", "cache" => cache).set(entries as f64);
             }
         });
@@ -206,7 +198,11 @@ fn pool_state(db: &DatabaseConnection) -> (u32, u32, u32) {
 }
 
 /// Middleware timing and counting every request.
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
     let resp = next.run(req).await;
@@ -214,9 +210,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    state
-        .metrics
-        .record(route, method, &resp, started.elapsed().as_secs_f64());
+    metrics.record(route, method, &resp, started.elapsed().as_secs_f64());
     resp
 }
 
@@ -229,19 +223,6 @@ pub async fn keep_matched_path(req: Request, next: Next) -> Response {
         resp.extensions_mut().insert(m);
     }
     resp
-}
-
-/// `GET /metrics`.
-pub async fn handler(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state);
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        body,
-    )
-        .into_response()
 }
 
 #[cfg(test)]

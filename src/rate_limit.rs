@@ -1,11 +1,6 @@
-//! Rate limits (SPEC.md section 8) with governor's GCRA: per tenant and environment by plan,
-//! and per client IP, as a middleware in front of every route. It authenticates the request
-//! (once; handlers reuse the outcome), so failed authentications count against the IP.
-//!
-//! Headers on every response: `X-RateLimit-Limit` (requests per minute), `X-RateLimit-Remaining`
-//! (requests that may be sent at once now), `X-RateLimit-Reset` (seconds until the budget is
-//! full again). Of the IP's and the tenant's budgets, the one with less left is reported.
-//! Limits are per process.
+//! Rate limits (docs/limits.md) with governor's GCRA: per tenant and environment by plan, per
+//! client IP, and failed logins per account. The HTTP layers that apply them to requests are
+//! in `layers/limit.rs`. Limits are per process.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -13,11 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use entity::enums::{Environment, Plan};
 use governor::clock::Clock as _;
 use governor::middleware::StateInformationMiddleware;
@@ -25,10 +15,7 @@ use governor::nanos::Nanos;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::app::AppState;
-use crate::auth::extract::authenticate;
 use crate::auth::principal::Principal;
-use crate::client_ip::ClientIp;
 use crate::config::Config;
 use crate::error::AppError;
 
@@ -310,114 +297,6 @@ impl RateLimits {
             });
         }
     }
-}
-
-/// The authentication outcome, computed once by the middleware.
-#[derive(Debug, Clone)]
-pub struct Authenticated(pub Result<Option<Principal>, AppError>);
-
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<Authenticated>() {
-            Some(a) => Ok(a.clone()),
-            None => Ok(Authenticated(authenticate(state, &parts.headers).await)),
-        }
-    }
-}
-
-/// The budget reported on the response, also given to GraphQL for its `extensions`.
-#[derive(Debug, Clone, Copy)]
-pub struct ReportedBudget(pub Option<Budget>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ReportedBudget {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<ReportedBudget>()
-            .copied()
-            .unwrap_or(ReportedBudget(None)))
-    }
-}
-
-// Parsed once rather than per response, as `insert` with a `&str` would.
-const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
-
-/// Sets the `X-RateLimit-*` headers from `b`.
-pub fn set_headers(headers: &mut HeaderMap, b: Budget) {
-    headers.insert(LIMIT, HeaderValue::from(b.limit));
-    headers.insert(REMAINING, HeaderValue::from(b.remaining));
-    headers.insert(RESET, HeaderValue::from(b.reset));
-}
-
-/// The `429` of a refusal by the limit `scope`.
-pub fn refuse(graphql: bool, scope: &'static str, budget: Budget, retry_after: u64) -> Response {
-    let err = AppError::RateLimited { retry_after };
-    let mut resp = if graphql {
-        crate::graphql::http::error_response(&err)
-    } else {
-        err.into_response()
-    };
-    set_headers(resp.headers_mut(), budget);
-    resp.extensions_mut()
-        .insert(crate::metrics::RateLimitScope(scope));
-    resp.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        HeaderValue::from(retry_after),
-    );
-    resp
-}
-
-/// The middleware.
-pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/graphiql/") {
-        return next.run(req).await;
-    }
-    let graphql = path == "/graphql";
-    let ip = req.extensions().get::<ClientIp>().and_then(|c| c.0);
-    let mut budget = None;
-    if let Some(ip) = ip {
-        match state.limits.check_ip(ip) {
-            Some(Decision::Refused(b, retry)) => return refuse(graphql, "ip", b, retry),
-            Some(Decision::Allowed(b)) => budget = Some(b),
-            None => {}
-        }
-    }
-    // A webhook's credential is its URL, checked and charged to its source's tenant by the
-    // handler; a key sent along is refused there, never authenticated or charged here.
-    let webhook = path.starts_with("/v1/webhooks/") || path.starts_with("/api/webhooks/");
-    let outcome = if webhook {
-        Ok(None)
-    } else {
-        authenticate(&state, req.headers()).await
-    };
-    if let Ok(Some(p)) = &outcome {
-        match state.limits.check_tenant(p) {
-            Some(Decision::Refused(b, retry)) => return refuse(graphql, "tenant", b, retry),
-            // The headers describe the limit that binds first: the one with less left.
-            Some(Decision::Allowed(b)) if budget.is_none_or(|ip| b.remaining <= ip.remaining) => {
-                budget = Some(b);
-            }
-            Some(Decision::Allowed(_)) | None => {}
-        }
-    }
-    req.extensions_mut().insert(Authenticated(outcome));
-    req.extensions_mut().insert(ReportedBudget(budget));
-    let mut resp = next.run(req).await;
-    // A handler that charged a budget of its own (webhooks) has set the headers already.
-    if let Some(b) = budget
-        && !resp.headers().contains_key(REMAINING)
-    {
-        set_headers(resp.headers_mut(), b);
-    }
-    resp
 }
 
 #[cfg(test)]

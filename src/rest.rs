@@ -19,14 +19,15 @@ use axum::routing::{MethodFilter, on};
 use serde_json::{Map, Value, json};
 
 use self::fields::{Field, Ty};
-use crate::app::{AppState, RequestId};
 use crate::auth::principal::Principal;
-use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::error::AppError;
 use crate::graphql::loaders::LazyLoaders;
-use crate::rate_limit::Authenticated;
+use crate::layers::authenticate::Authenticated;
+use crate::layers::client_ip::ClientIp;
+use crate::layers::hygiene::RequestId;
 use crate::service::validate::Errors;
+use crate::web::AppState;
 
 /// How a route answers on success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -585,7 +586,7 @@ pub async fn execute(
             request_id,
             credential_checks: Default::default(),
         })
-        .data(state.clone())
+        .data(state.app.clone())
         .data(LazyLoaders::default());
     let response =
         crate::graphql::schema::execute_detached(&state.tasks, &state.schema, request).await;

@@ -12,13 +12,13 @@ use rand::{Rng, SeedableRng};
 use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde::Serialize;
 
-use crate::app::App;
 use crate::auth::password;
 use crate::error::{AppError, AppResult};
 use crate::ids::Kind;
 use crate::service::api_key::{Grant, issue};
 use crate::service::tenant;
 use crate::service::user::{self, NewUser};
+use crate::state::App;
 
 /// What was created; printed as JSON with `--json`.
 #[derive(Debug, Serialize)]

@@ -6,10 +6,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::app::{App, AppState, build_router};
 use crate::config::{Cli, Command, Config, LogFormat};
 use crate::error::AppError;
 use crate::service::tenant;
+use crate::web::AppState;
 use crate::{db, graphql, transport};
 
 /// Installs the global tracing subscriber (text or JSON lines).
@@ -106,7 +106,7 @@ fn describe(e: AppError) -> Box<dyn std::error::Error> {
 pub async fn open(config: Config) -> Result<AppState, Box<dyn std::error::Error>> {
     let db = db::connect(&config).await?;
     db::migrate(&db).await?;
-    App::build(config, db).await.map_err(describe)
+    AppState::build(config, db).await.map_err(describe)
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -132,7 +132,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await?;
             tracing::info!(address = %listener.local_addr()?, "metrics listening");
-            let router = crate::app::metrics_router(state.clone());
+            let router = crate::router::metrics_router(state.clone());
             Some(tokio::spawn(transport::serve(
                 listener,
                 router,
@@ -144,7 +144,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     };
     transport::serve(
         listener,
-        build_router(state.clone()),
+        crate::router::build_router(state.clone()),
         limits,
         shutdown_signal(),
     )

@@ -723,10 +723,10 @@ async fn revocation_bounds_across_processes(app: TestApp) {
     // A second process on the same database, caching look-ups for 1 second.
     let mut config = app.state.config.clone();
     config.key_cache_ttl_secs = 1;
-    let other = leadgraph::app::App::build(config, app.db().clone())
+    let other = leadgraph::web::AppState::build(config, app.db().clone())
         .await
         .expect("second process");
-    let other_router = leadgraph::app::build_router(other.clone());
+    let other_router = leadgraph::router::build_router(other.clone());
     let me_via = |router: axum::Router| {
         let key = key.clone();
         async move {

@@ -204,7 +204,7 @@ async fn graphiql_assets_served_locally(app: TestApp) {
     // A missing file stops the start with its path, rather than serving a broken page.
     let mut config = app.state.config.clone();
     config.graphiql_assets = Some(dir.clone());
-    let err = leadgraph::app::App::build(config, app.db().clone())
+    let err = leadgraph::web::AppState::build(config, app.db().clone())
         .await
         .err()
         .expect("missing stylesheet refused");
@@ -402,7 +402,7 @@ async fn first_start_bootstraps_once(app: TestApp) {
 async fn secrets_survive_restarts(app: TestApp) {
     let t = app.tenant("Acme", Plan::Pro).await;
     // A second process on the same database reads the stored secrets: IDs and tokens still work.
-    let again = leadgraph::app::App::build(app.state.config.clone(), app.state.db.clone())
+    let again = leadgraph::web::AppState::build(app.state.config.clone(), app.state.db.clone())
         .await
         .expect("restart");
     assert_eq!(

@@ -9,9 +9,9 @@ use sea_orm::{EntityTrait, FromQueryResult};
 use super::api_key;
 use super::key_cache::KeyRecord;
 use super::principal::{KeyInfo, Principal};
-use crate::app::App;
 use crate::error::AppError;
 use crate::ids::Kind;
+use crate::state::App;
 
 // Header names parsed once: a look-up by `&str` parses and classifies the name every time,
 // and these are looked up on every authenticated request.

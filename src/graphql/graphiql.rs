@@ -5,12 +5,8 @@
 use std::path::Path;
 
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-
-use crate::app::AppState;
-use crate::error::AppError;
 
 /// Where each file is served, where it lies under the assets directory, its CDN address, its
 /// media type and its subresource-integrity hash (SHA-384 of the npm package's file, which is
@@ -142,26 +138,10 @@ pub fn page(local: bool) -> String {
     )
 }
 
-/// `GET /graphiql/{file}`: one of GraphiQL's files, when this server serves them.
-pub async fn asset(State(state): State<AppState>, UrlPath(file): UrlPath<String>) -> Response {
-    let Some(assets) = &state.graphiql_assets else {
-        return AppError::NotFound.into_response();
-    };
-    let Some(i) = FILES.iter().position(|(name, ..)| *name == file) else {
-        return AppError::NotFound.into_response();
-    };
-    let Some(body) = assets.0.get(i) else {
-        return AppError::NotFound.into_response();
-    };
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(FILES[i].3)),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
-            ),
-        ],
-        body.clone(),
-    )
-        .into_response()
+impl Assets {
+    /// File `name` with its media type, when it is one of GraphiQL's.
+    pub fn get(&self, name: &str) -> Option<(&'static str, Bytes)> {
+        let i = FILES.iter().position(|(file, ..)| *file == name)?;
+        Some((FILES[i].3, self.0.get(i)?.clone()))
+    }
 }

@@ -3,133 +3,29 @@
 //! GraphQL error body.
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{BatchRequest, BatchResponse, ServerError};
+use async_graphql::{BatchRequest, BatchResponse};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 
-use crate::app::{AppState, RequestId};
-use crate::client_ip::ClientIp;
 use crate::context::RequestCtx;
 use crate::error::AppError;
 use crate::graphql::documents::Unparsed;
 use crate::graphql::limits::{Limits, analyze, operation};
 use crate::graphql::loaders::LazyLoaders;
 use crate::graphql::nesting;
+use crate::graphql::response::{
+    Media, app_error_response, bad_request, is_request_error, json_response, negotiate, wants_html,
+};
 use crate::graphql::schema::execute_detached;
-use crate::rate_limit::{Authenticated, Budget, ReportedBudget};
-
-const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
-
-/// Which media type the client asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Media {
-    Json,
-    GraphqlResponse,
-}
-
-fn negotiate(headers: &HeaderMap) -> Option<Media> {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Some(Media::Json);
-    };
-    let mut best = None;
-    for part in accept.split(',') {
-        let mime = part
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match mime.as_str() {
-            GRAPHQL_RESPONSE => return Some(Media::GraphqlResponse),
-            "application/json" | "application/*" | "*/*" => best = best.or(Some(Media::Json)),
-            _ => {}
-        }
-    }
-    best
-}
-
-fn wants_html(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"))
-}
-
-/// A response made of GraphQL errors only.
-fn errors_response(status: StatusCode, media: Media, errors: Vec<ServerError>) -> Response {
-    let body = async_graphql::Response::from_errors(errors);
-    json_response(status, media, &BatchResponse::Single(body))
-}
-
-fn app_error_response(err: &AppError, media: Media) -> Response {
-    let server = err
-        .to_graphql()
-        .into_server_error(async_graphql::Pos::default());
-    let mut resp = errors_response(err.status(), media, vec![strip_pos(server)]);
-    resp.extensions_mut()
-        .insert(crate::metrics::ErrorCode(err.code().to_owned()));
-    if let AppError::RateLimited { retry_after } = err {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
-    }
-    resp
-}
-
-/// A GraphQL error body (`application/json`) carrying `err`'s code and status.
-pub fn error_response(err: &AppError) -> Response {
-    app_error_response(err, Media::Json)
-}
-
-fn strip_pos(mut e: ServerError) -> ServerError {
-    e.locations.clear();
-    e
-}
-
-fn bad_request(media: Media, message: impl Into<String>) -> Response {
-    app_error_response(&AppError::BadRequest(message.into()), media)
-}
-
-/// A request error (the document could not run at all) carries no `data` entry, as the
-/// GraphQL specification and GraphQL over HTTP ask; async-graphql would write `"data": null`.
-fn is_request_error(r: &async_graphql::Response) -> bool {
-    r.data == async_graphql::Value::Null
-        && !r.errors.is_empty()
-        && r.errors.iter().all(|e| e.path.is_empty())
-}
-
-fn to_json(r: &async_graphql::Response) -> serde_json::Result<serde_json::Value> {
-    let mut v = serde_json::to_value(r)?;
-    if is_request_error(r)
-        && let Some(obj) = v.as_object_mut()
-    {
-        obj.remove("data");
-    }
-    Ok(v)
-}
-
-fn json_response(status: StatusCode, media: Media, body: &BatchResponse) -> Response {
-    let encoded = match body {
-        BatchResponse::Single(r) if !is_request_error(r) => serde_json::to_vec(r),
-        BatchResponse::Single(r) => to_json(r).and_then(|v| serde_json::to_vec(&v)),
-        BatchResponse::Batch(list) => list
-            .iter()
-            .map(to_json)
-            .collect::<serde_json::Result<Vec<_>>>()
-            .and_then(|v| serde_json::to_vec(&v)),
-    };
-    let bytes = match encoded {
-        Ok(b) => b,
-        Err(e) => return AppError::internal(e).into_response(),
-    };
-    let ct = match media {
-        Media::Json => "application/json; charset=utf-8",
-        Media::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
-    };
-    (status, [(header::CONTENT_TYPE, ct)], bytes).into_response()
-}
+use crate::layers::authenticate::Authenticated;
+use crate::layers::client_ip::ClientIp;
+use crate::layers::hygiene::RequestId;
+use crate::layers::limit::ReportedBudget;
+use crate::rate_limit::Budget;
+use crate::web::AppState;
 
 /// `GET /graphql`: GraphiQL for browsers, otherwise a query from the query string.
 pub async fn get(
@@ -322,7 +218,7 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
         let request = c
             .request
             .data(rc.clone())
-            .data(state.clone())
+            .data(state.app.clone())
             .data(loaders.clone());
         execute_detached(&state.tasks, &state.schema, request)
             .map(move |r| with_feedback(r, c.cost, limits.max_complexity, budget))
@@ -468,4 +364,25 @@ fn status_of(r: &async_graphql::Response, media: Media) -> StatusCode {
     } else {
         StatusCode::OK
     }
+}
+
+/// `GET /graphiql/{file}`: one of GraphiQL's files, when this server serves them.
+pub async fn graphiql_asset(
+    State(state): State<AppState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Response {
+    let Some((media_type, body)) = state.graphiql_assets.as_ref().and_then(|a| a.get(&file)) else {
+        return AppError::NotFound.into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(media_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }

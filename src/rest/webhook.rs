@@ -11,14 +11,16 @@ use entity::enums::Role;
 use serde_json::{Map, Value};
 
 use super::{envelope, fields};
-use crate::app::{AppState, RequestId};
 use crate::auth::principal::Principal;
-use crate::client_ip::ClientIp;
 use crate::error::AppError;
 use crate::ids::Kind;
-use crate::rate_limit::{Budget, Decision, ReportedBudget, refuse, set_headers};
+use crate::layers::client_ip::ClientIp;
+use crate::layers::hygiene::RequestId;
+use crate::layers::limit::{ReportedBudget, refuse, set_headers, tighter};
+use crate::rate_limit::{Budget, Decision};
 use crate::service;
 use crate::service::validate::Errors;
+use crate::web::AppState;
 
 /// Receives a webhook.
 pub async fn receive(
@@ -68,10 +70,8 @@ async fn run(
     let mut budget = ip_budget;
     match state.limits.check_tenant(&principal) {
         Some(Decision::Refused(b, retry)) => return Ok(refuse(false, "tenant", b, retry)),
-        Some(Decision::Allowed(b)) if budget.is_none_or(|ip| b.remaining <= ip.remaining) => {
-            budget = Some(b);
-        }
-        Some(Decision::Allowed(_)) | None => {}
+        Some(Decision::Allowed(b)) => budget = Some(tighter(budget, b)),
+        None => {}
     }
     let mime = crate::http::media_type(headers);
     let body = if mime == "application/x-www-form-urlencoded" {

@@ -9,7 +9,6 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use crate::app::App;
 use crate::auth::api_key as keys;
 use crate::auth::principal::Principal;
 use crate::context::RequestCtx;
@@ -18,6 +17,7 @@ use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
 use crate::service::validate::Errors;
+use crate::state::App;
 
 /// Input of `createApiKey`.
 #[derive(Debug, Clone, Default)]

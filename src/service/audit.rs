@@ -154,7 +154,7 @@ pub fn type_of(kind: crate::ids::Kind) -> Option<&'static str> {
 
 /// One page of the caller's tenant's and environment's audit log, newest first (admins).
 pub async fn list(
-    app: &crate::app::App,
+    app: &crate::state::App,
     rc: &RequestCtx,
     filter: &AuditFilter,
     args: &crate::service::page::PageArgs,
@@ -213,7 +213,7 @@ pub async fn list(
 
 /// One entry of the caller's tenant and environment.
 pub async fn get(
-    app: &crate::app::App,
+    app: &crate::state::App,
     rc: &RequestCtx,
     id: i64,
 ) -> crate::error::AppResult<audit_log::Model> {

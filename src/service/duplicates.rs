@@ -6,7 +6,7 @@ use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
 };
 
-use crate::app::App;
+use crate::state::App;
 
 /// Starts detection for a just-committed lead; the create does not wait for it.
 pub fn spawn(app: &App, created: lead::Model) {

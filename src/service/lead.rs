@@ -14,7 +14,6 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 
-use crate::app::App;
 use crate::auth::principal::Principal;
 use crate::context::RequestCtx;
 use crate::db::{begin_write, one_locked};
@@ -23,6 +22,7 @@ use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
 use crate::service::page::{self, Page, PageArgs, Window};
 use crate::service::validate::Errors;
+use crate::state::App;
 
 /// A reference to another row given by the client: decoded, or not a valid ID.
 pub type IdRef = Result<i64, ()>;

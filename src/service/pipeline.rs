@@ -8,7 +8,6 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 
-use crate::app::App;
 use crate::auth::principal::Principal;
 use crate::context::RequestCtx;
 use crate::db::{begin_write, one_locked};
@@ -17,6 +16,7 @@ use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
 use crate::service::lead::{IdRef, now, ts};
 use crate::service::validate::Errors;
+use crate::state::App;
 
 /// Most stages in one pipeline.
 pub const MAX_STAGES: usize = 50;

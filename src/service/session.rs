@@ -11,7 +11,6 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::app::App;
 use crate::auth::jwt::Subject;
 use crate::auth::password;
 use crate::context::RequestCtx;
@@ -19,6 +18,7 @@ use crate::db::{begin_write, one_locked};
 use crate::error::{AppError, AppResult};
 use crate::ids::Kind;
 use crate::service::audit::{self, Actor, Entry};
+use crate::state::App;
 
 /// Refresh token lifetime.
 pub const REFRESH_TTL_DAYS: i64 = 30;
@@ -106,7 +106,7 @@ fn access_token(app: &App, u: &user::Model, family: &str) -> AppResult<(String, 
 /// Logs in. A wrong email, a wrong password and an inactive user get the same answer, after
 /// the same argon2 work.
 pub async fn login(app: &App, rc: &RequestCtx, email: &str, password: &str) -> AppResult<Session> {
-    let email = crate::service::user::normalize_email(email);
+    let email = crate::service::validate::normalize_email(email);
     app.limits.charge_credential_check(rc)?;
     if let Some(retry_after) = app.limits.login_refused(&email) {
         return Err(AppError::RateLimited { retry_after });

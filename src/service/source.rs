@@ -12,7 +12,6 @@ use sea_orm::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::app::App;
 use crate::auth::principal::Principal;
 use crate::context::RequestCtx;
 use crate::db::{begin_write, one_locked};
@@ -21,6 +20,7 @@ use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
 use crate::service::lead::{Change, now, ts};
 use crate::service::validate::Errors;
+use crate::state::App;
 
 /// Fields of `createSource` / `updateSource`.
 #[derive(Debug, Clone, Default)]

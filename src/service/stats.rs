@@ -6,10 +6,10 @@ use entity::lead;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, QuerySelect};
 
-use crate::app::App;
 use crate::context::RequestCtx;
 use crate::error::AppResult;
 use crate::service::validate::Errors;
+use crate::state::App;
 
 /// The range counted; per-day counts default to the last 30 days.
 #[derive(Debug, Clone, Default)]

@@ -8,7 +8,6 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::app::App;
 use crate::auth::password;
 use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
@@ -16,6 +15,7 @@ use crate::ids::Kind;
 use crate::service::api_key::{Grant, issue};
 use crate::service::settings;
 use crate::service::user::{self, NewUser};
+use crate::state::App;
 
 /// What bootstrap created; printed once.
 #[derive(Debug, Serialize)]

@@ -8,7 +8,6 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use crate::app::App;
 use crate::auth::password;
 use crate::context::RequestCtx;
 use crate::db::{begin_write, one_locked};
@@ -16,6 +15,7 @@ use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
 use crate::service::validate::Errors;
+use crate::state::App;
 
 /// Input of `createUser`.
 #[derive(Debug, Clone)]
@@ -39,11 +39,6 @@ pub struct UserPatch {
     pub role: Option<Role>,
     /// Activate or deactivate.
     pub active: Option<bool>,
-}
-
-/// Normalizes an email for storage and login: trimmed and lower-cased.
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
 }
 
 /// The public JSON of a user (as audited).
@@ -82,7 +77,7 @@ pub async fn insert<C: ConnectionTrait>(
     let now = chrono::Utc::now();
     let row = user::ActiveModel {
         tenant_id: Set(tenant_id),
-        email: Set(normalize_email(&input.email)),
+        email: Set(crate::service::validate::normalize_email(&input.email)),
         name: Set(input.name.trim().to_owned()),
         role: Set(input.role),
         password_hash: Set(password_hash),

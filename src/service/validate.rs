@@ -79,3 +79,8 @@ impl Errors {
         }
     }
 }
+
+/// Normalizes an email for storage and login: trimmed and lower-cased.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}

@@ -11,9 +11,10 @@ use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use entity::enums::{Plan, Role};
 use http_body_util::BodyExt;
-use leadgraph::app::{App, AppState, build_router};
 use leadgraph::config::Config;
+use leadgraph::router::build_router;
 use leadgraph::service;
+use leadgraph::web::AppState;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -224,7 +225,7 @@ impl TestApp {
                 );
             }
         });
-        let state = App::build(config, db).await.expect("build app state");
+        let state = AppState::build(config, db).await.expect("build app state");
         let router = build_router(state.clone());
         TestApp {
             state,

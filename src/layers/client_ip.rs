@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::app::AppState;
+use crate::web::AppState;
 
 /// The resolved client IP, if the connection's peer is known.
 #[derive(Debug, Clone, Copy)]

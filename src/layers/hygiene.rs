@@ -1,16 +1,53 @@
 //! Headers every request and response pass through: a client's `X-Request-Id` is kept only
-//! when it is short and plain (it is logged and stored in the audit log), and every response
-//! carries the security headers of SPEC section 16.
+//! when it is short and plain (it is logged and stored in the audit log), one is made for a
+//! request without, and every response carries the security headers (docs/reliability.md).
 
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use tower_http::request_id::MakeRequestId;
 
 /// The longest client-chosen request ID kept; a longer or stranger one is replaced.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The request-ID header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's ID, set from `X-Request-Id` or generated.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let id = parts
+            .headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(RequestId(id))
+    }
+}
+
+/// Makes the IDs of requests that come without one: UUID v4.
+#[derive(Clone, Copy)]
+pub struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(
+        &mut self,
+        _: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let id = uuid::Uuid::new_v4();
+        let mut buf = uuid::Uuid::encode_buffer();
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
 
 /// Whether a client's request ID may be kept as it is.
 fn plain_request_id(v: &HeaderValue) -> bool {

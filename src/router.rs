@@ -1,0 +1,154 @@
+//! The router: GraphQL, REST, GraphiQL, health checks and metrics, behind the layers.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use sea_orm::ConnectionTrait;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::AppError;
+use crate::layers::hygiene::{NewRequestId, REQUEST_ID};
+use crate::layers::{authenticate, client_ip, hygiene, limit};
+use crate::web::AppState;
+
+/// Builds the router.
+///
+/// The layers wrap the router once instead of being layered onto each route: axum clones a
+/// route's whole service stack for every request.
+pub fn build_router(state: AppState) -> Router {
+    let mut routes = Router::new();
+    if state.config.metrics_bind.is_none() {
+        routes = routes.route("/metrics", get(metrics));
+    }
+    let routes = routes
+        .route(
+            "/graphql",
+            get(crate::graphql::http::get).post(crate::graphql::http::post),
+        )
+        .route(
+            "/graphiql/{file}",
+            get(crate::graphql::http::graphiql_asset),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .nest("/v1", crate::rest::router())
+        .nest("/api", crate::rest::router())
+        .fallback(not_found)
+        // Inside routing, so a refusal is counted under its route; the last added runs first.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::per_tenant,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::per_ip,
+        ))
+        // The metrics run outside routing; the matched route template reaches them this way.
+        .layer(axum::middleware::from_fn(crate::metrics::keep_matched_path))
+        .with_state(state.clone());
+    let inner = tower::ServiceBuilder::new()
+        .layer(CatchPanicLayer::custom(|_| {
+            AppError::internal("handler panicked").into_response()
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_ip::resolve,
+        ))
+        .service(routes);
+    // A router of its own so the optional compression layer leaves the type the same.
+    let mut inner = Router::new().fallback_service(inner);
+    if state.config.compression {
+        inner = inner.layer(tower_http::compression::CompressionLayer::new());
+    }
+    let outer = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(hygiene::middleware))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track,
+        ))
+        .layer(axum::error_handling::HandleErrorLayer::new(transport_error))
+        .load_shed()
+        .concurrency_limit(state.config.max_concurrent_requests)
+        .timeout(state.config.request_timeout())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .service(inner);
+    Router::new().fallback_service(outer)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let ping = tokio::time::timeout(
+        Duration::from_secs(2),
+        state.db.execute_unprepared("SELECT 1"),
+    )
+    .await;
+    match ping {
+        Ok(Ok(_)) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable", "error": "SERVICE_UNAVAILABLE"})),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`, with the pool's and the caches' current state.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(
+        &state.db,
+        &[
+            ("encoded_ids", state.ids.cached()),
+            ("api_keys", state.key_cache.len()),
+            ("documents", state.documents.len()),
+        ],
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The router of `--metrics-bind`: `/metrics` only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Timeouts and load shedding become `503 SERVICE_UNAVAILABLE` with the envelope.
+async fn transport_error(err: tower::BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        tracing::warn!("request timed out");
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        tracing::warn!("request shed: too many requests in flight");
+    } else {
+        return AppError::internal(err).into_response();
+    }
+    AppError::Unavailable.into_response()
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}

@@ -1,0 +1,70 @@
+//! What the HTTP side needs beyond the services' state: the GraphQL schema and its document
+//! cache, the REST routes' operations, GraphiQL's files and the metrics registry.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::config::Config;
+use crate::error::{AppError, AppResult};
+use crate::graphql::documents::Documents;
+use crate::graphql::graphiql::Assets;
+use crate::graphql::schema::{self, AppSchema};
+use crate::metrics::Metrics;
+use crate::rest::operations::Operations;
+use crate::state::App;
+
+/// The HTTP side's state.
+pub struct Web {
+    /// The services' state.
+    pub app: Arc<App>,
+    /// The GraphQL schema.
+    pub schema: AppSchema,
+    /// Parsed GraphQL documents, by text.
+    pub documents: Documents,
+    /// The REST routes' GraphQL operations, parsed once.
+    pub rest_ops: Operations,
+    /// GraphiQL's scripts, when served locally.
+    pub graphiql_assets: Option<Assets>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Cheap-to-clone handle on [`Web`], the state of every handler.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Web>);
+
+impl Deref for AppState {
+    type Target = Web;
+    fn deref(&self) -> &Web {
+        &self.0
+    }
+}
+
+impl Deref for Web {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}
+
+impl AppState {
+    /// Builds the whole state on a migrated database.
+    pub async fn build(config: Config, db: DatabaseConnection) -> AppResult<AppState> {
+        let graphiql_assets = match &config.graphiql_assets {
+            Some(dir) => Some(Assets::load(dir).map_err(AppError::BadRequest)?),
+            None => None,
+        };
+        let schema = schema::build(&config);
+        let app = App::build(config, db).await?;
+        Ok(AppState(Arc::new(Web {
+            app: Arc::new(app),
+            schema,
+            documents: Documents::default(),
+            rest_ops: Operations::parse().map_err(AppError::internal)?,
+            graphiql_assets,
+            metrics: Arc::new(Metrics::default()),
+        })))
+    }
+}
