@@ -1,7 +1,6 @@
 //! Who is calling: credentials, hashing, tokens, and the resulting [`principal::Principal`].
 
 pub mod api_key;
-pub mod extract;
 pub mod jwt;
 pub mod key_cache;
 pub mod password;

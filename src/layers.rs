@@ -4,6 +4,7 @@
 
 pub mod authenticate;
 pub mod client_ip;
+pub mod credentials;
 pub mod hygiene;
 pub mod limit;
 

@@ -34,6 +34,8 @@ pub mod seed;
 pub mod server;
 /// Services: the only code that queries the database.
 pub mod service;
+/// Deployment settings kept in the database.
+pub mod settings;
 /// The services' state.
 pub mod state;
 /// Serving HTTP connections with transport limits.

@@ -8,7 +8,6 @@ pub mod lead;
 pub mod page;
 pub mod pipeline;
 pub mod session;
-pub mod settings;
 pub mod source;
 pub mod stats;
 pub mod tenant;

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::error::{AppError, AppResult};
 use crate::ids::Ids;
 use crate::rate_limit::RateLimits;
-use crate::service::settings;
+use crate::settings;
 
 /// The services' dependencies.
 pub struct App {

@@ -50,7 +50,7 @@ fn claims(token: &str) -> Value {
 }
 
 async fn jwt_secret(app: &TestApp) -> String {
-    leadgraph::service::settings::get_or_init(app.db(), "jwt_secret", String::new)
+    leadgraph::settings::get_or_init(app.db(), "jwt_secret", String::new)
         .await
         .expect("secret")
 }

@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::auth::extract::authenticate;
+use super::credentials::authenticate;
 use crate::auth::principal::Principal;
 use crate::error::AppError;
 use crate::web::AppState;

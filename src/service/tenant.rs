@@ -13,8 +13,8 @@ use crate::db::begin_write;
 use crate::error::{AppError, AppResult};
 use crate::ids::Kind;
 use crate::service::api_key::{Grant, issue};
-use crate::service::settings;
 use crate::service::user::{self, NewUser};
+use crate::settings;
 use crate::state::App;
 
 /// What bootstrap created; printed once.

@@ -6,9 +6,9 @@ use entity::enums::{Environment, Plan, Role, Scope};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{EntityTrait, FromQueryResult};
 
-use super::api_key;
-use super::key_cache::KeyRecord;
-use super::principal::{KeyInfo, Principal};
+use crate::auth::api_key;
+use crate::auth::key_cache::KeyRecord;
+use crate::auth::principal::{KeyInfo, Principal};
 use crate::error::AppError;
 use crate::ids::Kind;
 use crate::state::App;
