@@ -220,7 +220,9 @@ impl AppError {
 
     /// A GraphQL error carrying this error's code (and fields).
     pub fn to_graphql(&self) -> async_graphql::Error {
-        let mut err = async_graphql::Error::new(self.message());
+        // The error itself travels as the GraphQL error's source: REST reads it back whole
+        // (`AppError::of_graphql`).
+        let mut err = async_graphql::Error::new_with_source(Source(self.clone()));
         let code = self.code();
         let fields = self.fields().to_vec();
         let retry_after = match self {
@@ -258,6 +260,24 @@ impl AppError {
             }
         });
         err
+    }
+}
+
+/// An [`AppError`] as the source of a GraphQL error. A wrapper, because `AppError` itself
+/// implementing `Display` would turn every `?` in a resolver into async-graphql's blanket
+/// conversion, which carries no code.
+struct Source(AppError);
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.message())
+    }
+}
+
+impl AppError {
+    /// The error a GraphQL error was made from by [`AppError::to_graphql`], if it was.
+    pub fn of_graphql(e: &async_graphql::ServerError) -> Option<&AppError> {
+        e.source::<Source>().map(|s| &s.0)
     }
 }
 

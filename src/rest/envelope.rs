@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::error::{AppError, FieldError, meta};
+use crate::error::{AppError, meta};
 
 /// A successful envelope.
 pub fn ok(status: StatusCode, data: Value, extra_meta: Option<Value>) -> Response {
@@ -22,76 +22,17 @@ pub fn ok(status: StatusCode, data: Value, extra_meta: Option<Value>) -> Respons
     (status, Json(body)).into_response()
 }
 
-/// Rebuilds an [`AppError`] from the first error of a GraphQL response.
+/// The [`AppError`] of the first error of a GraphQL response: the resolver's own, carried as
+/// the error's source. An error without one comes from GraphQL's validation of the variables a
+/// route built from its input: a bad request.
 pub fn error_from_graphql(errors: &[async_graphql::ServerError]) -> AppError {
     let Some(first) = errors.first() else {
         return AppError::internal("GraphQL error without detail");
     };
-    let ext = first.extensions.as_ref();
-    let code = match ext.and_then(|e| e.get("code")) {
-        Some(async_graphql::Value::String(c)) => c.clone(),
-        // Errors without our code come from GraphQL validation of the variables we built.
-        _ => return AppError::BadRequest(first.message.clone()),
-    };
-    let fields = match ext.and_then(|e| e.get("fields")) {
-        Some(async_graphql::Value::List(list)) => list
-            .iter()
-            .filter_map(|f| match f {
-                async_graphql::Value::Object(o) => Some(FieldError::new(
-                    string(o.get("field")),
-                    string(o.get("message")),
-                )),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let retry_after = match ext.and_then(|e| e.get("retryAfter")) {
-        Some(async_graphql::Value::Number(n)) => n.as_u64().unwrap_or(1),
-        _ => 1,
-    };
-    match code.as_str() {
-        "MISSING_TOKEN" => AppError::MissingToken,
-        "INVALID_TOKEN" => AppError::InvalidToken,
-        "REVOKED_TOKEN" => AppError::RevokedToken,
-        "EXPIRED_TOKEN" => AppError::ExpiredToken,
-        "INVALID_CREDENTIALS" => AppError::InvalidCredentials,
-        "SESSION_REQUIRED" => AppError::SessionRequired,
-        "INSUFFICIENT_SCOPE" => AppError::InsufficientScope,
-        "INSUFFICIENT_PLAN" => AppError::InsufficientPlan,
-        "FORBIDDEN" => AppError::Forbidden(forbidden_message(&first.message)),
-        "NOT_FOUND" => AppError::NotFound,
-        "CONFLICT" => AppError::Conflict(first.message.clone()),
-        "VALIDATION_FAILED" => AppError::Validation(fields),
-        "BAD_REQUEST" => AppError::BadRequest(first.message.clone()),
-        "RATE_LIMITED" => AppError::RateLimited { retry_after },
-        "SERVICE_UNAVAILABLE" => AppError::Unavailable,
-        _ => AppError::Internal(first.message.clone()),
+    match AppError::of_graphql(first) {
+        Some(e) => e.clone(),
+        None => AppError::BadRequest(first.message.clone()),
     }
-}
-
-fn string(v: Option<&async_graphql::Value>) -> String {
-    match v {
-        Some(async_graphql::Value::String(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
-
-/// `Forbidden` carries a static message; keep the GraphQL one when it is one we know.
-fn forbidden_message(m: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "This operation requires the admin or owner role",
-        "Only owners can create owners",
-        "Only owners can change owners or grant the owner role",
-        "X-Environment does not match the API key's environment",
-        "X-On-Behalf-Of is only accepted with an API key",
-        "X-On-Behalf-Of needs a key created by an admin and an active user of the same tenant",
-    ];
-    KNOWN
-        .iter()
-        .find(|k| **k == m)
-        .copied()
-        .unwrap_or("Forbidden")
 }
 
 /// Keys whose string values are enum values, lower-case in REST.
