@@ -406,8 +406,39 @@ impl Config {
     }
 
     /// Defaults as the `serve` command would have them with no flags and no environment,
-    /// for tests and embedding.
+    /// for tests and embedding: no `LEADGRAPH_*` variable of the calling shell is read.
     pub fn defaults() -> Self {
-        Cli::parse_from(["leadgraph"]).config
+        use clap::FromArgMatches;
+        let matches = defaults_command().get_matches_from(["leadgraph"]);
+        match Cli::from_arg_matches(&matches) {
+            Ok(cli) => cli.config,
+            // Every flag has a default: only a broken declaration could get here.
+            Err(e) => e.exit(),
+        }
+    }
+}
+
+/// The command line without its environment variables.
+fn defaults_command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_args(|a| a.env(None::<&'static str>))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_read_no_environment() {
+        let cmd = defaults_command();
+        assert!(cmd.get_arguments().all(|a| a.get_env().is_none()));
+        // The real command does read them.
+        use clap::CommandFactory;
+        assert!(
+            Cli::command()
+                .get_arguments()
+                .any(|a| a.get_env().is_some())
+        );
+        assert_eq!(Config::defaults().log, "info");
     }
 }

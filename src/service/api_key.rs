@@ -153,8 +153,8 @@ pub async fn create(
     );
     let tx = begin_write(&app.db).await?;
     let row = row.insert(&tx).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -165,7 +165,6 @@ pub async fn create(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok((row, key.key))
 }
 
@@ -261,8 +260,8 @@ pub async fn update(
     }
     row.updated_at = Set(Utc::now());
     let after = row.update(&tx).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -273,7 +272,6 @@ pub async fn update(
         },
     )
     .await?;
-    tx.commit().await?;
     app.key_cache.evict_key(id);
     Ok(with_pending(app, after))
 }
@@ -289,8 +287,8 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     row.deleted_at = Set(Some(Utc::now()));
     row.updated_at = Set(Utc::now());
     row.update(&tx).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -301,7 +299,6 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
         },
     )
     .await?;
-    tx.commit().await?;
     app.key_cache.evict_key(id);
     Ok(())
 }

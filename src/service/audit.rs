@@ -90,6 +90,18 @@ pub async fn record<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Records the audit entry of a change in its transaction, then commits both: every mutation
+/// ends this way, so no change is committed without its entry.
+pub async fn commit(
+    tx: sea_orm::DatabaseTransaction,
+    actor: Actor,
+    rc: &RequestCtx,
+    entry: Entry<'_>,
+) -> Result<(), DbErr> {
+    record(&tx, actor, rc, entry).await?;
+    tx.commit().await
+}
+
 /// `{"before": …, "after": …}` keeping only the fields that differ.
 pub fn diff(before: &serde_json::Value, after: &serde_json::Value) -> serde_json::Value {
     let (Some(b), Some(a)) = (before.as_object(), after.as_object()) else {

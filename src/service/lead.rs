@@ -502,8 +502,8 @@ pub async fn create(app: &App, rc: &RequestCtx, input: LeadInput) -> AppResult<L
     .await?;
     insert_tags(&tx, &row, &tags).await?;
     let created = LeadRow { lead: row, tags };
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -514,7 +514,6 @@ pub async fn create(app: &App, rc: &RequestCtx, input: LeadInput) -> AppResult<L
         },
     )
     .await?;
-    tx.commit().await?;
     crate::service::duplicates::spawn(app, created.lead.clone());
     Ok(created)
 }
@@ -618,8 +617,8 @@ async fn apply(
         lead: after_lead,
         tags: after_tags,
     };
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -630,7 +629,6 @@ async fn apply(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(after)
 }
 
@@ -750,8 +748,8 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
         .exec(&tx)
         .await?;
     lead::Entity::delete_by_id(id).exec(&tx).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -762,7 +760,6 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

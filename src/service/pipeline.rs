@@ -190,8 +190,8 @@ pub async fn create(
     for (i, s) in stages.iter().enumerate() {
         created.push(insert_stage(&tx, p, row.id, s, i as i32).await?);
     }
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -202,7 +202,6 @@ pub async fn create(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok((row, created))
 }
 
@@ -228,8 +227,8 @@ pub async fn update(
     }
     row.updated_at = Set(now());
     let after = row.update(&tx).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -240,7 +239,6 @@ pub async fn update(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(after)
 }
 
@@ -272,8 +270,8 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
         .exec(&tx)
         .await?;
     pipeline::Entity::delete_by_id(id).exec(&tx).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -284,7 +282,6 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -325,8 +322,8 @@ pub async fn create_stage(
     let created = insert_stage(&tx, p, pl.id, &name, at as i32).await?;
     stages.insert(at, created.clone());
     renumber(&tx, &stages).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -337,7 +334,6 @@ pub async fn create_stage(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(created)
 }
 
@@ -382,8 +378,8 @@ pub async fn update_stage(
         .find(|s| s.id == id)
         .cloned()
         .ok_or(AppError::NotFound)?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -397,7 +393,6 @@ pub async fn update_stage(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(after)
 }
 
@@ -411,8 +406,8 @@ pub async fn delete_stage(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> 
     stage::Entity::delete_by_id(id).exec(&tx).await?;
     let rest = stages_of(&tx, before.pipeline_id).await?;
     renumber(&tx, &rest).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -423,7 +418,6 @@ pub async fn delete_stage(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> 
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -455,13 +449,11 @@ pub async fn reorder_stages(
         ));
     }
     let after = renumber(&tx, &ordered).await?;
-    audit::record(&tx, Actor::of(p), rc, Entry {
+    audit::commit(tx, Actor::of(p), rc, Entry {
         action: "pipeline.reorder_stages",
         resource_type: "pipeline",
         resource_id: Some(id),
         changes: json!({"before": before, "after": after.iter().map(|s| stage_json(&app.ids, s)).collect::<Vec<_>>()}),
-    })
-    .await?;
-    tx.commit().await?;
+    }).await?;
     Ok(after)
 }

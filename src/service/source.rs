@@ -124,8 +124,8 @@ pub async fn create(app: &App, rc: &RequestCtx, input: SourceInput) -> AppResult
     }
     .insert(&tx)
     .await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -136,7 +136,6 @@ pub async fn create(app: &App, rc: &RequestCtx, input: SourceInput) -> AppResult
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(row)
 }
 
@@ -168,8 +167,8 @@ pub async fn update(
     }
     row.updated_at = Set(now());
     let after = row.update(&tx).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -180,7 +179,6 @@ pub async fn update(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(after)
 }
 
@@ -200,8 +198,8 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
         )));
     }
     source::Entity::delete_by_id(id).exec(&tx).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -212,7 +210,6 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -241,14 +238,12 @@ pub async fn rotate_webhook_token(
     row.webhook_token_hash = Set(Some(hash_token(&token)));
     row.updated_at = Set(now());
     let after = row.update(&tx).await?;
-    audit::record(&tx, Actor::of(p), rc, Entry {
+    audit::commit(tx, Actor::of(p), rc, Entry {
         action: "source.rotate_webhook_token",
         resource_type: "source",
         resource_id: Some(id),
         changes: json!({"before": {"hasWebhook": before.webhook_token_hash.is_some()}, "after": {"hasWebhook": true}}),
-    })
-    .await?;
-    tx.commit().await?;
+    }).await?;
     Ok((after, token))
 }
 
@@ -266,15 +261,14 @@ pub async fn revoke_webhook_token(app: &App, rc: &RequestCtx, id: i64) -> AppRes
         .filter(source::Column::Id.eq(id))
         .exec(&tx)
         .await?;
-    audit::record(&tx, Actor::of(p), rc, Entry {
+    let after = find(&tx, p, id).await?;
+    audit::commit(tx, Actor::of(p), rc, Entry {
         action: "source.revoke_webhook_token",
         resource_type: "source",
         resource_id: Some(id),
         changes: json!({"before": {"hasWebhook": before.webhook_token_hash.is_some()}, "after": {"hasWebhook": false}}),
     })
     .await?;
-    let after = find(&tx, p, id).await?;
-    tx.commit().await?;
     Ok(after)
 }
 

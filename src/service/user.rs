@@ -104,8 +104,8 @@ pub async fn create(app: &App, rc: &RequestCtx, input: NewUser) -> AppResult<use
     let hash = password::hash_async(input.password.clone()).await?;
     let tx = begin_write(&app.db).await?;
     let created = insert(&tx, p.tenant_id, &input, hash).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -116,7 +116,6 @@ pub async fn create(app: &App, rc: &RequestCtx, input: NewUser) -> AppResult<use
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(created)
 }
 
@@ -183,8 +182,8 @@ pub async fn update(
     }
     row.updated_at = Set(chrono::Utc::now());
     let after = row.update(&tx).await?;
-    audit::record(
-        &tx,
+    audit::commit(
+        tx,
         Actor::of(p),
         rc,
         Entry {
@@ -195,7 +194,6 @@ pub async fn update(
         },
     )
     .await?;
-    tx.commit().await?;
     // Keys of a deactivated or demoted user must stop working at once.
     app.key_cache.evict_tenant(p.tenant_id);
     Ok(after)
