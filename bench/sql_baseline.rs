@@ -38,6 +38,10 @@ struct Args {
 pub const QUERY_A: &str = "{ leads(first: 50) { edges { node { id email firstName lastName status score tags \
                            source { name } pipeline { name } stage { name } assignedTo { name email } } } } }";
 
+// The server's allocator, so that only leadgraph's own work differs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
