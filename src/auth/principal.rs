@@ -13,6 +13,17 @@ pub struct KeyInfo {
     pub scope: Scope,
 }
 
+/// How a request authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A user's session (an access token).
+    Session,
+    /// An API key.
+    ApiKey(KeyInfo),
+    /// An inbound webhook's URL token: it acts for no user, only to create its source's leads.
+    Webhook,
+}
+
 /// Who is calling, on which tenant and environment, with which rights.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -22,20 +33,29 @@ pub struct Principal {
     pub plan: Plan,
     /// The environment the request acts on.
     pub environment: Environment,
-    /// The user the request acts as (the impersonated user under `X-On-Behalf-Of`).
+    /// The user the request acts as (the impersonated user under `X-On-Behalf-Of`; 0 for a
+    /// webhook, which acts for no user).
     pub user_id: i64,
     /// That user's role.
     pub role: Role,
     /// The session's user, or the key's creator.
     pub actor_user_id: i64,
-    /// Set for API-key requests.
-    pub key: Option<KeyInfo>,
+    /// How it authenticated.
+    pub via: Via,
 }
 
 impl Principal {
-    /// Whether this is a user session rather than an API key.
+    /// Whether this is a user session (not an API key, not a webhook).
     pub fn is_session(&self) -> bool {
-        self.key.is_none()
+        self.via == Via::Session
+    }
+
+    /// The API key, for API-key requests.
+    pub fn key(&self) -> Option<KeyInfo> {
+        match self.via {
+            Via::ApiKey(k) => Some(k),
+            Via::Session | Via::Webhook => None,
+        }
     }
 
     /// The impersonated user, when acting on behalf of someone else.
@@ -45,7 +65,7 @@ impl Principal {
 
     /// Refuses callers that may not change leads, sources, pipelines and tags.
     pub fn check_write(&self) -> Result<(), AppError> {
-        match self.key {
+        match self.key() {
             Some(KeyInfo {
                 scope: Scope::Read, ..
             }) => Err(AppError::InsufficientScope),
@@ -72,5 +92,27 @@ impl Principal {
                 "This operation requires the admin or owner role",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_is_neither_a_session_nor_a_key() {
+        let p = Principal {
+            tenant_id: 1,
+            plan: Plan::Pro,
+            environment: Environment::Live,
+            user_id: 0,
+            role: Role::Member,
+            actor_user_id: 0,
+            via: Via::Webhook,
+        };
+        assert!(!p.is_session());
+        assert_eq!(p.key(), None);
+        assert!(matches!(p.check_session(), Err(AppError::SessionRequired)));
+        assert!(p.check_write().is_ok(), "it creates its source's leads");
     }
 }

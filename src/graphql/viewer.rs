@@ -69,11 +69,11 @@ impl Viewer {
     }
     /// The key's scope (null for sessions, which act by role).
     async fn scope(&self) -> Option<Scope> {
-        self.0.key.map(|k| k.scope)
+        self.0.key().map(|k| k.scope)
     }
     /// The key used, for API-key requests.
     async fn api_key(&self, ctx: &Context<'_>) -> Result<Option<ApiKey>> {
-        let Some(key) = self.0.key else {
+        let Some(key) = self.0.key() else {
             return Ok(None);
         };
         let row = entity::api_key::Entity::find_by_id(key.id)

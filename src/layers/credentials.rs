@@ -8,7 +8,7 @@ use sea_orm::{EntityTrait, FromQueryResult};
 
 use crate::auth::api_key;
 use crate::auth::key_cache::KeyRecord;
-use crate::auth::principal::{KeyInfo, Principal};
+use crate::auth::principal::{KeyInfo, Principal, Via};
 use crate::error::AppError;
 use crate::ids::Kind;
 use crate::state::App;
@@ -120,7 +120,7 @@ async fn key_principal(app: &App, key: &str, headers: &HeaderMap) -> Result<Prin
         user_id: record.user_id,
         role: record.user_role,
         actor_user_id: record.user_id,
-        key: Some(KeyInfo {
+        via: Via::ApiKey(KeyInfo {
             id: record.id,
             scope: record.scope,
         }),
@@ -267,6 +267,6 @@ async fn session_principal(
         user_id,
         role: user.role,
         actor_user_id: user_id,
-        key: None,
+        via: Via::Session,
     })
 }

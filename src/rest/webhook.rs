@@ -11,7 +11,7 @@ use entity::enums::Role;
 use serde_json::{Map, Value};
 
 use super::{envelope, fields};
-use crate::auth::principal::Principal;
+use crate::auth::principal::{Principal, Via};
 use crate::error::AppError;
 use crate::ids::Kind;
 use crate::layers::client_ip::ClientIp;
@@ -63,7 +63,7 @@ async fn run(
         user_id: 0,
         role: Role::Member,
         actor_user_id: 0,
-        key: None,
+        via: Via::Webhook,
     };
     // Charged to the source's tenant, like any of its requests; the headers describe the
     // budget with less left.

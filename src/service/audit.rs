@@ -4,7 +4,7 @@ use entity::audit_log;
 use entity::enums::Environment;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
 
-use crate::auth::principal::Principal;
+use crate::auth::principal::{Principal, Via};
 use crate::context::RequestCtx;
 
 /// Who an entry is attributed to.
@@ -28,10 +28,9 @@ impl Actor {
         Actor {
             tenant_id: p.tenant_id,
             environment: p.environment,
-            // Webhook requests act for no user.
-            actor_user_id: (p.actor_user_id > 0).then_some(p.actor_user_id),
+            actor_user_id: (p.via != Via::Webhook).then_some(p.actor_user_id),
             on_behalf_of_user_id: p.on_behalf_of(),
-            api_key_id: p.key.map(|k| k.id),
+            api_key_id: p.key().map(|k| k.id),
         }
     }
 
