@@ -5,12 +5,12 @@
 # rounds of new/old requests/s is reported, so a change's worth is measured in one run on one
 # machine rather than across runs.
 #
-#   bash bench/compare.sh OLD_BINARY                      # against target/release/leadgraph
+#   bash bench/compare.sh OLD_BINARY                      # against target/dist/leadgraph
 #   COMPARE_ROUNDS=8 COMPARE_SECONDS=5 COMPARE_DATABASES="sqlite postgres" bash bench/compare.sh OLD
 #   COMPARE_NEW=/path/to/other/leadgraph bash bench/compare.sh OLD
 #
 # OLD_BINARY is another build's `leadgraph` (for example, `git worktree add /tmp/old REV` and
-# `cargo build --release` there, or a copy of target/release/leadgraph made before a change).
+# `cargo build --profile dist` there, or a copy of target/dist/leadgraph made before a change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OLD="${1:?usage: bash bench/compare.sh OLD_BINARY}"

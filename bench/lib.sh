@@ -1,4 +1,5 @@
-# Shared by bench/run.sh and bench/soak.sh: the load generator, the release server, helpers.
+# Shared by bench/run.sh, bench/compare.sh and bench/soak.sh: the load generator, the server
+# built as deployments build it (`--profile dist`), helpers.
 # Sourced with the repository root as the working directory; sets OHA, BIN, work, server.
 
 tools="$PWD/target/bench-tools"
@@ -7,9 +8,9 @@ if ! [ -x "$tools/bin/oha" ]; then
   cargo install oha --locked --quiet --root "$tools"
 fi
 OHA="$tools/bin/oha"
-echo "building the release binaries" >&2
-cargo build --release --quiet --bin leadgraph --example sql_baseline
-BIN="$PWD/target/release/leadgraph"
+echo "building the binaries (--profile dist)" >&2
+cargo build --profile dist --quiet --bin leadgraph --example sql_baseline
+BIN="$PWD/target/dist/leadgraph"
 
 work=$(mktemp -d)
 server=""

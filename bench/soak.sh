@@ -133,7 +133,7 @@ PY
 {
   echo "# leadgraph soak, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr). $DB, $LEADS seeded leads, release build, oha over loopback (latency-corrected at a fixed rate)."
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr). $DB, $LEADS seeded leads, --profile dist build, oha over loopback (latency-corrected at a fixed rate)."
   echo "Fixed rate ${MINUTES} min after ${WARMUP} s warm-up: a $RATE_A/s, b $RATE_B/s, c $RATE_C/s, d $RATE_D/s (4 connections each); then ${SATURATION} s at saturation (16 connections each). p99 bound: ${P99_MS} ms."
   echo
   cat "$out"
