@@ -255,30 +255,24 @@ impl TestApp {
     /// Ends every server session of this PostgreSQL test database, as a server restart would
     /// (the pool is not told); returns how many there were.
     pub async fn terminate_postgres_connections(&self) -> i64 {
-        let Backend::Postgres { admin_url, name } = &self.backend else {
-            panic!("a PostgreSQL test app");
-        };
-        let admin = Database::connect(admin_url.as_str())
+        self.count_sessions("count(pg_terminate_backend(pid))", "true")
             .await
-            .expect("connect to the PostgreSQL server");
-        let row = admin
-            .query_one_raw(sea_orm::Statement::from_sql_and_values(
-                sea_orm::DbBackend::Postgres,
-                "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = $1",
-                [name.clone().into()],
-            ))
-            .await
-            .expect("terminate backends")
-            .expect("a row");
-        admin.close().await.ok();
-        row.try_get::<i64>("", "n").expect("count")
+            .expect("a PostgreSQL test app")
     }
 
     /// Server sessions of this PostgreSQL test database left inside a transaction with no
     /// statement running ("idle in transaction"); always 0 on SQLite.
     pub async fn idle_in_transaction(&self) -> i64 {
+        self.count_sessions("count(*)", "state LIKE 'idle in transaction%'")
+            .await
+            .unwrap_or(0)
+    }
+
+    /// `aggregate` over this PostgreSQL test database's server sessions that match `condition`
+    /// (from `pg_stat_activity`, through an admin connection); `None` on SQLite.
+    async fn count_sessions(&self, aggregate: &str, condition: &str) -> Option<i64> {
         let Backend::Postgres { admin_url, name } = &self.backend else {
-            return 0;
+            return None;
         };
         let admin = Database::connect(admin_url.as_str())
             .await
@@ -286,14 +280,16 @@ impl TestApp {
         let row = admin
             .query_one_raw(sea_orm::Statement::from_sql_and_values(
                 sea_orm::DbBackend::Postgres,
-                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+                format!(
+                    "SELECT {aggregate} AS n FROM pg_stat_activity WHERE datname = $1 AND {condition}"
+                ),
                 [name.clone().into()],
             ))
             .await
             .expect("pg_stat_activity")
             .expect("a row");
         admin.close().await.ok();
-        row.try_get::<i64>("", "n").expect("count")
+        Some(row.try_get::<i64>("", "n").expect("count"))
     }
 
     /// A connection of the test's own to its database, outside the app's pool.
