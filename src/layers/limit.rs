@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::authenticate::Authenticated;
 use super::client_ip::ClientIp;
+use crate::auth::principal::Principal;
 use crate::error::AppError;
-use crate::rate_limit::{Budget, Decision};
+use crate::rate_limit::{Budget, Decision, RateLimits};
 use crate::web::AppState;
 
 /// The budget reported on the response, also given to GraphQL for its `extensions`.
@@ -44,7 +45,7 @@ pub fn set_headers(headers: &mut HeaderMap, b: Budget) {
 }
 
 /// Of the budget reported so far and `b`, the one that binds first: the one with less left.
-pub fn tighter(reported: Option<Budget>, b: Budget) -> Budget {
+fn tighter(reported: Option<Budget>, b: Budget) -> Budget {
     match reported {
         Some(r) if r.remaining < b.remaining => r,
         _ => b,
@@ -93,18 +94,34 @@ pub async fn per_ip(State(state): State<AppState>, mut req: Request, next: Next)
     resp
 }
 
+/// Counts a request of `p` against its tenant's limit. `Ok(Some(b))`: go ahead, reporting `b`,
+/// the tighter of the tenant's budget and `reported`; `Ok(None)`: tenant limits are off;
+/// `Err`: the `429`.
+pub fn charge_tenant(
+    limits: &RateLimits,
+    p: &Principal,
+    graphql: bool,
+    reported: Option<Budget>,
+) -> Result<Option<Budget>, Response> {
+    match limits.check_tenant(p) {
+        Some(Decision::Refused(b, retry)) => Err(refuse(graphql, "tenant", b, retry)),
+        Some(Decision::Allowed(b)) => Ok(Some(tighter(reported, b))),
+        None => Ok(None),
+    }
+}
+
 /// The tenant's limit, after authentication.
 pub async fn per_tenant(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let graphql = req.uri().path() == "/graphql";
     let reported = req.extensions().get::<ReportedBudget>().and_then(|b| b.0);
-    let caller = match req.extensions().get::<Authenticated>() {
-        Some(Authenticated(Ok(Some(p)))) => Some(state.limits.check_tenant(p)),
-        _ => None,
+    let charged = match req.extensions().get::<Authenticated>() {
+        Some(Authenticated(Ok(Some(p)))) => charge_tenant(&state.limits, p, graphql, reported),
+        _ => Ok(None),
     };
-    let budget = match caller.flatten() {
-        Some(Decision::Refused(b, retry)) => return refuse(graphql, "tenant", b, retry),
-        Some(Decision::Allowed(b)) => Some(tighter(reported, b)),
-        None => return next.run(req).await,
+    let budget = match charged {
+        Ok(Some(b)) => Some(b),
+        Ok(None) => return next.run(req).await,
+        Err(refusal) => return refusal,
     };
     req.extensions_mut().insert(ReportedBudget(budget));
     let mut resp = next.run(req).await;

@@ -16,8 +16,8 @@ use crate::error::AppError;
 use crate::ids::Kind;
 use crate::layers::client_ip::ClientIp;
 use crate::layers::hygiene::RequestId;
-use crate::layers::limit::{ReportedBudget, refuse, set_headers, tighter};
-use crate::rate_limit::{Budget, Decision};
+use crate::layers::limit::{ReportedBudget, charge_tenant, set_headers};
+use crate::rate_limit::Budget;
 use crate::service;
 use crate::service::validate::Errors;
 use crate::web::AppState;
@@ -67,12 +67,10 @@ async fn run(
     };
     // Charged to the source's tenant, like any of its requests; the headers describe the
     // budget with less left.
-    let mut budget = ip_budget;
-    match state.limits.check_tenant(&principal) {
-        Some(Decision::Refused(b, retry)) => return Ok(refuse(false, "tenant", b, retry)),
-        Some(Decision::Allowed(b)) => budget = Some(tighter(budget, b)),
-        None => {}
-    }
+    let budget = match charge_tenant(&state.limits, &principal, false, ip_budget) {
+        Ok(charged) => charged.or(ip_budget),
+        Err(refusal) => return Ok(refusal),
+    };
     let mime = crate::http::media_type(headers);
     let body = if mime == "application/x-www-form-urlencoded" {
         form_to_lead(&crate::http::read_body(body, state.config.max_body_bytes).await?)?
