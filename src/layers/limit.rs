@@ -96,15 +96,14 @@ pub async fn per_ip(State(state): State<AppState>, mut req: Request, next: Next)
 
 /// Counts a request of `p` against its tenant's limit. `Ok(Some(b))`: go ahead, reporting `b`,
 /// the tighter of the tenant's budget and `reported`; `Ok(None)`: tenant limits are off;
-/// `Err`: the `429`.
+/// `Err`: refused, with the budget and the seconds to wait, for [`refuse`].
 pub fn charge_tenant(
     limits: &RateLimits,
     p: &Principal,
-    graphql: bool,
     reported: Option<Budget>,
-) -> Result<Option<Budget>, Response> {
+) -> Result<Option<Budget>, (Budget, u64)> {
     match limits.check_tenant(p) {
-        Some(Decision::Refused(b, retry)) => Err(refuse(graphql, "tenant", b, retry)),
+        Some(Decision::Refused(b, retry)) => Err((b, retry)),
         Some(Decision::Allowed(b)) => Ok(Some(tighter(reported, b))),
         None => Ok(None),
     }
@@ -115,13 +114,13 @@ pub async fn per_tenant(State(state): State<AppState>, mut req: Request, next: N
     let graphql = req.uri().path() == "/graphql";
     let reported = req.extensions().get::<ReportedBudget>().and_then(|b| b.0);
     let charged = match req.extensions().get::<Authenticated>() {
-        Some(Authenticated(Ok(Some(p)))) => charge_tenant(&state.limits, p, graphql, reported),
+        Some(Authenticated(Ok(Some(p)))) => charge_tenant(&state.limits, p, reported),
         _ => Ok(None),
     };
     let budget = match charged {
         Ok(Some(b)) => Some(b),
         Ok(None) => return next.run(req).await,
-        Err(refusal) => return refusal,
+        Err((b, retry)) => return refuse(graphql, "tenant", b, retry),
     };
     req.extensions_mut().insert(ReportedBudget(budget));
     let mut resp = next.run(req).await;

@@ -16,7 +16,7 @@ use crate::error::AppError;
 use crate::ids::Kind;
 use crate::layers::client_ip::ClientIp;
 use crate::layers::hygiene::RequestId;
-use crate::layers::limit::{ReportedBudget, charge_tenant, set_headers};
+use crate::layers::limit::{ReportedBudget, charge_tenant, refuse, set_headers};
 use crate::rate_limit::Budget;
 use crate::service;
 use crate::service::validate::Errors;
@@ -67,9 +67,9 @@ async fn run(
     };
     // Charged to the source's tenant, like any of its requests; the headers describe the
     // budget with less left.
-    let budget = match charge_tenant(&state.limits, &principal, false, ip_budget) {
+    let budget = match charge_tenant(&state.limits, &principal, ip_budget) {
         Ok(charged) => charged.or(ip_budget),
-        Err(refusal) => return Ok(refusal),
+        Err((b, retry)) => return Ok(refuse(false, "tenant", b, retry)),
     };
     let mime = crate::http::media_type(headers);
     let body = if mime == "application/x-www-form-urlencoded" {
