@@ -198,14 +198,7 @@ async fn execute(call: Call, batch: BatchRequest, media: Media) -> Response {
         Ok(p) => p,
         Err(e) => return app_error_response(&e, media),
     };
-    let limits = Limits {
-        max_depth: state.config.graphql_max_depth,
-        max_complexity: state.config.graphql_max_complexity,
-        max_aliases: state.config.graphql_max_aliases,
-        max_root_fields: state.config.graphql_max_root_fields,
-        max_selections: state.config.graphql_max_selections,
-        introspection: state.config.graphql_introspection,
-    };
+    let limits = Limits::from_config(&state.config);
     let rc = RequestCtx {
         principal,
         ip,
