@@ -210,25 +210,31 @@ async fn keys_of_a_tenant_share_one_budget(app: TestApp) {
     assert_eq!(r.header("x-ratelimit-remaining"), Some("9"));
 }
 
+/// `POST /v1/auth/login` from `peer`.
+async fn rest_login(
+    app: &TestApp,
+    peer: std::net::SocketAddr,
+    email: &str,
+    password: &str,
+) -> Resp {
+    let body = json!({"email": email, "password": password}).to_string();
+    app.request_from(
+        peer,
+        Method::POST,
+        "/v1/auth/login",
+        &[("content-type", "application/json")],
+        Body::from(body),
+    )
+    .await
+}
+
 async fn failed_logins_are_throttled_per_ip(app: TestApp) {
     let t = app.tenant("Acme", Plan::Pro).await;
     let app2 = limited(app, 5).await;
     let t2 = app2.tenant("Acme", Plan::Pro).await;
     let _ = t;
     let login = |password: &'static str, ip: &'static str| {
-        let app = &app2;
-        let email = t2.owner.email.clone();
-        async move {
-            let body = json!({"email": email, "password": password}).to_string();
-            app.request_from(
-                ip.parse().expect("addr"),
-                Method::POST,
-                "/v1/auth/login",
-                &[("content-type", "application/json")],
-                Body::from(body),
-            )
-            .await
-        }
+        rest_login(&app2, ip.parse().expect("addr"), &t2.owner.email, password)
     };
     for i in 1..=5 {
         let r = login("wrong-guess", "203.0.113.7:5000").await;
@@ -743,19 +749,10 @@ async fn failed_logins_are_limited_per_account(app: TestApp) {
     let app = limited(app, 1000).await;
     let t = app.tenant("Acme", Plan::Pro).await;
     let other = app.user(&t, entity::enums::Role::Member).await;
-    let login = |email: String, password: &'static str, n: u32| {
-        let app = &app;
-        async move {
-            let body = json!({"email": email, "password": password}).to_string();
-            app.request_from(
-                format!("198.51.100.{n}:1").parse().expect("addr"),
-                Method::POST,
-                "/v1/auth/login",
-                &[("content-type", "application/json")],
-                Body::from(body),
-            )
-            .await
-        }
+    let app = &app;
+    let login = |email: String, password: &'static str, n: u32| async move {
+        let peer = format!("198.51.100.{n}:1").parse().expect("addr");
+        rest_login(app, peer, &email, password).await
     };
     // Ten wrong passwords, each from another address.
     for n in 1..=10 {
