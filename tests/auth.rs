@@ -148,6 +148,15 @@ async fn refresh(app: &TestApp, token: &str) -> Resp {
     .await
 }
 
+async fn logout(app: &TestApp, token: &str) -> Resp {
+    app.gql(
+        Auth::None,
+        "mutation($t: String!) { logout(refreshToken: $t) }",
+        json!({"t": token}),
+    )
+    .await
+}
+
 async fn refresh_rotates_and_reuse_revokes_the_family(app: TestApp) {
     let t = app.tenant("Acme", Plan::Pro).await;
     let first = t.owner.refresh_token.clone();
@@ -175,14 +184,10 @@ async fn refresh_rotates_and_reuse_revokes_the_family(app: TestApp) {
 
 async fn logout_revokes_the_family(app: TestApp) {
     let t = app.tenant("Acme", Plan::Pro).await;
-    let r = app
-        .gql(
-            Auth::None,
-            "mutation($t: String!) { logout(refreshToken: $t) }",
-            json!({"t": t.owner.refresh_token}),
-        )
-        .await;
-    assert_eq!(r.data()["logout"], true);
+    assert_eq!(
+        logout(&app, &t.owner.refresh_token).await.data()["logout"],
+        true
+    );
     assert_401(
         &refresh(&app, &t.owner.refresh_token).await,
         "REVOKED_TOKEN",
@@ -1026,14 +1031,10 @@ async fn access_tokens_end_with_their_session(app: TestApp) {
     app.gql(Auth::Bearer(&t.owner.token), ME, json!({}))
         .await
         .data();
-    let r = app
-        .gql(
-            Auth::None,
-            "mutation($t: String!) { logout(refreshToken: $t) }",
-            json!({"t": t.owner.refresh_token}),
-        )
-        .await;
-    assert_eq!(r.data()["logout"], true);
+    assert_eq!(
+        logout(&app, &t.owner.refresh_token).await.data()["logout"],
+        true
+    );
     assert_401(
         &app.gql(Auth::Bearer(&t.owner.token), ME, json!({})).await,
         "REVOKED_TOKEN",
