@@ -27,6 +27,11 @@ enum Credential<'a> {
     Jwt(&'a str),
 }
 
+/// Whether the request sends a credential header at all (`X-API-Key` or `Authorization`).
+pub fn carries_credential(headers: &HeaderMap) -> bool {
+    headers.contains_key(API_KEY) || headers.contains_key(axum::http::header::AUTHORIZATION)
+}
+
 fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, AppError> {
     let authorization = headers
         .get_all(axum::http::header::AUTHORIZATION)

@@ -69,9 +69,8 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
     }
     // Responses to a credential, and to writes (login and refresh answer with tokens), are
     // never kept by a cache.
-    let private = req.method() != Method::GET
-        || req.headers().contains_key(header::AUTHORIZATION)
-        || req.headers().contains_key("x-api-key");
+    let private =
+        req.method() != Method::GET || super::credentials::carries_credential(req.headers());
     let mut resp = next.run(req).await;
     let headers = resp.headers_mut();
     headers.insert(

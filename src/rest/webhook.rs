@@ -32,8 +32,7 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if headers.contains_key("x-api-key") || headers.contains_key(axum::http::header::AUTHORIZATION)
-    {
+    if crate::layers::credentials::carries_credential(&headers) {
         return AppError::InvalidToken.into_response();
     }
     match run(&state, &token, ip, ip_budget, request_id, &headers, body).await {
