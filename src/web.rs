@@ -1,5 +1,5 @@
 //! What the HTTP side needs beyond the services' state: the GraphQL schema and its document
-//! cache, the REST routes' operations, GraphiQL's files and the metrics registry.
+//! cache, GraphiQL's files and the metrics registry.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -12,7 +12,6 @@ use crate::graphql::documents::Documents;
 use crate::graphql::graphiql::Assets;
 use crate::graphql::schema::{self, AppSchema};
 use crate::metrics::Metrics;
-use crate::rest::operations::Operations;
 use crate::state::App;
 
 /// The HTTP side's state.
@@ -23,8 +22,6 @@ pub struct Web {
     pub schema: AppSchema,
     /// Parsed GraphQL documents, by text.
     pub documents: Documents,
-    /// The REST routes' GraphQL operations, parsed once.
-    pub rest_ops: Operations,
     /// GraphiQL's scripts, when served locally.
     pub graphiql_assets: Option<Assets>,
     /// Prometheus metrics.
@@ -62,7 +59,6 @@ impl AppState {
             app: Arc::new(app),
             schema,
             documents: Documents::default(),
-            rest_ops: Operations::parse().map_err(AppError::internal)?,
             graphiql_assets,
             metrics: Arc::new(Metrics::default()),
         })))

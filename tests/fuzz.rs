@@ -84,7 +84,7 @@ proptest! {
     fn rest_body_checks_never_panic(json in "\\PC{0,200}") {
         if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&json) {
             let mut errors = leadgraph::service::validate::Errors::new();
-            let _ = leadgraph::rest::fields::check(leadgraph::rest::fields::LEAD_CREATE, &map, &mut errors);
+            let _ = leadgraph::rest::fields::check(leadgraph::rest::leads::CREATE_FIELDS, &map, &mut errors);
         }
     }
 }

@@ -39,6 +39,9 @@ macro_rules! string_enum {
 
             /// Every value, in declaration order.
             pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
+
+            /// Every lower-case name, in declaration order (REST's and OpenAPI's enum lists).
+            pub const NAMES: &'static [&'static str] = &[$($value,)+];
         }
 
         impl std::fmt::Display for $name {

@@ -22,6 +22,40 @@ pub fn ok(status: StatusCode, data: Value, extra_meta: Option<Value>) -> Respons
     (status, Json(body)).into_response()
 }
 
+/// `200` with a GraphQL object in REST's spelling.
+pub fn object(data: Value) -> Response {
+    ok(StatusCode::OK, restify(data), None)
+}
+
+/// `201` with the created GraphQL object in REST's spelling.
+pub fn created(data: Value) -> Response {
+    ok(StatusCode::CREATED, restify(data), None)
+}
+
+/// `200` with `{id, deleted: true}`.
+pub fn deleted(id: Value) -> Response {
+    ok(StatusCode::OK, json!({"id": id, "deleted": true}), None)
+}
+
+/// `200` with a list of GraphQL objects; `meta` tells the next page's cursor and the limit.
+pub fn list(items: Vec<Value>, next_cursor: Value, limit: Value) -> Response {
+    ok(
+        StatusCode::OK,
+        restify(Value::Array(items)),
+        Some(json!({"nextCursor": next_cursor, "limit": limit})),
+    )
+}
+
+/// `200` with a whole (unpaged) list.
+pub fn all(data: Value) -> Response {
+    let items = match data {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    };
+    let n = items.len();
+    list(items, Value::Null, Value::from(n))
+}
+
 /// The [`AppError`] of the first error of a GraphQL response: the resolver's own, carried as
 /// the error's source. An error without one comes from GraphQL's validation of the variables a
 /// route built from its input: a bad request.

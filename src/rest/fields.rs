@@ -5,15 +5,6 @@ use serde_json::{Map, Value};
 
 use crate::service::validate::Errors;
 
-/// Channels, as REST spells them.
-pub const CHANNELS: &[&str] = &["web", "referral", "api", "import", "manual"];
-/// Lead statuses.
-pub const STATUSES: &[&str] = &["new", "contacted", "qualified", "unqualified"];
-/// Key scopes.
-pub const SCOPES: &[&str] = &["read", "full"];
-/// Environments.
-pub const ENVIRONMENTS: &[&str] = &["live", "sandbox"];
-
 /// A JSON type a field accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ty {
@@ -72,12 +63,13 @@ pub struct Field {
 
 impl Field {
     /// The same field with `rule`.
-    const fn with(self, rule: Rule) -> Field {
+    pub const fn with(self, rule: Rule) -> Field {
         Field { rule, ..self }
     }
 }
 
-const fn f(name: &'static str, ty: Ty) -> Field {
+/// An optional field.
+pub const fn f(name: &'static str, ty: Ty) -> Field {
     Field {
         name,
         ty,
@@ -86,108 +78,20 @@ const fn f(name: &'static str, ty: Ty) -> Field {
         rule: Rule::None,
     }
 }
-const fn req(name: &'static str, ty: Ty) -> Field {
+/// A required field.
+pub const fn req(name: &'static str, ty: Ty) -> Field {
     Field {
         required: true,
         ..f(name, ty)
     }
 }
-const fn null(name: &'static str, ty: Ty) -> Field {
+/// An optional field that may be `null`.
+pub const fn null(name: &'static str, ty: Ty) -> Field {
     Field {
         nullable: true,
         ..f(name, ty)
     }
 }
-
-/// `POST /leads`. Optional fields may be `null`, meaning not given, so a client can send back
-/// a lead object it read.
-pub const LEAD_CREATE: &[Field] = &[
-    req("email", Ty::Str).with(Rule::Email),
-    req("firstName", Ty::Str).with(Rule::Name),
-    req("lastName", Ty::Str).with(Rule::Name),
-    null("phone", Ty::Str).with(Rule::Phone),
-    null("source", Ty::Enum(CHANNELS)),
-    null("sourceId", Ty::Id),
-    null("pipelineId", Ty::Id),
-    null("stageId", Ty::Id),
-    null("status", Ty::Enum(STATUSES)),
-    null("score", Ty::Int).with(Rule::Score),
-    null("assignedTo", Ty::Id),
-    null("customFields", Ty::Object).with(Rule::CustomFields),
-    null("tags", Ty::StrList).with(Rule::Tags),
-];
-
-/// `PATCH /leads/{id}`.
-pub const LEAD_UPDATE: &[Field] = &[
-    f("email", Ty::Str).with(Rule::Email),
-    f("firstName", Ty::Str).with(Rule::Name),
-    f("lastName", Ty::Str).with(Rule::Name),
-    null("phone", Ty::Str).with(Rule::Phone),
-    null("source", Ty::Enum(CHANNELS)),
-    null("sourceId", Ty::Id),
-    null("pipelineId", Ty::Id),
-    null("stageId", Ty::Id),
-    f("status", Ty::Enum(STATUSES)),
-    f("score", Ty::Int).with(Rule::Score),
-    null("assignedTo", Ty::Id),
-    f("customFields", Ty::Object).with(Rule::CustomFields),
-    f("tags", Ty::StrList).with(Rule::Tags),
-];
-
-/// `POST /webhooks/{token}`: a lead for the token's source.
-pub const WEBHOOK: &[Field] = &[
-    req("email", Ty::Str).with(Rule::Email),
-    req("firstName", Ty::Str).with(Rule::Name),
-    req("lastName", Ty::Str).with(Rule::Name),
-    f("phone", Ty::Str).with(Rule::Phone),
-    f("status", Ty::Enum(STATUSES)),
-    f("score", Ty::Int).with(Rule::Score),
-    f("customFields", Ty::Object).with(Rule::CustomFields),
-    f("tags", Ty::StrList).with(Rule::Tags),
-];
-
-/// `POST|DELETE /leads/{id}/tags`.
-pub const TAGS: &[Field] = &[req("tags", Ty::StrList).with(Rule::Tags)];
-
-/// `POST /sources`.
-pub const SOURCE_CREATE: &[Field] = &[
-    req("name", Ty::Str).with(Rule::Name),
-    req("channel", Ty::Enum(CHANNELS)),
-    f("description", Ty::Str),
-];
-/// `PATCH /sources/{id}`.
-pub const SOURCE_UPDATE: &[Field] = &[
-    f("name", Ty::Str).with(Rule::Name),
-    f("channel", Ty::Enum(CHANNELS)),
-    null("description", Ty::Str),
-];
-/// `POST /pipelines`.
-pub const PIPELINE_CREATE: &[Field] = &[
-    req("name", Ty::Str).with(Rule::Name),
-    f("stages", Ty::StrList),
-];
-/// `PATCH /pipelines/{id}`.
-pub const PIPELINE_UPDATE: &[Field] = &[f("name", Ty::Str).with(Rule::Name)];
-/// `POST /api-keys` (`label` or `name`).
-pub const KEY_CREATE: &[Field] = &[
-    f("label", Ty::Str).with(Rule::Name),
-    f("name", Ty::Str).with(Rule::Name),
-    f("scope", Ty::Enum(SCOPES)),
-    f("environment", Ty::Enum(ENVIRONMENTS)),
-    f("expiresInDays", Ty::Int),
-    f("expiresAt", Ty::DateTime),
-];
-/// `PATCH /api-keys/{id}`.
-pub const KEY_UPDATE: &[Field] = &[
-    f("label", Ty::Str).with(Rule::Name),
-    f("name", Ty::Str).with(Rule::Name),
-    f("active", Ty::Bool),
-    null("expiresAt", Ty::DateTime),
-];
-/// `POST /auth/login`.
-pub const LOGIN: &[Field] = &[req("email", Ty::Str), req("password", Ty::Str)];
-/// `POST /auth/refresh` and `/auth/logout`.
-pub const REFRESH: &[Field] = &[req("refreshToken", Ty::Str)];
 
 fn describe(ty: Ty) -> String {
     match ty {
@@ -256,12 +160,17 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::rest::leads::{CREATE_FIELDS, UPDATE_FIELDS};
 
     #[test]
     fn reports_every_problem_at_once() {
         let body = json!({"email": 3, "firstName": null, "score": 1.5, "source": "fax", "tags": [1], "extra": true});
         let mut errors = Errors::new();
-        let input = check(LEAD_CREATE, body.as_object().expect("object"), &mut errors);
+        let input = check(
+            CREATE_FIELDS,
+            body.as_object().expect("object"),
+            &mut errors,
+        );
         let err = errors.finish().expect_err("invalid");
         let fields: Vec<String> = err.fields().iter().map(|f| f.field.clone()).collect();
         assert_eq!(
@@ -283,7 +192,11 @@ mod tests {
     fn converts_enums_and_keeps_nulls_where_allowed() {
         let body = json!({"source": "web", "status": "qualified", "phone": null});
         let mut errors = Errors::new();
-        let input = check(LEAD_UPDATE, body.as_object().expect("object"), &mut errors);
+        let input = check(
+            UPDATE_FIELDS,
+            body.as_object().expect("object"),
+            &mut errors,
+        );
         assert!(errors.is_empty());
         assert_eq!(
             Value::Object(input),

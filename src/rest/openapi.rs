@@ -20,36 +20,39 @@ use utoipa::openapi::{
     ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required,
 };
 
-use super::fields::{self, Field, Rule, Ty};
-use super::{ROUTES, Reply, Route};
+use super::ROUTES;
+use super::fields::{Field, Rule, Ty};
+use super::route::{Access, Reply, Route};
 use crate::service::lead::{
     MAX_CUSTOM_FIELD_KEY_LEN, MAX_CUSTOM_FIELD_VALUE_LEN, MAX_CUSTOM_FIELDS, MAX_SCORE,
     MAX_TAG_LEN, MAX_TAGS,
 };
 use crate::service::validate::{EMAIL_MAX, NAME_MAX};
 
-/// A lead's channel.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[expect(dead_code, reason = "documentation type")]
-enum Channel {
-    Web,
-    Referral,
-    Api,
-    Import,
-    Manual,
+/// A string-enum component whose values are the entity enum's names, so the document
+/// cannot drift from what the database stores.
+macro_rules! enum_schema {
+    ($name:ident, $entity:ty, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Serialize)]
+        struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                obj(Type::String)
+                    .description(Some($doc))
+                    .enum_values(Some(<$entity>::NAMES.iter().copied()))
+                    .build()
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
 }
 
-/// A lead's status.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[expect(dead_code, reason = "documentation type")]
-enum LeadStatus {
-    New,
-    Contacted,
-    Qualified,
-    Unqualified,
-}
+enum_schema!(Channel, entity::enums::Channel, "A lead's channel.");
+enum_schema!(LeadStatus, entity::enums::LeadStatus, "A lead's status.");
 
 /// A lead.
 #[derive(Serialize, ToSchema)]
@@ -468,7 +471,7 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
         .operation_id(Some(format!(
             "{}_{}",
             prefix.trim_start_matches('/'),
-            route.op
+            route.id
         )));
     if route.path.contains("{id}") {
         op = op.parameter(
@@ -525,7 +528,7 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
         "400",
         error_response("Malformed JSON, parameters or content type"),
     );
-    if route.auth {
+    if route.access != Access::Public {
         op = op
             .response(
                 "401",
@@ -551,8 +554,7 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
             error_response("NOT_FOUND: no such resource for the caller"),
         );
     }
-    if route.method == axum::http::Method::DELETE && route.tag != "api-keys" && route.tag != "leads"
-    {
+    if route.conflicts {
         op = op.response("409", error_response("CONFLICT: leads still use it"));
     }
     if route.body.is_some() {
@@ -607,7 +609,7 @@ pub fn document() -> OpenApi {
                 RequestBodyBuilder::new()
                     .content(
                         "application/json",
-                        json_content(body_schema(fields::WEBHOOK)),
+                        json_content(body_schema(super::webhook::FIELDS)),
                     )
                     .required(Some(Required::True))
                     .build(),

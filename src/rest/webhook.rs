@@ -7,10 +7,13 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use entity::enums::Role;
+use entity::enums::{LeadStatus, Role};
 use serde_json::{Map, Value};
 
-use super::{envelope, fields};
+use super::envelope;
+use super::fields::{self, Field, Rule, Ty, f, req};
+use super::leads::{self, lead_checks};
+use super::route::{read_json, run, vars};
 use crate::auth::principal::{Principal, Via};
 use crate::error::AppError;
 use crate::ids::Kind;
@@ -21,6 +24,18 @@ use crate::rate_limit::Budget;
 use crate::service;
 use crate::service::validate::Errors;
 use crate::web::AppState;
+
+/// The body: a lead for the token's source.
+pub const FIELDS: &[Field] = &[
+    req("email", Ty::Str).with(Rule::Email),
+    req("firstName", Ty::Str).with(Rule::Name),
+    req("lastName", Ty::Str).with(Rule::Name),
+    f("phone", Ty::Str).with(Rule::Phone),
+    f("status", Ty::Enum(LeadStatus::NAMES)),
+    f("score", Ty::Int).with(Rule::Score),
+    f("customFields", Ty::Object).with(Rule::CustomFields),
+    f("tags", Ty::StrList).with(Rule::Tags),
+];
 
 /// Receives a webhook.
 pub async fn receive(
@@ -35,13 +50,13 @@ pub async fn receive(
     if crate::layers::credentials::carries_credential(&headers) {
         return AppError::InvalidToken.into_response();
     }
-    match run(&state, &token, ip, ip_budget, request_id, &headers, body).await {
+    match accept(&state, &token, ip, ip_budget, request_id, &headers, body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
 }
 
-async fn run(
+async fn accept(
     state: &AppState,
     token: &str,
     ip: Option<std::net::IpAddr>,
@@ -74,21 +89,20 @@ async fn run(
     let body = if mime == "application/x-www-form-urlencoded" {
         form_to_lead(&crate::http::read_body(body, state.config.max_body_bytes).await?)?
     } else {
-        json_to_lead(super::read_json(state, headers, body).await?)
+        json_to_lead(read_json(state, headers, body).await?)
     };
     let mut errors = Errors::new();
-    let mut input = fields::check(fields::WEBHOOK, &body, &mut errors);
+    let mut input = fields::check(FIELDS, &body, &mut errors);
     if !errors.is_empty() {
-        super::lead_checks(&input, &mut errors);
+        lead_checks(&input, &mut errors);
     }
     errors.finish()?;
     input.insert(
         "sourceId".into(),
         Value::String(state.ids.encode(Kind::Source, source.id)),
     );
-    let mut vars = Map::new();
-    vars.insert("input".into(), Value::Object(input));
-    let data = super::execute(state, "createLead", vars, Some(principal), ip, request_id).await;
+    let vars = vars([("input", Value::Object(input))]);
+    let data = run(state, &leads::CREATE, vars, Some(principal), ip, request_id).await;
     let mut resp = match data {
         Ok(data) => envelope::ok(StatusCode::CREATED, envelope::restify(data), None),
         Err(e) => e.into_response(),
@@ -102,7 +116,7 @@ async fn run(
 /// Whether `name` is a field of a lead: those a webhook does not take (`sourceId` …) are
 /// refused rather than kept as custom fields.
 fn is_lead_field(name: &str) -> bool {
-    fields::LEAD_CREATE.iter().any(|f| f.name == name)
+    leads::CREATE_FIELDS.iter().any(|f| f.name == name)
 }
 
 /// A JSON body as a lead body: top-level fields that are not lead fields join `customFields`,

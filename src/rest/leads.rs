@@ -1,0 +1,380 @@
+//! `/leads`: list, create, get, update, delete and tag leads.
+
+use axum::http::Method;
+use axum::response::Response;
+use entity::enums::{Channel, LeadStatus};
+use serde_json::{Map, Value, json};
+
+use super::envelope;
+use super::fields::{Field, Rule, Ty, f, null, req};
+use super::route::{Access, Call, Op, Param, Reply, Route, vars};
+use crate::error::AppError;
+use crate::service::validate::Errors;
+
+/// The lead fields of every answer, aliased to REST's names (`source` is the channel,
+/// `assignedTo` the user's ID).
+macro_rules! lead {
+    () => {
+        "id tenantId email firstName lastName phone source: channel sourceId pipelineId stageId \
+         status score assignedTo: assignedToId customFields tags duplicateOf: duplicateOfId \
+         createdAt updatedAt"
+    };
+}
+
+static LIST: Op = Op::new(concat!(
+    "query($first: Int, $after: String, $filter: LeadFilter, $order: LeadOrder) { \
+     r: leads(first: $first, after: $after, filter: $filter, orderBy: $order) { \
+     edges { node { ",
+    lead!(),
+    " } } pageInfo { hasNextPage endCursor } } }"
+));
+/// Creates a lead; the webhook route runs it too.
+pub(super) static CREATE: Op = Op::new(concat!(
+    "mutation($input: CreateLeadInput!) { r: createLead(input: $input) { ",
+    lead!(),
+    " } }"
+));
+static GET: Op = Op::new(concat!(
+    "query($id: ID!) { r: lead(id: $id) { ",
+    lead!(),
+    " } }"
+));
+static UPDATE: Op = Op::new(concat!(
+    "mutation($id: ID!, $input: UpdateLeadInput!) { r: updateLead(id: $id, input: $input) { ",
+    lead!(),
+    " } }"
+));
+static DELETE: Op = Op::new("mutation($id: ID!) { r: deleteLead(id: $id) }");
+static ADD_TAGS: Op = Op::new(concat!(
+    "mutation($id: ID!, $tags: [String!]!) { r: addLeadTags(id: $id, tags: $tags) { ",
+    lead!(),
+    " } }"
+));
+static REMOVE_TAGS: Op = Op::new(concat!(
+    "mutation($id: ID!, $tags: [String!]!) { r: removeLeadTags(id: $id, tags: $tags) { ",
+    lead!(),
+    " } }"
+));
+
+/// The routes.
+pub fn routes() -> Vec<Route> {
+    let route = |method, path, id, summary, handler| {
+        Route::new("leads", method, path, id, summary, handler)
+    };
+    vec![
+        route(Method::GET, "/leads", "listLeads", "List leads", |c| {
+            Box::pin(list(c))
+        })
+        .query(LIST_PARAMS)
+        .reply(Reply::List, "Lead"),
+        route(Method::POST, "/leads", "createLead", "Create a lead", |c| {
+            Box::pin(create(c))
+        })
+        .access(Access::Write)
+        .body(CREATE_FIELDS)
+        .reply(Reply::Created, "Lead"),
+        route(Method::GET, "/leads/{id}", "getLead", "Get a lead", |c| {
+            Box::pin(get(c))
+        })
+        .reply(Reply::Ok, "Lead"),
+        route(
+            Method::PATCH,
+            "/leads/{id}",
+            "updateLead",
+            "Update a lead",
+            |c| Box::pin(update(c)),
+        )
+        .access(Access::Write)
+        .body(UPDATE_FIELDS)
+        .reply(Reply::Ok, "Lead"),
+        route(
+            Method::DELETE,
+            "/leads/{id}",
+            "deleteLead",
+            "Delete a lead",
+            |c| Box::pin(delete(c)),
+        )
+        .access(Access::Write)
+        .reply(Reply::Deleted, "Deleted"),
+        route(
+            Method::POST,
+            "/leads/{id}/tags",
+            "addTags",
+            "Add tags to a lead",
+            |c| Box::pin(tags(c, &ADD_TAGS)),
+        )
+        .access(Access::Write)
+        .body(TAGS)
+        .reply(Reply::Ok, "Lead"),
+        route(
+            Method::DELETE,
+            "/leads/{id}/tags",
+            "removeTags",
+            "Remove tags from a lead",
+            |c| Box::pin(tags(c, &REMOVE_TAGS)),
+        )
+        .access(Access::Write)
+        .body(TAGS)
+        .reply(Reply::Ok, "Lead"),
+    ]
+}
+
+/// `POST /leads`. Optional fields may be `null`, meaning not given, so a client can send back
+/// a lead object it read.
+pub const CREATE_FIELDS: &[Field] = &[
+    req("email", Ty::Str).with(Rule::Email),
+    req("firstName", Ty::Str).with(Rule::Name),
+    req("lastName", Ty::Str).with(Rule::Name),
+    null("phone", Ty::Str).with(Rule::Phone),
+    null("source", Ty::Enum(Channel::NAMES)),
+    null("sourceId", Ty::Id),
+    null("pipelineId", Ty::Id),
+    null("stageId", Ty::Id),
+    null("status", Ty::Enum(LeadStatus::NAMES)),
+    null("score", Ty::Int).with(Rule::Score),
+    null("assignedTo", Ty::Id),
+    null("customFields", Ty::Object).with(Rule::CustomFields),
+    null("tags", Ty::StrList).with(Rule::Tags),
+];
+
+/// `PATCH /leads/{id}`.
+pub const UPDATE_FIELDS: &[Field] = &[
+    f("email", Ty::Str).with(Rule::Email),
+    f("firstName", Ty::Str).with(Rule::Name),
+    f("lastName", Ty::Str).with(Rule::Name),
+    null("phone", Ty::Str).with(Rule::Phone),
+    null("source", Ty::Enum(Channel::NAMES)),
+    null("sourceId", Ty::Id),
+    null("pipelineId", Ty::Id),
+    null("stageId", Ty::Id),
+    f("status", Ty::Enum(LeadStatus::NAMES)),
+    f("score", Ty::Int).with(Rule::Score),
+    null("assignedTo", Ty::Id),
+    f("customFields", Ty::Object).with(Rule::CustomFields),
+    f("tags", Ty::StrList).with(Rule::Tags),
+];
+
+/// `POST|DELETE /leads/{id}/tags`.
+const TAGS: &[Field] = &[req("tags", Ty::StrList).with(Rule::Tags)];
+
+const LIST_PARAMS: &[Param] = &[
+    Param {
+        name: "limit",
+        ty: Ty::Int,
+        doc: "Page size, 1 to 100 (default 20)",
+    },
+    Param {
+        name: "cursor",
+        ty: Ty::Str,
+        doc: "`meta.nextCursor` of the previous page",
+    },
+    Param {
+        name: "status",
+        ty: Ty::Enum(LeadStatus::NAMES),
+        doc: "Only this status (comma-separate several)",
+    },
+    Param {
+        name: "source",
+        ty: Ty::Enum(Channel::NAMES),
+        doc: "Only this channel (comma-separate several)",
+    },
+    Param {
+        name: "sourceId",
+        ty: Ty::Id,
+        doc: "Only leads of this source",
+    },
+    Param {
+        name: "pipelineId",
+        ty: Ty::Id,
+        doc: "Only leads in this pipeline",
+    },
+    Param {
+        name: "stageId",
+        ty: Ty::Id,
+        doc: "Only leads in this stage",
+    },
+    Param {
+        name: "tag",
+        ty: Ty::Str,
+        doc: "Only leads with this tag",
+    },
+    Param {
+        name: "assignedTo",
+        ty: Ty::Id,
+        doc: "Only leads assigned to this user",
+    },
+    Param {
+        name: "q",
+        ty: Ty::Str,
+        doc: "Free text over name, email and phone",
+    },
+    Param {
+        name: "scoreMin",
+        ty: Ty::Int,
+        doc: "Lowest score",
+    },
+    Param {
+        name: "scoreMax",
+        ty: Ty::Int,
+        doc: "Highest score",
+    },
+    Param {
+        name: "createdAfter",
+        ty: Ty::DateTime,
+        doc: "Created at or after",
+    },
+    Param {
+        name: "createdBefore",
+        ty: Ty::DateTime,
+        doc: "Created before",
+    },
+    Param {
+        name: "sort",
+        ty: Ty::Enum(SORTS),
+        doc: "createdAt, updatedAt, score or lastName; prefix `-` for descending (default -createdAt)",
+    },
+];
+
+/// `sort` values and the `LeadOrderField` each names.
+const SORT_FIELDS: &[(&str, &str)] = &[
+    ("createdAt", "CREATED_AT"),
+    ("updatedAt", "UPDATED_AT"),
+    ("score", "SCORE"),
+    ("lastName", "LAST_NAME"),
+];
+const SORTS: &[&str] = &[
+    "createdAt",
+    "-createdAt",
+    "updatedAt",
+    "-updatedAt",
+    "score",
+    "-score",
+    "lastName",
+    "-lastName",
+];
+
+/// Query parameters copied into `LeadFilter` as they are, by filter field.
+const FILTER_PARAMS: &[(&str, &str)] = &[
+    ("sourceId", "sourceId"),
+    ("pipelineId", "pipelineId"),
+    ("stageId", "stageId"),
+    ("tag", "tag"),
+    ("assignedTo", "assignedTo"),
+    ("q", "search"),
+    ("scoreMin", "scoreMin"),
+    ("scoreMax", "scoreMax"),
+    ("createdAfter", "createdAfter"),
+    ("createdBefore", "createdBefore"),
+];
+
+async fn list(c: Call) -> Result<Response, AppError> {
+    let p = &c.params;
+    let limit = p.get("limit").cloned().unwrap_or(Value::from(20));
+    let mut filter = Map::new();
+    // Comma-separated enum values become a list of GraphQL enum values.
+    for (param, key) in [("status", "status"), ("source", "channel")] {
+        if let Some(v) = p.get(param).and_then(Value::as_str) {
+            let values = v.split(',').map(|s| Value::String(s.trim().to_uppercase()));
+            filter.insert(key.into(), Value::Array(values.collect()));
+        }
+    }
+    for (param, key) in FILTER_PARAMS {
+        if let Some(v) = p.get(*param) {
+            filter.insert((*key).into(), v.clone());
+        }
+    }
+    let sort = p
+        .get("sort")
+        .and_then(Value::as_str)
+        .unwrap_or("-createdAt");
+    let (direction, name) = match sort.strip_prefix('-') {
+        Some(name) => ("DESC", name),
+        None => ("ASC", sort),
+    };
+    let field = SORT_FIELDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("CREATED_AT", |(_, f)| f);
+    let mut vars = Map::new();
+    vars.insert("first".into(), limit.clone());
+    if let Some(cursor) = p.get("cursor") {
+        vars.insert("after".into(), cursor.clone());
+    }
+    vars.insert("filter".into(), Value::Object(filter));
+    vars.insert(
+        "order".into(),
+        json!({"field": field, "direction": direction}),
+    );
+    let data = c.run(&LIST, vars).await?;
+    let items = match &data["edges"] {
+        Value::Array(edges) => edges.iter().map(|e| e["node"].clone()).collect(),
+        _ => Vec::new(),
+    };
+    let next = if data["pageInfo"]["hasNextPage"] == true {
+        data["pageInfo"]["endCursor"].clone()
+    } else {
+        Value::Null
+    };
+    Ok(envelope::list(items, next, limit))
+}
+
+async fn create(mut c: Call) -> Result<Response, AppError> {
+    let input = c.input_checked(lead_checks).await?;
+    let data = c
+        .run(&CREATE, vars([("input", Value::Object(input))]))
+        .await?;
+    Ok(envelope::created(data))
+}
+
+async fn get(c: Call) -> Result<Response, AppError> {
+    let data = c.run(&GET, vars([("id", c.id())])).await?;
+    Ok(envelope::object(data))
+}
+
+async fn update(mut c: Call) -> Result<Response, AppError> {
+    let input = c.input_checked(lead_checks).await?;
+    let vars = vars([("id", c.id()), ("input", Value::Object(input))]);
+    let data = c.run(&UPDATE, vars).await?;
+    Ok(envelope::object(data))
+}
+
+async fn delete(c: Call) -> Result<Response, AppError> {
+    let data = c.run(&DELETE, vars([("id", c.id())])).await?;
+    Ok(envelope::deleted(data))
+}
+
+async fn tags(mut c: Call, op: &'static Op) -> Result<Response, AppError> {
+    let mut input = c.input().await?;
+    let tags = input.remove("tags").unwrap_or(Value::Array(vec![]));
+    let data = c.run(op, vars([("id", c.id()), ("tags", tags)])).await?;
+    Ok(envelope::object(data))
+}
+
+/// Adds the lead checks that need no database to the shape errors, so one answer lists
+/// every problem.
+pub fn lead_checks(input: &Map<String, Value>, errors: &mut Errors) {
+    use crate::service::lead::{Change, LeadInput};
+    let s = |k: &str| input.get(k).and_then(Value::as_str).map(str::to_owned);
+    let lead = LeadInput {
+        email: s("email"),
+        first_name: s("firstName"),
+        last_name: s("lastName"),
+        phone: s("phone").map_or(Change::Keep, Change::Set),
+        score: input.get("score").and_then(Value::as_i64),
+        custom_fields: input.get("customFields").cloned(),
+        tags: input
+            .get("tags")
+            .and_then(|t| serde_json::from_value(t.clone()).ok()),
+        ..Default::default()
+    };
+    let mut more = Errors::new();
+    crate::service::lead::check_fields(&lead, false, &mut more);
+    if let Err(AppError::Validation(found)) = more.finish() {
+        let known: Vec<String> = errors.fields().iter().map(|f| f.field.clone()).collect();
+        for f in found {
+            if !known.contains(&f.field) {
+                errors.add(f.field, f.message);
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `/sources`: where leads come from.
+
+use axum::http::Method;
+use axum::response::Response;
+use entity::enums::Channel;
+use serde_json::Value;
+
+use super::envelope;
+use super::fields::{Field, Rule, Ty, f, null, req};
+use super::route::{Access, Call, Op, Reply, Route, vars};
+use crate::error::AppError;
+
+macro_rules! source {
+    () => {
+        "id name channel description hasWebhook leadCount createdAt updatedAt"
+    };
+}
+
+static LIST: Op = Op::new(concat!("query { r: sources { ", source!(), " } }"));
+static CREATE: Op = Op::new(concat!(
+    "mutation($input: CreateSourceInput!) { r: createSource(input: $input) { ",
+    source!(),
+    " } }"
+));
+static GET: Op = Op::new(concat!(
+    "query($id: ID!) { r: source(id: $id) { ",
+    source!(),
+    " } }"
+));
+static UPDATE: Op = Op::new(concat!(
+    "mutation($id: ID!, $input: UpdateSourceInput!) { r: updateSource(id: $id, input: $input) { ",
+    source!(),
+    " } }"
+));
+static DELETE: Op = Op::new("mutation($id: ID!) { r: deleteSource(id: $id) }");
+
+/// `POST /sources`.
+const CREATE_FIELDS: &[Field] = &[
+    req("name", Ty::Str).with(Rule::Name),
+    req("channel", Ty::Enum(Channel::NAMES)),
+    f("description", Ty::Str),
+];
+/// `PATCH /sources/{id}`.
+const UPDATE_FIELDS: &[Field] = &[
+    f("name", Ty::Str).with(Rule::Name),
+    f("channel", Ty::Enum(Channel::NAMES)),
+    null("description", Ty::Str),
+];
+
+/// The routes.
+pub fn routes() -> Vec<Route> {
+    let route = |method, path, id, summary, handler| {
+        Route::new("sources", method, path, id, summary, handler)
+    };
+    vec![
+        route(
+            Method::GET,
+            "/sources",
+            "listSources",
+            "List sources",
+            |c| Box::pin(list(c)),
+        )
+        .reply(Reply::List, "Source"),
+        route(
+            Method::POST,
+            "/sources",
+            "createSource",
+            "Create a source",
+            |c| Box::pin(create(c)),
+        )
+        .access(Access::Write)
+        .body(CREATE_FIELDS)
+        .reply(Reply::Created, "Source"),
+        route(
+            Method::GET,
+            "/sources/{id}",
+            "getSource",
+            "Get a source",
+            |c| Box::pin(get(c)),
+        )
+        .reply(Reply::Ok, "Source"),
+        route(
+            Method::PATCH,
+            "/sources/{id}",
+            "updateSource",
+            "Update a source",
+            |c| Box::pin(update(c)),
+        )
+        .access(Access::Write)
+        .body(UPDATE_FIELDS)
+        .reply(Reply::Ok, "Source"),
+        route(
+            Method::DELETE,
+            "/sources/{id}",
+            "deleteSource",
+            "Delete a source (refused while leads use it)",
+            |c| Box::pin(delete(c)),
+        )
+        .access(Access::Write)
+        .reply(Reply::Deleted, "Deleted")
+        .conflicts(),
+    ]
+}
+
+async fn list(c: Call) -> Result<Response, AppError> {
+    Ok(envelope::all(c.run(&LIST, Default::default()).await?))
+}
+
+async fn create(mut c: Call) -> Result<Response, AppError> {
+    let input = c.input().await?;
+    let data = c
+        .run(&CREATE, vars([("input", Value::Object(input))]))
+        .await?;
+    Ok(envelope::created(data))
+}
+
+async fn get(c: Call) -> Result<Response, AppError> {
+    Ok(envelope::object(c.run(&GET, vars([("id", c.id())])).await?))
+}
+
+async fn update(mut c: Call) -> Result<Response, AppError> {
+    let input = c.input().await?;
+    let vars = vars([("id", c.id()), ("input", Value::Object(input))]);
+    Ok(envelope::object(c.run(&UPDATE, vars).await?))
+}
+
+async fn delete(c: Call) -> Result<Response, AppError> {
+    Ok(envelope::deleted(
+        c.run(&DELETE, vars([("id", c.id())])).await?,
+    ))
+}
