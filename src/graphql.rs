@@ -38,12 +38,25 @@ pub fn rc<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a RequestCtx> {
     ctx.data::<RequestCtx>()
 }
 
-/// The request's dataloaders, created on first use (most small requests need none).
-pub fn loaders<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a loaders::Loaders> {
+/// The dataloaders of the root field the resolver runs under, created on first use (most
+/// small requests need none).
+pub fn loaders(ctx: &Context<'_>) -> async_graphql::Result<std::sync::Arc<loaders::Loaders>> {
     let lazy = ctx.data::<loaders::LazyLoaders>()?;
     let app = app(ctx)?;
     let p = rc(ctx)?.principal()?;
-    Ok(lazy.get(&app.db, p))
+    Ok(lazy.get(root_field(ctx), &app.db, p))
+}
+
+/// The response key of the root field the resolver runs under.
+fn root_field<'a>(ctx: &Context<'a>) -> &'a str {
+    let mut node = ctx.path_node.as_ref();
+    while let Some(n) = node {
+        match (n.parent, n.segment) {
+            (None, async_graphql::QueryPathSegment::Name(name)) => return name,
+            (parent, _) => node = parent,
+        }
+    }
+    ""
 }
 
 /// Encodes a row ID for output.

@@ -95,6 +95,7 @@ db_tests!(
     duplicate_detection_runs_after_the_create,
     audit_log_records_every_mutation,
     dataloaders_keep_statement_count_flat,
+    later_mutation_fields_read_what_earlier_ones_wrote,
     node_resolves_every_type,
     other_tenants_and_environments_are_not_found,
     read_keys_and_small_plans_cannot_write,
@@ -1162,6 +1163,30 @@ async fn dataloaders_keep_statement_count_flat(app: TestApp) {
     // 1 key look-up + 1 page + tags, sources, lead counts, pipelines, stages of pipelines,
     // stages, users: 9 (duplicateOf loads nothing: no lead has one yet).
     assert!(counts[1] <= 9, "{} statements", counts[1]);
+}
+
+/// Mutation fields run in order; one must not answer from what an earlier one loaded before
+/// a later one changed it.
+async fn later_mutation_fields_read_what_earlier_ones_wrote(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let src = source(&app, &t, "Old", "WEB").await;
+    let l = lead_ok(&app, &t, jane()).await;
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            "mutation($s: ID!, $l: ID!) { \
+             a: updateLead(id: $l, input: {sourceId: $s}) { source { name leadCount } } \
+             b: updateSource(id: $s, input: {name: \"New\"}) { name } \
+             c: updateLead(id: $l, input: {score: 5}) { source { name leadCount } } \
+             d: createLead(input: {email: \"x@example.com\", firstName: \"X\", lastName: \"Y\", sourceId: $s}) { source { leadCount } } }",
+            json!({"s": src, "l": l["id"]}),
+        )
+        .await;
+    let d = r.data();
+    assert_eq!(d["a"]["source"], json!({"name": "Old", "leadCount": 1}));
+    assert_eq!(d["b"]["name"], "New");
+    assert_eq!(d["c"]["source"], json!({"name": "New", "leadCount": 1}));
+    assert_eq!(d["d"]["source"]["leadCount"], 2);
 }
 
 async fn node_resolves_every_type(app: TestApp) {

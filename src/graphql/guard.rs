@@ -22,12 +22,6 @@ pub enum Need {
 impl Guard for Need {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
         let p = ctx.data::<RequestCtx>()?.principal()?;
-        if matches!(self, Need::Write | Need::Session | Need::AdminSession)
-            && let Ok(loaders) = super::loaders(ctx)
-        {
-            // Mutations run in order: drop what earlier fields of this request loaded.
-            loaders.clear();
-        }
         match self {
             Need::Auth => Ok(()),
             Need::Write => Ok(p.check_write()?),

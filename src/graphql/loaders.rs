@@ -2,6 +2,7 @@
 //! environment), so the number of SQL statements of a request does not grow with page size.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::enums::Environment as Env;
@@ -165,9 +166,7 @@ impl Loader<i64> for LeadCountBySource {
     }
 }
 
-/// Every loader of one request. Values are cached for the request; every mutation field
-/// clears the caches first (see `guard.rs`), so a mutation never reads what an earlier
-/// mutation of the same request changed.
+/// Every loader of one root field of a request; values are cached for that field.
 pub struct Loaders {
     /// Sources.
     pub sources: DataLoader<SourceById, Cache>,
@@ -217,29 +216,22 @@ impl Loaders {
     }
 }
 
-impl Loaders {
-    /// Forgets every cached value.
-    pub fn clear(&self) {
-        self.sources.clear::<i64>();
-        self.pipelines.clear::<i64>();
-        self.stages.clear::<i64>();
-        self.leads.clear::<i64>();
-        self.users.clear::<i64>();
-        self.api_keys.clear::<i64>();
-        self.tenants.clear::<i64>();
-        self.tags.clear::<i64>();
-        self.pipeline_stages.clear::<i64>();
-        self.source_lead_counts.clear::<i64>();
-    }
-}
-
-/// Loaders created on first use, once per request.
+/// The loaders of one request, created on first use: one set per root field. Mutation
+/// fields run one after another, so none reads what an earlier one cached before it wrote;
+/// the fields under one root field share their batches.
 #[derive(Clone, Default)]
-pub struct LazyLoaders(std::sync::Arc<std::sync::OnceLock<Loaders>>);
+pub struct LazyLoaders(Arc<Mutex<HashMap<String, Arc<Loaders>>>>);
 
 impl LazyLoaders {
-    /// The request's loaders.
-    pub fn get(&self, db: &DatabaseConnection, p: &Principal) -> &Loaders {
-        self.0.get_or_init(|| Loaders::new(db, p))
+    /// The loaders of root field `root` (its response key).
+    pub fn get(&self, root: &str, db: &DatabaseConnection, p: &Principal) -> Arc<Loaders> {
+        // A poisoned map still holds whole entries: a panic cannot leave one half-built.
+        let mut sets = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = sets.get(root) {
+            return set.clone();
+        }
+        let set = Arc::new(Loaders::new(db, p));
+        sets.insert(root.to_owned(), set.clone());
+        set
     }
 }
