@@ -16,9 +16,7 @@ use super::user::User;
 use super::{app, rc};
 use crate::error::AppError;
 use crate::ids::Kind;
-use crate::service::lead::{
-    Change, IdRef, LeadFilter as Filter, LeadInput, LeadRow, Order, SortField,
-};
+use crate::service::lead::{Change, IdRef, LeadFilter, LeadInput, LeadRow, Order, SortField};
 use crate::service::page::{Page, PageArgs, encode_cursor};
 use crate::service::{self};
 
@@ -264,7 +262,7 @@ fn distinct(ids: impl Iterator<Item = Option<i64>>) -> Vec<i64> {
 /// Loads the relations selected under a list of leads (`node`), one statement per relation,
 /// so items resolve from the loaders' caches however long the page is.
 pub async fn prime(ctx: &Context<'_>, node: Lookahead<'_>, leads: &[lead::Model]) -> Result<()> {
-    let l = super::loaders(ctx)?;
+    let l = &*super::loaders(ctx)?;
     let sources = async {
         let sel = node.field("source");
         if sel.exists() {
@@ -371,35 +369,6 @@ pub fn connection(
     })
 }
 
-/// Lead list filters; all are combined with AND.
-#[derive(InputObject, Default)]
-pub struct LeadFilter {
-    /// Any of these statuses.
-    pub status: Option<Vec<LeadStatus>>,
-    /// Any of these channels.
-    pub channel: Option<Vec<Channel>>,
-    /// From this source.
-    pub source_id: Option<ID>,
-    /// In this pipeline.
-    pub pipeline_id: Option<ID>,
-    /// In this stage.
-    pub stage_id: Option<ID>,
-    /// Assigned to this user.
-    pub assigned_to: Option<ID>,
-    /// Carrying this tag.
-    pub tag: Option<String>,
-    /// Lowest score.
-    pub score_min: Option<i64>,
-    /// Highest score.
-    pub score_max: Option<i64>,
-    /// Created at or after.
-    pub created_after: Option<DateTime<Utc>>,
-    /// Created before.
-    pub created_before: Option<DateTime<Utc>>,
-    /// Free text over name, email and phone (every word must match).
-    pub search: Option<String>,
-}
-
 /// Lead sort keys.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
 pub enum LeadOrderField {
@@ -440,26 +409,6 @@ fn id_ref(ctx: &Context<'_>, kind: Kind, id: &ID) -> IdRef {
         .ok()
         .and_then(|a| a.ids.decode(kind, id.as_str()))
         .ok_or(())
-}
-
-impl LeadFilter {
-    /// The service filter.
-    pub fn into_service(self, ctx: &Context<'_>) -> Filter {
-        Filter {
-            status: self.status.unwrap_or_default(),
-            source: self.channel.unwrap_or_default(),
-            source_id: self.source_id.map(|i| id_ref(ctx, Kind::Source, &i)),
-            pipeline_id: self.pipeline_id.map(|i| id_ref(ctx, Kind::Pipeline, &i)),
-            stage_id: self.stage_id.map(|i| id_ref(ctx, Kind::Stage, &i)),
-            assigned_to: self.assigned_to.map(|i| id_ref(ctx, Kind::User, &i)),
-            tag: self.tag,
-            score_min: self.score_min,
-            score_max: self.score_max,
-            created_after: self.created_after,
-            created_before: self.created_before,
-            search: self.search.filter(|s| !s.trim().is_empty()),
-        }
-    }
 }
 
 impl LeadOrder {
@@ -649,7 +598,7 @@ impl LeadQuery {
         filter: Option<LeadFilter>,
         order_by: Option<LeadOrder>,
     ) -> Result<LeadConnection> {
-        let filter = filter.unwrap_or_default().into_service(ctx);
+        let filter = filter.unwrap_or_default();
         let order = order_by.map(LeadOrder::into_service).unwrap_or_default();
         let args = PageArgs {
             first,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use async_graphql::ID;
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::enums::{Channel, LeadStatus};
 use entity::{lead, lead_tag, pipeline, source, stage, user};
@@ -763,22 +764,24 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     Ok(())
 }
 
-/// Lead list filters (SPEC.md section 6).
-#[derive(Debug, Clone, Default)]
+// SPEC.md section 6. GraphQL's `LeadFilter` input is this type, so there is one; its IDs stay
+// opaque until the list decodes them.
+/// Lead list filters; all are combined with AND.
+#[derive(async_graphql::InputObject, Debug, Clone, Default)]
 pub struct LeadFilter {
     /// Any of these statuses.
-    pub status: Vec<LeadStatus>,
+    pub status: Option<Vec<LeadStatus>>,
     /// Any of these channels.
-    pub source: Vec<Channel>,
-    /// Source row.
-    pub source_id: Option<IdRef>,
-    /// Pipeline.
-    pub pipeline_id: Option<IdRef>,
-    /// Stage.
-    pub stage_id: Option<IdRef>,
-    /// Assigned user.
-    pub assigned_to: Option<IdRef>,
-    /// Has this tag.
+    pub channel: Option<Vec<Channel>>,
+    /// From this source.
+    pub source_id: Option<ID>,
+    /// In this pipeline.
+    pub pipeline_id: Option<ID>,
+    /// In this stage.
+    pub stage_id: Option<ID>,
+    /// Assigned to this user.
+    pub assigned_to: Option<ID>,
+    /// Carrying this tag.
     pub tag: Option<String>,
     /// Lowest score.
     pub score_min: Option<i64>,
@@ -788,8 +791,41 @@ pub struct LeadFilter {
     pub created_after: Option<DateTime<Utc>>,
     /// Created before.
     pub created_before: Option<DateTime<Utc>>,
-    /// Free text over name, email and phone; every word must match.
+    /// Free text over name, email and phone (every word must match).
     pub search: Option<String>,
+}
+
+/// The rows a filter names, decoded.
+#[derive(Debug, Clone, Copy, Default)]
+struct FilterRows {
+    source_id: Option<i64>,
+    pipeline_id: Option<i64>,
+    stage_id: Option<i64>,
+    assigned_to: Option<i64>,
+}
+
+impl LeadFilter {
+    /// Decodes the IDs; a malformed or wrong-type one is `VALIDATION_FAILED` on
+    /// `filter.<field>`: a typo must not look like an empty list.
+    fn rows(&self, ids: &Ids) -> AppResult<FilterRows> {
+        let mut errors = Errors::new();
+        let mut decode = |name: &str, kind: Kind, id: &Option<ID>| {
+            let id = id.as_ref()?;
+            let decoded = ids.decode(kind, id.as_str());
+            if decoded.is_none() {
+                errors.add(format!("filter.{name}"), "is not a valid ID");
+            }
+            decoded
+        };
+        let rows = FilterRows {
+            source_id: decode("sourceId", Kind::Source, &self.source_id),
+            pipeline_id: decode("pipelineId", Kind::Pipeline, &self.pipeline_id),
+            stage_id: decode("stageId", Kind::Stage, &self.stage_id),
+            assigned_to: decode("assignedTo", Kind::User, &self.assigned_to),
+        };
+        errors.finish()?;
+        Ok(rows)
+    }
 }
 
 /// Sort keys.
@@ -884,45 +920,25 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-/// Refuses a filter naming a malformed or wrong-type ID (`VALIDATION_FAILED` on
-/// `filter.<field>`): a typo must not look like an empty list.
-pub fn check_filter(f: &LeadFilter) -> AppResult<()> {
-    let mut errors = Errors::new();
-    for (name, r) in [
-        ("filter.sourceId", f.source_id),
-        ("filter.pipelineId", f.pipeline_id),
-        ("filter.stageId", f.stage_id),
-        ("filter.assignedTo", f.assigned_to),
-    ] {
-        if let Some(Err(())) = r {
-            errors.add(name, "is not a valid ID");
-        }
-    }
-    errors.finish()
-}
-
-/// The filter as a condition on leads of the caller's tenant and environment (an invalid ID,
-/// refused by [`check_filter`] first, would match nothing).
-pub fn condition(p: &Principal, f: &LeadFilter) -> Condition {
+/// The filter as a condition on leads of the caller's tenant and environment.
+fn condition(p: &Principal, f: &LeadFilter, rows: FilterRows) -> Condition {
     let mut c = Condition::all()
         .add(lead::Column::TenantId.eq(p.tenant_id))
         .add(lead::Column::Environment.eq(p.environment));
-    if !f.status.is_empty() {
-        c = c.add(lead::Column::Status.is_in(f.status.clone()));
+    if let Some(status) = f.status.as_ref().filter(|s| !s.is_empty()) {
+        c = c.add(lead::Column::Status.is_in(status.clone()));
     }
-    if !f.source.is_empty() {
-        c = c.add(lead::Column::Source.is_in(f.source.clone()));
+    if let Some(channel) = f.channel.as_ref().filter(|s| !s.is_empty()) {
+        c = c.add(lead::Column::Source.is_in(channel.clone()));
     }
-    for (col, r) in [
-        (lead::Column::SourceId, f.source_id),
-        (lead::Column::PipelineId, f.pipeline_id),
-        (lead::Column::StageId, f.stage_id),
-        (lead::Column::AssignedTo, f.assigned_to),
+    for (col, id) in [
+        (lead::Column::SourceId, rows.source_id),
+        (lead::Column::PipelineId, rows.pipeline_id),
+        (lead::Column::StageId, rows.stage_id),
+        (lead::Column::AssignedTo, rows.assigned_to),
     ] {
-        match r {
-            Some(Ok(id)) => c = c.add(col.eq(id)),
-            Some(Err(())) => c = c.add(Expr::val(1).eq(0)),
-            None => {}
+        if let Some(id) = id {
+            c = c.add(col.eq(id));
         }
     }
     // Text that cannot be stored cannot match (PostgreSQL refuses NUL in text parameters).
@@ -991,9 +1007,9 @@ pub async fn list(
     args: &PageArgs,
 ) -> AppResult<(Page<lead::Model>, Condition)> {
     let p = rc.principal()?;
-    check_filter(filter)?;
+    let rows = filter.rows(&app.ids)?;
     let window = page::window(&app.ids, Kind::Lead, &order.cursor_name(), args)?;
-    let cond = condition(p, filter);
+    let cond = condition(p, filter, rows);
     let rows = fetch(&app.db, cond.clone(), order, &window).await?;
     Ok((Page::from_fetched(rows, &window), cond))
 }
