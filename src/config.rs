@@ -200,6 +200,16 @@ pub struct Config {
     )]
     pub key_cache_ttl_secs: u64,
 
+    /// Days the change feed keeps events; a cursor older than that is `410 CURSOR_EXPIRED`.
+    #[arg(
+        long,
+        env = "LEADGRAPH_EVENT_RETENTION_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(1..),
+        global = true
+    )]
+    pub event_retention_days: u32,
+
     /// How often accumulated `lastUsedAt`/`usageCount` updates are written to the database.
     #[arg(
         long,

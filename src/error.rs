@@ -76,6 +76,8 @@ pub enum AppError {
         /// Seconds until a request will be accepted again.
         retry_after: u64,
     },
+    /// `410 CURSOR_EXPIRED`: the change feed no longer holds the events after this cursor.
+    CursorExpired,
     /// `503 SERVICE_UNAVAILABLE`: the database or the server is saturated or down.
     Unavailable,
     /// `500 INTERNAL_ERROR`: logged with the request ID, never shown.
@@ -130,6 +132,10 @@ impl AppError {
             RateLimited { retry_after } => {
                 format!("Rate limit exceeded; retry after {retry_after} seconds")
             }
+            CursorExpired => {
+                "The cursor is older than the change feed's retention; start again without `after`"
+                    .to_owned()
+            }
             Unavailable => "The service is temporarily unavailable; retry shortly".to_owned(),
             Internal(_) => "Internal server error".to_owned(),
         }
@@ -162,6 +168,7 @@ impl AppError {
             IntrospectionDisabled => "INTROSPECTION_DISABLED",
             PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             RateLimited { .. } => "RATE_LIMITED",
+            CursorExpired => "CURSOR_EXPIRED",
             Unavailable => "SERVICE_UNAVAILABLE",
             Internal(_) => "INTERNAL_ERROR",
         }
@@ -188,6 +195,7 @@ impl AppError {
             }
             "METHOD_NOT_ALLOWED" => StatusCode::METHOD_NOT_ALLOWED,
             "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
+            "CURSOR_EXPIRED" => StatusCode::GONE,
             "SERVICE_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
             "INTERNAL_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => return None,
@@ -399,6 +407,7 @@ mod tests {
             (AppError::IntrospectionDisabled, 400),
             (AppError::PayloadTooLarge(1), 413),
             (AppError::RateLimited { retry_after: 1 }, 429),
+            (AppError::CursorExpired, 410),
             (AppError::Unavailable, 503),
             (AppError::Internal("x".into()), 500),
         ];

@@ -3,6 +3,7 @@
 pub mod api_key;
 pub mod audit;
 pub mod documents;
+pub mod event;
 pub mod graphiql;
 pub mod guard;
 pub mod http;

@@ -27,10 +27,14 @@ pub enum Kind {
     Lead = 7,
     /// An audit log entry.
     AuditEntry = 8,
+    /// An event of the change feed.
+    Event = 9,
+    /// A position in a change feed (a cursor, not a row).
+    EventCursor = 10,
 }
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 10] = [
         Kind::Tenant,
         Kind::User,
         Kind::ApiKey,
@@ -39,6 +43,8 @@ impl Kind {
         Kind::Stage,
         Kind::Lead,
         Kind::AuditEntry,
+        Kind::Event,
+        Kind::EventCursor,
     ];
 
     fn from_tag(tag: u64) -> Option<Kind> {

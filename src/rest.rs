@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod envelope;
+pub mod events;
 pub mod fields;
 pub mod leads;
 pub mod openapi;
@@ -31,6 +32,7 @@ pub static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(||
         pipelines::routes(),
         stats::routes(),
         api_keys::routes(),
+        events::routes(),
     ]
     .into_iter()
     .flatten()

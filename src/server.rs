@@ -177,13 +177,26 @@ fn print_welcome(b: &tenant::Bootstrapped, bind: SocketAddr) {
     );
 }
 
-/// Periodic housekeeping: writes key usage, trims rate-limit state.
+/// How often events past their retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Periodic housekeeping: writes key usage, trims rate-limit state, prunes the change feed.
 async fn flush_usage(state: AppState) {
     let mut every =
         tokio::time::interval(Duration::from_secs(state.config.usage_flush_secs.max(1)));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned_at: Option<tokio::time::Instant> = None;
     loop {
         every.tick().await;
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(tokio::time::Instant::now());
+            let days = state.config.event_retention_days;
+            match crate::service::event::prune(&state.db, days).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "pruned events past their retention"),
+                Err(e) => tracing::warn!(error = %e, "could not prune events; will retry"),
+            }
+        }
         if let Err(e) = state.usage.flush(&state.db).await {
             tracing::warn!(error = %e, "could not write key usage; will retry");
         }

@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod audit;
 pub mod duplicates;
+pub mod event;
 pub mod lead;
 pub mod page;
 pub mod pipeline;

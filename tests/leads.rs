@@ -1008,9 +1008,13 @@ async fn duplicate_detection_runs_after_the_create(app: TestApp) {
         json!({"email": "dup@example.com", "firstName": "X", "lastName": "Y"}),
     )
     .await;
-    let linked = leadgraph::service::duplicates::link(app.db(), &lead_model(&app, &theirs).await)
-        .await
-        .expect("link");
+    let linked = leadgraph::service::duplicates::link(
+        app.db(),
+        &app.state.ids,
+        &lead_model(&app, &theirs).await,
+    )
+    .await
+    .expect("link");
     assert_eq!(linked, None);
 }
 

@@ -90,3 +90,18 @@ impl Plan {
         !matches!(self, Plan::Free | Plan::Starter)
     }
 }
+
+string_enum!(
+    /// What happened to a resource: the type of an event of the change feed.
+    EventType {
+        LeadCreated = "lead.created",
+        LeadUpdated = "lead.updated",
+        LeadDeleted = "lead.deleted",
+        LeadAssigned = "lead.assigned",
+        LeadStageChanged = "lead.stage_changed",
+        LeadTagsChanged = "lead.tags_changed",
+        LeadMerged = "lead.merged",
+        LeadDuplicateDetected = "lead.duplicate_detected",
+        ImportCompleted = "import.completed",
+    }
+);

@@ -3,6 +3,8 @@
 pub mod api_key;
 pub mod audit_log;
 pub mod enums;
+pub mod event;
+pub mod event_stream;
 pub mod lead;
 pub mod lead_tag;
 pub mod pipeline;

@@ -98,6 +98,8 @@ impl NodeQuery {
                     None
                 }
             }
+            // Events are read through the feed; a cursor is no object.
+            Kind::Event | Kind::EventCursor => None,
         };
         Ok(found)
     }

@@ -4,6 +4,7 @@ use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
 
 use super::api_key::{ApiKeyMutation, ApiKeyQuery};
 use super::audit::AuditQuery;
+use super::event::EventQuery;
 use super::lead::{LeadMutation, LeadQuery};
 use super::node::NodeQuery;
 use super::pipeline::{PipelineMutation, PipelineQuery};
@@ -22,6 +23,7 @@ pub struct Query(
     ApiKeyQuery,
     UserQuery,
     AuditQuery,
+    EventQuery,
     StatsQuery,
     PipelineQuery,
     SourceQuery,

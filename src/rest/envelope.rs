@@ -46,6 +46,15 @@ pub fn list(items: Vec<Value>, next_cursor: Value, limit: Value) -> Response {
     )
 }
 
+/// `200` with a page of the change feed: `meta.nextCursor` is where to resume, also at the end.
+pub fn feed(items: Vec<Value>, next_cursor: Value, limit: Value, has_more: Value) -> Response {
+    ok(
+        StatusCode::OK,
+        restify(Value::Array(items)),
+        Some(json!({"nextCursor": next_cursor, "limit": limit, "hasMore": has_more})),
+    )
+}
+
 /// `200` with a whole (unpaged) list.
 pub fn all(data: Value) -> Response {
     let items = match data {

@@ -53,6 +53,7 @@ macro_rules! enum_schema {
 
 enum_schema!(Channel, entity::enums::Channel, "A lead's channel.");
 enum_schema!(LeadStatus, entity::enums::LeadStatus, "A lead's status.");
+enum_schema!(EventType, entity::enums::EventType, "What happened.");
 
 /// A lead.
 #[derive(Serialize, ToSchema)]
@@ -77,6 +78,34 @@ struct Lead {
     duplicate_of: Option<String>,
     created_at: String,
     updated_at: String,
+}
+
+/// Who made a change; all null for the server's own (duplicate detection).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct EventActor {
+    user_id: Option<String>,
+    on_behalf_of_user_id: Option<String>,
+    api_key_id: Option<String>,
+}
+
+/// A committed change, from the change feed.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Event {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: EventType,
+    occurred_at: String,
+    resource_type: String,
+    resource_id: Option<String>,
+    actor: EventActor,
+    /// The resource after the change (its last state for a delete).
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+    /// `{field: {from, to}}` for updates.
+    #[schema(value_type = Option<Object>)]
+    changes: Option<serde_json::Value>,
 }
 
 /// A lead source.
@@ -661,6 +690,9 @@ pub fn document() -> OpenApi {
         .schema_from::<Channel>()
         .schema_from::<LeadStatus>()
         .schema_from::<Lead>()
+        .schema_from::<EventType>()
+        .schema_from::<EventActor>()
+        .schema_from::<Event>()
         .schema_from::<Source>()
         .schema_from::<Stage>()
         .schema_from::<Pipeline>()

@@ -232,16 +232,22 @@ impl Call {
             self.request_id.clone(),
         )
         .await;
+        let query = self.route.query;
+        let named = |name: &str| {
+            let rest = match name {
+                "after" | "before" if query.iter().any(|p| p.name == "cursor") => "cursor",
+                "first" => "limit",
+                "types" => "type",
+                other => other.strip_prefix("filter.").unwrap_or(other),
+            };
+            rest.to_owned()
+        };
         result.map_err(|e| match e {
-            AppError::Validation(fields) if !self.route.query.is_empty() => AppError::BadQuery(
+            AppError::Validation(fields) if !query.is_empty() => AppError::BadQuery(
                 fields
                     .into_iter()
                     .map(|mut f| {
-                        f.field = match f.field.as_str() {
-                            "after" | "before" => "cursor".to_owned(),
-                            "first" => "limit".to_owned(),
-                            other => other.strip_prefix("filter.").unwrap_or(other).to_owned(),
-                        };
+                        f.field = named(&f.field);
                         f
                     })
                     .collect(),

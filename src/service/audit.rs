@@ -6,6 +6,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
 
 use crate::auth::principal::{Principal, Via};
 use crate::context::RequestCtx;
+use crate::service::event::NewEvent;
 
 /// Who an entry is attributed to.
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +98,19 @@ pub async fn commit(
     rc: &RequestCtx,
     entry: Entry<'_>,
 ) -> Result<(), DbErr> {
+    commit_with(tx, actor, rc, entry, Vec::new()).await
+}
+
+/// As [`commit`], appending the change's events to the feed last (see `service::event`).
+pub async fn commit_with(
+    tx: sea_orm::DatabaseTransaction,
+    actor: Actor,
+    rc: &RequestCtx,
+    entry: Entry<'_>,
+    events: Vec<NewEvent>,
+) -> Result<(), DbErr> {
     record(&tx, actor, rc, entry).await?;
+    crate::service::event::append(&tx, actor, events).await?;
     tx.commit().await
 }
 
@@ -159,7 +172,7 @@ pub fn type_of(kind: crate::ids::Kind) -> Option<&'static str> {
         Kind::Stage => "stage",
         Kind::ApiKey => "api_key",
         Kind::User => "user",
-        Kind::Tenant | Kind::AuditEntry => return None,
+        Kind::Tenant | Kind::AuditEntry | Kind::Event | Kind::EventCursor => return None,
     })
 }
 

@@ -1,25 +1,36 @@
 //! Duplicate detection: after a lead is created, off the request path, link it to the
 //! earliest lead of the same tenant and environment with the same normalized email or phone.
 
+use entity::enums::EventType;
 use entity::lead;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
 };
 
+use crate::db::begin_write;
+use crate::ids::Ids;
+use crate::service::audit::Actor;
+use crate::service::event::{self, NewEvent};
+use crate::service::lead::{LeadRow, json, tags_of};
 use crate::state::App;
 
 /// Starts detection for a just-committed lead; the create does not wait for it.
 pub fn spawn(app: &App, created: lead::Model) {
-    let db = app.db.clone();
+    let (db, ids) = (app.db.clone(), app.ids.clone());
     app.tasks.spawn(async move {
-        if let Err(e) = link(&db, &created).await {
+        if let Err(e) = link(&db, &ids, &created).await {
             tracing::warn!(error = %e, lead_id = created.id, "duplicate detection failed");
         }
     });
 }
 
-/// Sets `duplicate_of` of `l` to the earliest earlier lead with the same email or phone.
-pub async fn link(db: &DatabaseConnection, l: &lead::Model) -> Result<Option<i64>, DbErr> {
+/// Sets `duplicate_of` of `l` to the earliest earlier lead with the same email or phone, and
+/// appends `lead.duplicate_detected` to the feed in the same transaction.
+pub async fn link(
+    db: &DatabaseConnection,
+    ids: &Ids,
+    l: &lead::Model,
+) -> Result<Option<i64>, DbErr> {
     let mut same = Condition::any().add(lead::Column::EmailNormalized.eq(&l.email_normalized));
     if let Some(phone) = &l.phone_normalized {
         same = same.add(lead::Column::PhoneNormalized.eq(phone));
@@ -35,13 +46,43 @@ pub async fn link(db: &DatabaseConnection, l: &lead::Model) -> Result<Option<i64
     let Some(original) = earliest else {
         return Ok(None);
     };
+    let tx = begin_write(db).await?;
+    // The lead may have changed or gone since its create committed.
+    let Some(current) = crate::db::one_locked(&tx, lead::Entity::find_by_id(l.id)).await? else {
+        return Ok(None);
+    };
+    let tags = tags_of(&tx, l.id)
+        .await
+        .map_err(|e| DbErr::Custom(e.message()))?;
+    let mut row = LeadRow {
+        lead: current,
+        tags,
+    };
+    let before = json(ids, &row);
+    row.lead.duplicate_of = Some(original.id);
     lead::Entity::update_many()
         .col_expr(
             lead::Column::DuplicateOf,
             sea_orm::sea_query::Expr::value(original.id),
         )
         .filter(lead::Column::Id.eq(l.id))
-        .exec(db)
+        .exec(&tx)
         .await?;
+    // Made by the server itself: the event has no actor.
+    let actor = Actor {
+        tenant_id: l.tenant_id,
+        environment: l.environment,
+        actor_user_id: None,
+        on_behalf_of_user_id: None,
+        api_key_id: None,
+    };
+    let detected = NewEvent::lead(
+        EventType::LeadDuplicateDetected,
+        l.id,
+        Some(&before),
+        json(ids, &row),
+    );
+    event::append(&tx, actor, vec![detected]).await?;
+    tx.commit().await?;
     Ok(Some(original.id))
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use async_graphql::ID;
 use chrono::{DateTime, SubsecRound, Utc};
-use entity::enums::{Channel, LeadStatus};
+use entity::enums::{Channel, EventType, LeadStatus};
 use entity::{lead, lead_tag, pipeline, source, stage, user};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
 use sea_orm::{
@@ -21,6 +21,7 @@ use crate::db::{begin_write, one_locked};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
+use crate::service::event::NewEvent;
 use crate::service::page::{self, Page, PageArgs, Window};
 use crate::service::validate::Errors;
 use crate::state::App;
@@ -503,7 +504,8 @@ pub async fn create(app: &App, rc: &RequestCtx, input: LeadInput) -> AppResult<L
     .await?;
     insert_tags(&tx, &row, &tags).await?;
     let created = LeadRow { lead: row, tags };
-    audit::commit(
+    let after = json(&app.ids, &created);
+    audit::commit_with(
         tx,
         Actor::of(p),
         rc,
@@ -511,8 +513,14 @@ pub async fn create(app: &App, rc: &RequestCtx, input: LeadInput) -> AppResult<L
             action: "lead.create",
             resource_type: "lead",
             resource_id: Some(created.lead.id),
-            changes: json!({"after": json(&app.ids, &created)}),
+            changes: json!({"after": after.clone()}),
         },
+        vec![NewEvent::lead(
+            EventType::LeadCreated,
+            created.lead.id,
+            None,
+            after,
+        )],
     )
     .await?;
     crate::service::duplicates::spawn(app, created.lead.clone());
@@ -530,12 +538,18 @@ fn refs_of(l: &lead::Model) -> Refs {
     }
 }
 
-/// Applies `input` to lead `id` in one audited transaction; `action` names the mutation.
+/// Applies `input` to lead `id` in one audited transaction; `action` names the mutation and
+/// `event` the type of its event (none when nothing changed).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the mutation's names, input and checks"
+)]
 async fn apply(
     app: &App,
     rc: &RequestCtx,
     id: i64,
     action: &str,
+    event: EventType,
     input: LeadInput,
     tag_change: impl FnOnce(Vec<String>) -> Option<Vec<String>>,
     mut errors: Errors,
@@ -618,7 +632,14 @@ async fn apply(
         lead: after_lead,
         tags: after_tags,
     };
-    audit::commit(
+    let (before, after_json) = (json(&app.ids, &before), json(&app.ids, &after));
+    let event = NewEvent::lead(event, id, Some(&before), after_json.clone());
+    let changed = event
+        .changes
+        .as_ref()
+        .and_then(Value::as_object)
+        .is_some_and(|c| !c.is_empty());
+    audit::commit_with(
         tx,
         Actor::of(p),
         rc,
@@ -626,8 +647,9 @@ async fn apply(
             action,
             resource_type: "lead",
             resource_id: Some(id),
-            changes: audit::diff(&json(&app.ids, &before), &json(&app.ids, &after)),
+            changes: audit::diff(&before, &after_json),
         },
+        if changed { vec![event] } else { Vec::new() },
     )
     .await?;
     Ok(after)
@@ -635,7 +657,18 @@ async fn apply(
 
 /// `updateLead`: a partial update.
 pub async fn update(app: &App, rc: &RequestCtx, id: i64, input: LeadInput) -> AppResult<LeadRow> {
-    apply(app, rc, id, "lead.update", input, |_| None, Errors::new()).await
+    let event = EventType::LeadUpdated;
+    apply(
+        app,
+        rc,
+        id,
+        "lead.update",
+        event,
+        input,
+        |_| None,
+        Errors::new(),
+    )
+    .await
 }
 
 /// `assignLead`: `None` unassigns.
@@ -652,7 +685,18 @@ pub async fn assign(
         },
         ..Default::default()
     };
-    apply(app, rc, id, "lead.assign", input, |_| None, Errors::new()).await
+    let event = EventType::LeadAssigned;
+    apply(
+        app,
+        rc,
+        id,
+        "lead.assign",
+        event,
+        input,
+        |_| None,
+        Errors::new(),
+    )
+    .await
 }
 
 /// `addLeadTags`.
@@ -675,6 +719,7 @@ pub async fn add_tags(
         rc,
         id,
         "lead.add_tags",
+        EventType::LeadTagsChanged,
         LeadInput::default(),
         change,
         errors,
@@ -703,6 +748,7 @@ pub async fn remove_tags(
         rc,
         id,
         "lead.remove_tags",
+        EventType::LeadTagsChanged,
         LeadInput::default(),
         change,
         Errors::new(),
@@ -731,7 +777,18 @@ pub async fn move_to_stage(
         stage_id: Change::Set(stage),
         ..Default::default()
     };
-    apply(app, rc, id, "lead.move_to_stage", input, |_| None, errors).await
+    let event = EventType::LeadStageChanged;
+    apply(
+        app,
+        rc,
+        id,
+        "lead.move_to_stage",
+        event,
+        input,
+        |_| None,
+        errors,
+    )
+    .await
 }
 
 /// `deleteLead`: the audit entry keeps the whole row.
@@ -741,15 +798,41 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     let tx = begin_write(&app.db).await?;
     let lead = find_locked(&tx, p, id).await?;
     let tags = tags_of(&tx, id).await?;
-    let before = LeadRow { lead, tags };
-    // Later copies pointed at this lead; they lose the link rather than point at nothing.
+    let before = json(&app.ids, &LeadRow { lead, tags });
+    // Later copies pointed at this lead; they lose the link rather than point at nothing, and
+    // the feed tells of their change too.
+    let mut events = Vec::new();
+    let copies = lead::Entity::find()
+        .filter(lead::Column::DuplicateOf.eq(id))
+        .lock_exclusive()
+        .all(&tx)
+        .await?;
+    for copy in copies {
+        let tags = tags_of(&tx, copy.id).await?;
+        let mut row = LeadRow { lead: copy, tags };
+        let was = json(&app.ids, &row);
+        row.lead.duplicate_of = None;
+        let event = NewEvent::lead(
+            EventType::LeadUpdated,
+            row.lead.id,
+            Some(&was),
+            json(&app.ids, &row),
+        );
+        events.push(event);
+    }
     lead::Entity::update_many()
         .col_expr(lead::Column::DuplicateOf, Expr::value(Option::<i64>::None))
         .filter(lead::Column::DuplicateOf.eq(id))
         .exec(&tx)
         .await?;
     lead::Entity::delete_by_id(id).exec(&tx).await?;
-    audit::commit(
+    events.push(NewEvent::lead(
+        EventType::LeadDeleted,
+        id,
+        None,
+        before.clone(),
+    ));
+    audit::commit_with(
         tx,
         Actor::of(p),
         rc,
@@ -757,8 +840,9 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
             action: "lead.delete",
             resource_type: "lead",
             resource_id: Some(id),
-            changes: json!({"before": json(&app.ids, &before)}),
+            changes: json!({"before": before}),
         },
+        events,
     )
     .await?;
     Ok(())

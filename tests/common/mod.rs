@@ -441,6 +441,12 @@ impl TestApp {
         .await
     }
 
+    /// `GET uri` with `key` as the API key, from 127.0.0.1.
+    pub async fn get(&self, uri: &str, key: &str) -> Resp {
+        self.request(Method::GET, uri, &[("x-api-key", key)], Body::empty())
+            .await
+    }
+
     /// `GET /v1/leads` with `key` as the API key, from 127.0.0.1.
     pub async fn list_leads(&self, key: &str) -> Resp {
         self.request(
@@ -515,6 +521,7 @@ pub async fn snapshot(app: &TestApp) -> Vec<(&'static str, i64)> {
         "leads",
         "lead_tags",
         "audit_log",
+        "events",
     ] {
         out.push((t, app.count(t).await));
     }

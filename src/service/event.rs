@@ -1,0 +1,289 @@
+//! The change feed (SPEC.md section 10). Every committed lead change appends its events in its
+//! own transaction ([`append`], called by `audit::commit_with`), so an event exists if and
+//! only if its change committed; the feed, webhooks and subscriptions all read these rows.
+//!
+//! Order: each tenant and environment is one stream. [`append`] numbers events by bumping the
+//! stream's row, which locks it until the transaction ends, so a stream's numbers are handed
+//! out in commit order: a reader that has seen number N has seen every number below it, and
+//! following `after` never skips an event, whatever order concurrent writers commit in.
+
+use chrono::{DateTime, Utc};
+use entity::enums::{Environment, EventType};
+use entity::{event, event_stream};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use serde_json::{Map, Value, json};
+
+use crate::context::RequestCtx;
+use crate::error::{AppError, AppResult};
+use crate::ids::{Ids, Kind};
+use crate::service::audit::Actor;
+use crate::service::validate::Errors;
+use crate::state::App;
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// What happened.
+    pub event_type: EventType,
+    /// `lead`, …
+    pub resource_type: &'static str,
+    /// The row.
+    pub resource_id: Option<i64>,
+    /// The resource as REST shows it after the change (its last state for a delete).
+    pub data: Value,
+    /// `{field: {from, to}}` for updates.
+    pub changes: Option<Value>,
+}
+
+impl NewEvent {
+    /// A lead event; `before` makes `changes` (only the fields that differ).
+    pub fn lead(event_type: EventType, id: i64, before: Option<&Value>, after: Value) -> Self {
+        NewEvent {
+            event_type,
+            resource_type: "lead",
+            resource_id: Some(id),
+            changes: before.map(|b| changes(b, &after)),
+            data: after,
+        }
+    }
+}
+
+/// `{field: {from, to}}` for the fields of `after` that differ from `before` (`updatedAt` is
+/// not a change of its own).
+pub fn changes(before: &Value, after: &Value) -> Value {
+    let mut out = Map::new();
+    if let (Some(b), Some(a)) = (before.as_object(), after.as_object()) {
+        for (k, to) in a {
+            let from = b.get(k).unwrap_or(&Value::Null);
+            if from != to && k != "updatedAt" {
+                out.insert(k.clone(), json!({"from": from, "to": to}));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Appends `events` to the stream of `actor` in `tx`; returns their row IDs. Call it last
+/// before the commit: the stream's row stays locked until then.
+pub async fn append(
+    tx: &DatabaseTransaction,
+    actor: Actor,
+    events: Vec<NewEvent>,
+) -> Result<Vec<i64>, DbErr> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = events.len() as i64;
+    // One atomic statement creates or bumps the stream's row and locks it.
+    let bump = Query::insert()
+        .into_table(event_stream::Entity)
+        .columns([
+            event_stream::Column::TenantId,
+            event_stream::Column::Environment,
+            event_stream::Column::LastSeq,
+            event_stream::Column::PrunedThrough,
+        ])
+        .values_panic([
+            actor.tenant_id.into(),
+            actor.environment.as_str().into(),
+            n.into(),
+            0i64.into(),
+        ])
+        .on_conflict(
+            OnConflict::columns([
+                event_stream::Column::TenantId,
+                event_stream::Column::Environment,
+            ])
+            .value(
+                event_stream::Column::LastSeq,
+                Expr::col((event_stream::Entity, event_stream::Column::LastSeq)).add(n),
+            )
+            .to_owned(),
+        )
+        .returning_col(event_stream::Column::LastSeq)
+        .to_owned();
+    let row = tx
+        .query_one(&bump)
+        .await?
+        .ok_or_else(|| DbErr::Custom("the event stream returned no number".into()))?;
+    let last: i64 = row.try_get_by_index(0)?;
+    let now = Utc::now();
+    let mut ids = Vec::with_capacity(events.len());
+    for (i, e) in events.into_iter().enumerate() {
+        let row = event::ActiveModel {
+            tenant_id: Set(actor.tenant_id),
+            environment: Set(actor.environment),
+            seq: Set(last - n + 1 + i as i64),
+            event_type: Set(e.event_type),
+            occurred_at: Set(now),
+            resource_type: Set(e.resource_type.to_owned()),
+            resource_id: Set(e.resource_id),
+            actor_user_id: Set(actor.actor_user_id),
+            on_behalf_of_user_id: Set(actor.on_behalf_of_user_id),
+            api_key_id: Set(actor.api_key_id),
+            data: Set(e.data),
+            changes: Set(e.changes),
+            ..Default::default()
+        };
+        ids.push(event::Entity::insert(row).exec(tx).await?.last_insert_id);
+    }
+    Ok(ids)
+}
+
+/// What to read of the feed.
+#[derive(Debug, Clone, Default)]
+pub struct FeedArgs {
+    /// Events after this cursor; from the oldest kept when `None`.
+    pub after: Option<String>,
+    /// Page size, 1 to 100.
+    pub limit: u64,
+    /// Only these types (all when empty).
+    pub types: Vec<EventType>,
+    /// Only events of this lead (opaque ID).
+    pub resource_id: Option<String>,
+}
+
+/// A page of the feed.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    /// The events, oldest first.
+    pub events: Vec<event::Model>,
+    /// Whether more events follow now.
+    pub has_more: bool,
+    /// Where to resume: after the last event returned, else where the reader was.
+    pub cursor: Option<String>,
+}
+
+/// The cursor after event number `seq` of a stream.
+pub fn cursor(ids: &Ids, seq: i64) -> String {
+    ids.encode(Kind::EventCursor, seq)
+}
+
+/// A page of the caller's stream.
+pub async fn feed(app: &App, rc: &RequestCtx, args: FeedArgs) -> AppResult<Feed> {
+    let p = rc.principal()?;
+    let mut errors = Errors::new();
+    let after = match &args.after {
+        Some(c) => {
+            let seq = app.ids.decode(Kind::EventCursor, c);
+            if seq.is_none() {
+                errors.add("after", "is not a valid cursor");
+            }
+            seq
+        }
+        None => None,
+    };
+    let resource = match &args.resource_id {
+        Some(id) => {
+            let lead = app.ids.decode(Kind::Lead, id);
+            if lead.is_none() {
+                errors.add("resourceId", "is not a valid ID");
+            }
+            lead
+        }
+        None => None,
+    };
+    errors.finish()?;
+    let stream = event_stream::Entity::find_by_id((p.tenant_id, p.environment))
+        .one(&app.db)
+        .await?;
+    let pruned = stream.as_ref().map_or(0, |s| s.pruned_through);
+    if let Some(seq) = after
+        && seq < pruned
+    {
+        return Err(AppError::CursorExpired);
+    }
+    let mut q = event::Entity::find()
+        .filter(event::Column::TenantId.eq(p.tenant_id))
+        .filter(event::Column::Environment.eq(p.environment))
+        .filter(event::Column::Seq.gt(after.unwrap_or(0)));
+    if !args.types.is_empty() {
+        q = q.filter(event::Column::EventType.is_in(args.types.clone()));
+    }
+    if let Some(id) = resource {
+        q = q
+            .filter(event::Column::ResourceType.eq("lead"))
+            .filter(event::Column::ResourceId.eq(id));
+    }
+    let mut events = q
+        .order_by_asc(event::Column::Seq)
+        .limit(args.limit + 1)
+        .all(&app.db)
+        .await?;
+    let has_more = events.len() as u64 > args.limit;
+    events.truncate(args.limit as usize);
+    let cursor = match events.last() {
+        Some(e) => Some(cursor(&app.ids, e.seq)),
+        None => args.after.clone(),
+    };
+    Ok(Feed {
+        events,
+        has_more,
+        cursor,
+    })
+}
+
+/// The public JSON of an event (REST body, webhook payload's `data` source).
+pub fn json(ids: &Ids, e: &event::Model) -> Value {
+    let id = |kind, v: Option<i64>| v.map(|v| ids.encode(kind, v));
+    let resource_kind = match e.resource_type.as_str() {
+        "lead" => Some(Kind::Lead),
+        _ => None,
+    };
+    json!({
+        "id": ids.encode(Kind::Event, e.id),
+        "type": e.event_type.as_str(),
+        "occurredAt": crate::service::lead::ts(e.occurred_at),
+        "resourceType": e.resource_type,
+        "resourceId": resource_kind.and_then(|k| id(k, e.resource_id)),
+        "actor": {
+            "userId": id(Kind::User, e.actor_user_id),
+            "onBehalfOfUserId": id(Kind::User, e.on_behalf_of_user_id),
+            "apiKeyId": id(Kind::ApiKey, e.api_key_id),
+        },
+        "data": e.data,
+        "changes": e.changes,
+    })
+}
+
+/// Deletes events older than `days` days, remembering per stream how far it pruned so an
+/// older cursor is answered `410 CURSOR_EXPIRED`; returns how many were deleted.
+pub async fn prune(db: &DatabaseConnection, days: u32) -> Result<u64, DbErr> {
+    let cutoff: DateTime<Utc> = Utc::now() - chrono::Duration::days(i64::from(days));
+    let ends: Vec<(i64, Environment, Option<i64>)> = event::Entity::find()
+        .select_only()
+        .column(event::Column::TenantId)
+        .column(event::Column::Environment)
+        .column_as(event::Column::Seq.max(), "seq")
+        .filter(event::Column::OccurredAt.lt(cutoff))
+        .group_by(event::Column::TenantId)
+        .group_by(event::Column::Environment)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut deleted = 0;
+    for (tenant_id, environment, seq) in ends {
+        let Some(seq) = seq else { continue };
+        let tx = db.begin().await?;
+        event_stream::Entity::update_many()
+            .col_expr(event_stream::Column::PrunedThrough, Expr::value(seq))
+            .filter(event_stream::Column::TenantId.eq(tenant_id))
+            .filter(event_stream::Column::Environment.eq(environment))
+            .filter(event_stream::Column::PrunedThrough.lt(seq))
+            .exec(&tx)
+            .await?;
+        deleted += event::Entity::delete_many()
+            .filter(event::Column::TenantId.eq(tenant_id))
+            .filter(event::Column::Environment.eq(environment))
+            .filter(event::Column::Seq.lte(seq))
+            .exec(&tx)
+            .await?
+            .rows_affected;
+        tx.commit().await?;
+    }
+    Ok(deleted)
+}
