@@ -210,6 +210,49 @@ pub struct Config {
     )]
     pub event_retention_days: u32,
 
+    /// Let webhooks reach loopback, private and link-local addresses (refused by default:
+    /// a tenant must not make the server call into its own network).
+    #[arg(long, env = "LEADGRAPH_WEBHOOK_ALLOW_PRIVATE_TARGETS", global = true)]
+    pub webhook_allow_private_targets: bool,
+
+    /// Multiplies the webhook retry schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h);
+    /// tests shrink it.
+    #[arg(
+        long,
+        env = "LEADGRAPH_WEBHOOK_RETRY_SCALE",
+        default_value_t = 1.0,
+        global = true
+    )]
+    pub webhook_retry_scale: f64,
+
+    /// How long a webhook endpoint has to answer, in milliseconds.
+    #[arg(
+        long,
+        env = "LEADGRAPH_WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub webhook_timeout_ms: u64,
+
+    /// An endpoint whose every attempt failed for this long is disabled (default 5 days).
+    #[arg(
+        long,
+        env = "LEADGRAPH_WEBHOOK_DISABLE_AFTER_SECS",
+        default_value_t = 5 * 24 * 3600,
+        global = true
+    )]
+    pub webhook_disable_after_secs: u64,
+
+    /// How often the webhook worker looks for due deliveries it was not told of (retries,
+    /// other instances' events), in milliseconds.
+    #[arg(
+        long,
+        env = "LEADGRAPH_WEBHOOK_POLL_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub webhook_poll_ms: u64,
+
     /// How often accumulated `lastUsedAt`/`usageCount` updates are written to the database.
     #[arg(
         long,

@@ -21,6 +21,7 @@ pub mod stats;
 pub mod tenant;
 pub mod user;
 pub mod viewer;
+pub mod webhook;
 
 use async_graphql::{Context, ID};
 

@@ -31,10 +31,14 @@ pub enum Kind {
     Event = 9,
     /// A position in a change feed (a cursor, not a row).
     EventCursor = 10,
+    /// An outbound webhook endpoint.
+    WebhookEndpoint = 11,
+    /// A webhook delivery.
+    WebhookDelivery = 12,
 }
 
 impl Kind {
-    const ALL: [Kind; 10] = [
+    const ALL: [Kind; 12] = [
         Kind::Tenant,
         Kind::User,
         Kind::ApiKey,
@@ -45,6 +49,8 @@ impl Kind {
         Kind::AuditEntry,
         Kind::Event,
         Kind::EventCursor,
+        Kind::WebhookEndpoint,
+        Kind::WebhookDelivery,
     ];
 
     fn from_tag(tag: u64) -> Option<Kind> {

@@ -14,6 +14,7 @@ pub mod route;
 pub mod sources;
 pub mod stats;
 pub mod webhook;
+pub mod webhook_endpoints;
 
 use axum::Router;
 use axum::response::IntoResponse;
@@ -33,6 +34,7 @@ pub static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(||
         stats::routes(),
         api_keys::routes(),
         events::routes(),
+        webhook_endpoints::routes(),
     ]
     .into_iter()
     .flatten()

@@ -128,6 +128,13 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         print_welcome(&b, bind);
     }
     let flusher = tokio::spawn(flush_usage(state.clone()));
+    // Webhook deliveries: stopped at shutdown between batches; a delivery in flight is sent
+    // again by the next start (its lease runs out), so none is lost.
+    let stop_deliveries = tokio_util::sync::CancellationToken::new();
+    let deliveries = tokio::spawn(crate::service::delivery::run(
+        state.app.clone(),
+        stop_deliveries.clone(),
+    ));
     let metrics_server = match metrics_bind {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await?;
@@ -150,6 +157,8 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await;
     flusher.abort();
+    stop_deliveries.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(15), deliveries).await;
     if let Some(m) = metrics_server {
         m.abort();
     }

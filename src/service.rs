@@ -3,6 +3,7 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod delivery;
 pub mod duplicates;
 pub mod event;
 pub mod lead;
@@ -14,3 +15,4 @@ pub mod stats;
 pub mod tenant;
 pub mod user;
 pub mod validate;
+pub mod webhook;

@@ -35,6 +35,8 @@ pub struct App {
     pub dummy_hash: String,
     /// Rate limiters (services count credential checks and failed logins against them).
     pub limits: RateLimits,
+    /// Where changes append their events (and queue their webhook deliveries).
+    pub outbox: crate::service::event::Outbox,
     /// Work started by requests that must finish even when the request does not wait
     /// (operations, duplicate detection); awaited at shutdown.
     pub tasks: tokio_util::task::TaskTracker,
@@ -69,9 +71,13 @@ impl App {
             key_cache: KeyCache::new(Duration::from_secs(config.key_cache_ttl_secs)),
             usage: UsageTracker::default(),
             jwt: JwtKeys::new(jwt_secret.as_bytes()),
-            ids,
+            ids: ids.clone(),
             dummy_hash: password::hash_async(password::generate()).await?,
             tasks: tokio_util::task::TaskTracker::new(),
+            outbox: crate::service::event::Outbox {
+                ids,
+                deliveries_due: Default::default(),
+            },
             limits: RateLimits::new(&config),
             config,
             db,

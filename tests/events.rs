@@ -332,7 +332,9 @@ async fn a_reader_never_skips_an_event_committed_out_of_order(app: TestApp) {
         api_key_id: None,
     };
     let event = NewEvent::lead(EventType::LeadUpdated, lead_id, None, json!({"by": "A"}));
-    append(&a, actor, vec![event]).await.expect("A appends");
+    append(&app.state.outbox, &a, actor, vec![event])
+        .await
+        .expect("A appends");
     let b = app.gql(
         Auth::Key(&t.key),
         "mutation($id: ID!) { updateLead(id: $id, input: {score: 7}) { id } }",
@@ -413,4 +415,428 @@ async fn an_expired_cursor_is_gone(app: TestApp) {
     assert_eq!(types(&feed(&app, &t.key, "").await).len(), 1);
     // Other tenants' streams keep their events.
     assert_eq!(types(&feed(&app, &other.key, "").await).len(), 1);
+}
+
+// ---- Outbound webhooks (SPEC.md section 11) ----
+
+db_tests!(
+    webhook_endpoints_are_managed_and_refusals_write_nothing,
+    deliveries_are_signed_retried_and_logged,
+    private_targets_are_refused_at_send_time,
+    a_failing_endpoint_is_disabled_with_a_reason,
+);
+
+/// A local HTTP receiver: records each request; answers the statuses of `answers` in turn,
+/// then 200.
+struct Receiver {
+    url: String,
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+}
+
+async fn receiver(answers: Vec<u16>) -> Receiver {
+    use axum::http::{HeaderMap, StatusCode};
+    let got: std::sync::Arc<std::sync::Mutex<Vec<(HeaderMap, String)>>> = Default::default();
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(answers.into_iter()));
+    let (g, a) = (got.clone(), answers.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let (g, a) = (g.clone(), a.clone());
+            async move {
+                g.lock().expect("lock").push((headers, body));
+                let code = a.lock().expect("lock").next().unwrap_or(200);
+                (StatusCode::from_u16(code).expect("status"), "ok")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receiver {
+        url: format!("http://127.0.0.1:{port}/hook"),
+        port,
+        got,
+    }
+}
+
+impl Receiver {
+    fn count(&self) -> usize {
+        self.got.lock().expect("lock").len()
+    }
+    async fn wait_for(&self, n: usize) {
+        for _ in 0..200 {
+            if self.count() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the receiver got {} requests, not {n}", self.count());
+    }
+}
+
+/// The app with a running delivery worker and fast retries; `allow_private` lets it reach the
+/// local receiver.
+async fn with_worker(
+    app: &TestApp,
+    allow_private: bool,
+    disable_after_secs: u64,
+) -> (TestApp, tokio_util::sync::CancellationToken) {
+    let app = app
+        .sibling(|c| {
+            c.webhook_allow_private_targets = allow_private;
+            c.webhook_retry_scale = 0.01;
+            c.webhook_poll_ms = 20;
+            c.webhook_disable_after_secs = disable_after_secs;
+        })
+        .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(leadgraph::service::delivery::run(
+        app.state.app.clone(),
+        stop.clone(),
+    ));
+    (app, stop)
+}
+
+async fn endpoint(app: &TestApp, t: &TestTenant, url: &str, events: &str) -> (String, String) {
+    let r = app
+        .gql(
+            Auth::Bearer(&t.owner.token),
+            &format!("mutation($u: String!) {{ createWebhookEndpoint(input: {{url: $u{events}}}) {{ secret endpoint {{ id }} }} }}"),
+            json!({"u": url}),
+        )
+        .await;
+    let d = &r.data()["createWebhookEndpoint"];
+    (
+        d["endpoint"]["id"].as_str().expect("id").to_owned(),
+        d["secret"].as_str().expect("secret").to_owned(),
+    )
+}
+
+async fn deliveries(app: &TestApp, t: &TestTenant, endpoint: &str) -> Value {
+    let r = app
+        .gql(
+            Auth::Bearer(&t.owner.token),
+            "query($e: ID!) { webhookDeliveries(endpointId: $e, first: 100) { edges { node { \
+             id messageId eventType status attempts lastStatusCode payload \
+             attemptLog { statusCode error latencyMs responseBody } } } } }",
+            json!({"e": endpoint}),
+        )
+        .await;
+    r.data()["webhookDeliveries"]["edges"].clone()
+}
+
+async fn webhook_endpoints_are_managed_and_refusals_write_nothing(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let (id, secret) = endpoint(
+        &app,
+        &t,
+        "https://hooks.example.com/leads",
+        ", events: [LEAD_CREATED]",
+    )
+    .await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(&secret["whsec_".len()..])
+        .expect("base64");
+    assert_eq!(key.len(), 32);
+    // REST: list (no secret), get, patch, rotate (a new secret), delete.
+    let r = app.get("/v1/webhook-endpoints", &t.key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"][0]["events"], json!(["lead.created"]));
+    assert!(r.body["data"][0].get("secret").is_none());
+    assert!(!r.text.contains(&secret));
+    let uri = format!("/v1/webhook-endpoints/{id}");
+    let headers = [
+        ("x-api-key", t.key.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let patch = |body: Value| {
+        app.request(
+            axum::http::Method::PATCH,
+            &uri,
+            &headers,
+            axum::body::Body::from(body.to_string()),
+        )
+    };
+    let r = patch(json!({"events": ["lead.updated", "lead.deleted"], "enabled": false})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["data"]["events"],
+        json!(["lead.deleted", "lead.updated"])
+    );
+    assert_eq!(r.body["data"]["enabled"], false);
+    let rotate = app
+        .request(
+            axum::http::Method::POST,
+            &format!("/v1/webhook-endpoints/{id}/rotate-secret"),
+            &[("x-api-key", &t.key)],
+            axum::body::Body::empty(),
+        )
+        .await;
+    assert_eq!(rotate.status, 200, "{}", rotate.text);
+    let new_secret = rotate.body["data"]["secret"].as_str().expect("secret");
+    assert_ne!(new_secret, secret);
+    assert!(rotate.body["data"]["previousSecretExpiresAt"].is_string());
+
+    // Refusals write nothing: bad URLs, bad types, members, read keys, the free plan.
+    let before = snapshot(&app).await;
+    let endpoints_before = app.count("webhook_endpoints").await;
+    let r = patch(json!({"events": ["lead.exploded"]})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    for url in [
+        "ftp://example.com/x",
+        "not a url",
+        "https://user:pw@example.com/",
+    ] {
+        let r = app
+            .gql(
+                Auth::Bearer(&t.owner.token),
+                "mutation($u: String!) { createWebhookEndpoint(input: {url: $u}) { secret } }",
+                json!({"u": url}),
+            )
+            .await;
+        assert_eq!(r.code(), Some("VALIDATION_FAILED"), "{url}: {}", r.body);
+    }
+    let member = app.user(&t, entity::enums::Role::Member).await;
+    let read = app.key(&t.owner.token, "READ", "LIVE").await.1;
+    let free = app.tenant("Tiny", Plan::Free).await;
+    for (auth, code) in [
+        (Auth::Bearer(&member.token), "FORBIDDEN"),
+        (Auth::Key(&read), "INSUFFICIENT_SCOPE"),
+        (Auth::Bearer(&free.owner.token), "INSUFFICIENT_PLAN"),
+    ] {
+        let r = app
+            .gql(auth, "mutation { createWebhookEndpoint(input: {url: \"https://x.example.com\"}) { secret } }", json!({}))
+            .await;
+        assert_eq!(r.code(), Some(code), "{}", r.body);
+    }
+    // REST checks the caller before the body: a read key's invalid create is 403.
+    let r = app
+        .request(
+            axum::http::Method::POST,
+            "/v1/webhook-endpoints",
+            &[("x-api-key", &read), ("content-type", "application/json")],
+            axum::body::Body::from(r#"{"url": 5}"#),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(app.count("webhook_endpoints").await, endpoints_before);
+    let after = snapshot(&app).await;
+    // Only the free tenant made above was written.
+    let tenants = |s: &[(&str, i64)]| s.iter().find(|(n, _)| *n == "tenants").map(|(_, n)| *n);
+    assert_eq!(tenants(&after), tenants(&before).map(|n| n + 1));
+    // Another tenant cannot see or touch the endpoint.
+    let other = app.tenant("Globex", Plan::Pro).await;
+    let r = app
+        .get(&format!("/v1/webhook-endpoints/{id}"), &other.key)
+        .await;
+    assert_eq!(r.status, 404);
+    let r = app
+        .request(
+            axum::http::Method::DELETE,
+            &format!("/v1/webhook-endpoints/{id}"),
+            &[("x-api-key", &t.key)],
+            axum::body::Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(app.count("webhook_endpoints").await, 0);
+}
+
+async fn deliveries_are_signed_retried_and_logged(app: TestApp) {
+    let (app, stop) = with_worker(&app, true, 3600).await;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    // The first attempt fails; the retry succeeds.
+    let rx = receiver(vec![500]).await;
+    let (id, secret) = endpoint(&app, &t, &rx.url, ", events: [LEAD_CREATED, LEAD_UPDATED]").await;
+    let lead = create(&app, &t, "jane@example.com").await;
+    // Not subscribed: a tag change queues nothing.
+    app.gql(
+        Auth::Key(&t.key),
+        "mutation($id: ID!) { addLeadTags(id: $id, tags: [\"x\"]) { id } }",
+        json!({"id": lead}),
+    )
+    .await
+    .data();
+    rx.wait_for(2).await;
+    let got = rx.got.lock().expect("lock").clone();
+    let (h0, b0) = &got[0];
+    let (h1, b1) = &got[1];
+    assert_eq!(
+        h0["webhook-id"], h1["webhook-id"],
+        "retries keep the webhook-id"
+    );
+    assert_eq!(b0, b1, "retries send the same body");
+    assert_eq!(h1["content-type"], "application/json");
+    assert!(
+        h1["user-agent"]
+            .to_str()
+            .expect("ua")
+            .starts_with("leadgraph/")
+    );
+    let body: Value = serde_json::from_str(b1).expect("json");
+    assert_eq!(body["type"], "lead.created");
+    assert_eq!(body["id"], h1["webhook-id"].to_str().expect("id"));
+    assert_eq!(body["data"]["resourceId"], json!(lead));
+    assert_eq!(body["data"]["data"]["email"], "jane@example.com");
+    // The signature is Standard Webhooks' (the client tests verify it with its library too).
+    let ts: i64 = h1["webhook-timestamp"]
+        .to_str()
+        .expect("ts")
+        .parse()
+        .expect("int");
+    assert!((chrono::Utc::now().timestamp() - ts).abs() < 60);
+    let expected = leadgraph::service::delivery::signature(
+        &[&secret],
+        h1["webhook-id"].to_str().expect("id"),
+        ts,
+        b1,
+    );
+    assert_eq!(h1["webhook-signature"].to_str().expect("sig"), expected);
+    // The log: one delivery, two attempts (500, then 200), succeeded.
+    let mut log = deliveries(&app, &t, &id).await;
+    for _ in 0..100 {
+        if log[0]["node"]["status"] == "SUCCEEDED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        log = deliveries(&app, &t, &id).await;
+    }
+    assert_eq!(log.as_array().map(Vec::len), Some(1));
+    let d = &log[0]["node"];
+    assert_eq!(d["status"], "SUCCEEDED");
+    assert_eq!(d["attempts"], 2);
+    assert_eq!(d["attemptLog"][0]["statusCode"], 500);
+    assert_eq!(d["attemptLog"][1]["statusCode"], 200);
+    assert_eq!(d["attemptLog"][1]["responseBody"], "ok");
+    // Redelivery sends the same message again; a test send reaches it too.
+    let r = app
+        .gql(
+            Auth::Bearer(&t.owner.token),
+            "mutation($d: ID!) { redeliverWebhook(deliveryId: $d) { status } }",
+            json!({"d": d["id"]}),
+        )
+        .await;
+    r.data();
+    rx.wait_for(3).await;
+    let r = app
+        .request(
+            axum::http::Method::POST,
+            &format!("/v1/webhook-endpoints/{id}/test"),
+            &[("x-api-key", &t.key)],
+            axum::body::Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    rx.wait_for(4).await;
+    let got = rx.got.lock().expect("lock").clone();
+    assert_eq!(got[2].0["webhook-id"], h0["webhook-id"]);
+    let test: Value = serde_json::from_str(&got[3].1).expect("json");
+    assert_eq!(test["type"], "webhook.test");
+    // After a rotation both secrets sign, for the overlap.
+    app.gql(
+        Auth::Bearer(&t.owner.token),
+        "mutation($id: ID!) { rotateWebhookEndpointSecret(id: $id) { secret } }",
+        json!({"id": id}),
+    )
+    .await
+    .data();
+    app.gql(
+        Auth::Key(&t.key),
+        "mutation($id: ID!) { updateLead(id: $id, input: {score: 3}) { id } }",
+        json!({"id": lead}),
+    )
+    .await
+    .data();
+    rx.wait_for(5).await;
+    let got = rx.got.lock().expect("lock").clone();
+    let sig = got[4].0["webhook-signature"]
+        .to_str()
+        .expect("sig")
+        .to_owned();
+    assert_eq!(sig.split(' ').count(), 2, "{sig}");
+    assert!(sig.split(' ').all(|s| s.starts_with("v1,")));
+    stop.cancel();
+}
+
+async fn private_targets_are_refused_at_send_time(app: TestApp) {
+    let (app, stop) = with_worker(&app, false, 3600).await;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let rx = receiver(vec![]).await;
+    // A literal loopback address, and a name that resolves to one.
+    let (literal, _) = endpoint(&app, &t, &rx.url, "").await;
+    let named = format!("http://localhost:{}/hook", rx.port);
+    let (by_name, _) = endpoint(&app, &t, &named, "").await;
+    create(&app, &t, "jane@example.com").await;
+    for id in [&literal, &by_name] {
+        let mut log = deliveries(&app, &t, id).await;
+        for _ in 0..200 {
+            if log[0]["node"]["attempts"].as_i64().unwrap_or(0) >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            log = deliveries(&app, &t, id).await;
+        }
+        let error = log[0]["node"]["attemptLog"][0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(error.contains("refused"), "{id}: {log}");
+        assert_eq!(log[0]["node"]["attemptLog"][0]["statusCode"], Value::Null);
+    }
+    assert_eq!(rx.count(), 0, "nothing reached the private address");
+    stop.cancel();
+}
+
+async fn a_failing_endpoint_is_disabled_with_a_reason(app: TestApp) {
+    let (app, stop) = with_worker(&app, true, 0).await;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let rx = receiver(vec![503, 503, 503]).await;
+    let (id, _) = endpoint(&app, &t, &rx.url, "").await;
+    create(&app, &t, "jane@example.com").await;
+    rx.wait_for(1).await;
+    let q = "query($id: ID!) { webhookEndpoint(id: $id) { enabled disabledReason } }";
+    let mut e = Value::Null;
+    for _ in 0..200 {
+        e = app
+            .gql(Auth::Bearer(&t.owner.token), q, json!({"id": id}))
+            .await
+            .data()["webhookEndpoint"]
+            .clone();
+        if e["enabled"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(e["enabled"], false, "{e}");
+    assert!(
+        e["disabledReason"]
+            .as_str()
+            .expect("reason")
+            .contains("503"),
+        "{e}"
+    );
+    // Disabled: it receives nothing, and what was pending waits. Enabled again: the reason
+    // is gone and the pending retry goes at once.
+    let sent = rx.count();
+    create(&app, &t, "john@example.com").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.count(), sent);
+    let r = app
+        .gql(
+            Auth::Bearer(&t.owner.token),
+            "mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: {enabled: true}) { enabled disabledReason } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(
+        r.data()["updateWebhookEndpoint"],
+        json!({"enabled": true, "disabledReason": null})
+    );
+    rx.wait_for(sent + 1).await;
+    stop.cancel();
 }

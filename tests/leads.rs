@@ -1010,7 +1010,7 @@ async fn duplicate_detection_runs_after_the_create(app: TestApp) {
     .await;
     let linked = leadgraph::service::duplicates::link(
         app.db(),
-        &app.state.ids,
+        &app.state.outbox,
         &lead_model(&app, &theirs).await,
     )
     .await

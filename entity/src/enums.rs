@@ -105,3 +105,8 @@ string_enum!(
         ImportCompleted = "import.completed",
     }
 );
+
+string_enum!(
+    /// Where a webhook delivery stands.
+    DeliveryStatus { Pending = "pending", Succeeded = "succeeded", Failed = "failed" }
+);

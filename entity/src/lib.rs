@@ -15,3 +15,6 @@ pub mod source;
 pub mod stage;
 pub mod tenant;
 pub mod user;
+pub mod webhook_attempt;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;

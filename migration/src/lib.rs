@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_init;
 mod m20261205_000001_session_epoch;
 mod m20261205_000002_events;
+mod m20261205_000003_webhooks;
 
 /// Applies leadgraph's migrations in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_init::Migration),
             Box::new(m20261205_000001_session_epoch::Migration),
             Box::new(m20261205_000002_events::Migration),
+            Box::new(m20261205_000003_webhooks::Migration),
         ]
     }
 }

@@ -99,7 +99,7 @@ impl NodeQuery {
                 }
             }
             // Events are read through the feed; a cursor is no object.
-            Kind::Event | Kind::EventCursor => None,
+            Kind::Event | Kind::EventCursor | Kind::WebhookEndpoint | Kind::WebhookDelivery => None,
         };
         Ok(found)
     }

@@ -13,6 +13,7 @@ use super::source::{SourceMutation, SourceQuery};
 use super::stats::StatsQuery;
 use super::user::{UserMutation, UserQuery};
 use super::viewer::ViewerQuery;
+use super::webhook::{WebhookMutation, WebhookQuery};
 use crate::config::Config;
 
 // async-graphql tries the parts of a merged root from the last to the first, one nested
@@ -20,6 +21,7 @@ use crate::config::Config;
 /// The query root.
 #[derive(MergedObject, Default)]
 pub struct Query(
+    WebhookQuery,
     ApiKeyQuery,
     UserQuery,
     AuditQuery,
@@ -36,6 +38,7 @@ pub struct Query(
 /// The mutation root.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
+    WebhookMutation,
     SessionMutation,
     ApiKeyMutation,
     UserMutation,

@@ -58,8 +58,16 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// GraphQL's spelling of an event type (`LEAD_CREATED`).
-fn graphql_name(t: EventType) -> String {
+pub(super) fn graphql_name(t: EventType) -> String {
     t.as_str().replace('.', "_").to_uppercase()
+}
+
+/// REST's spelling (`lead.created`) of a GraphQL event type.
+pub(super) fn rest_name(graphql: &Value) -> Value {
+    EventType::ALL
+        .iter()
+        .find(|t| *graphql == graphql_name(**t).as_str())
+        .map_or(graphql.clone(), |t| Value::String(t.as_str().to_owned()))
 }
 
 async fn list(c: Call) -> Result<Response, AppError> {
@@ -87,12 +95,7 @@ async fn list(c: Call) -> Result<Response, AppError> {
             .map(|e| {
                 let mut node = e["node"].clone();
                 // REST spells types as the spec does: `lead.created`.
-                if let Some(t) = EventType::ALL
-                    .iter()
-                    .find(|t| node["type"] == graphql_name(**t).as_str())
-                {
-                    node["type"] = Value::String(t.as_str().to_owned());
-                }
+                node["type"] = rest_name(&node["type"]);
                 node
             })
             .collect(),

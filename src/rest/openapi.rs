@@ -108,6 +108,62 @@ struct Event {
     changes: Option<serde_json::Value>,
 }
 
+/// An outbound webhook endpoint (never its secret, but on creation and rotation).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct WebhookEndpoint {
+    id: String,
+    url: String,
+    description: Option<String>,
+    /// Event types it receives; empty for all.
+    events: Vec<EventType>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    previous_secret_expires_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// An endpoint with its signing secret, shown this once.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct CreatedWebhookEndpoint {
+    #[serde(flatten)]
+    endpoint: WebhookEndpoint,
+    /// `whsec_` and base64 of 32 bytes.
+    secret: String,
+}
+
+/// One attempt to send a delivery.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct WebhookAttempt {
+    attempted_at: String,
+    status_code: Option<i32>,
+    latency_ms: i64,
+    error: Option<String>,
+    response_body: Option<String>,
+}
+
+/// One message to one endpoint.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct WebhookDelivery {
+    id: String,
+    /// The `webhook-id` header, the same on every attempt.
+    message_id: String,
+    event_type: String,
+    #[schema(pattern = "^(pending|succeeded|failed)$")]
+    status: String,
+    attempts: i32,
+    next_attempt_at: Option<String>,
+    last_status_code: Option<i32>,
+    /// The body sent.
+    payload: String,
+    created_at: String,
+    attempt_log: Vec<WebhookAttempt>,
+}
+
 /// A lead source.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -693,6 +749,10 @@ pub fn document() -> OpenApi {
         .schema_from::<EventType>()
         .schema_from::<EventActor>()
         .schema_from::<Event>()
+        .schema_from::<WebhookEndpoint>()
+        .schema_from::<CreatedWebhookEndpoint>()
+        .schema_from::<WebhookAttempt>()
+        .schema_from::<WebhookDelivery>()
         .schema_from::<Source>()
         .schema_from::<Stage>()
         .schema_from::<Pipeline>()

@@ -32,6 +32,10 @@ pub type Handler = fn(Call) -> Pin<Box<dyn Future<Output = Result<Response, AppE
 /// Who may call a route, checked before its input is read (so a read key's invalid create
 /// is `403`, not `422`); the operation's guards check again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    unpredictable_function_pointer_comparisons,
+    reason = "compared with Public only"
+)]
 pub enum Access {
     /// No credential (login and friends).
     Public,
@@ -41,6 +45,8 @@ pub enum Access {
     Write,
     /// A user session; API keys are refused.
     Session,
+    /// The resource's own rule (the service checks it again).
+    Check(fn(&Principal) -> Result<(), AppError>),
 }
 
 /// How a route answers on success, as the OpenAPI document states it.
@@ -162,6 +168,7 @@ impl Route {
             Access::Public | Access::Read => Ok(()),
             Access::Write => p.check_write(),
             Access::Session => p.check_session(),
+            Access::Check(check) => check(p),
         }
     }
 }

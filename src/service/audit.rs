@@ -98,11 +98,13 @@ pub async fn commit(
     rc: &RequestCtx,
     entry: Entry<'_>,
 ) -> Result<(), DbErr> {
-    commit_with(tx, actor, rc, entry, Vec::new()).await
+    record(&tx, actor, rc, entry).await?;
+    tx.commit().await
 }
 
 /// As [`commit`], appending the change's events to the feed last (see `service::event`).
 pub async fn commit_with(
+    out: &crate::service::event::Outbox,
     tx: sea_orm::DatabaseTransaction,
     actor: Actor,
     rc: &RequestCtx,
@@ -110,7 +112,7 @@ pub async fn commit_with(
     events: Vec<NewEvent>,
 ) -> Result<(), DbErr> {
     record(&tx, actor, rc, entry).await?;
-    crate::service::event::append(&tx, actor, events).await?;
+    crate::service::event::append(out, &tx, actor, events).await?;
     tx.commit().await
 }
 
@@ -158,6 +160,8 @@ pub fn kind_of(resource_type: &str) -> Option<crate::ids::Kind> {
         "stage" => Kind::Stage,
         "api_key" => Kind::ApiKey,
         "user" => Kind::User,
+        "webhook_endpoint" => Kind::WebhookEndpoint,
+        "webhook_delivery" => Kind::WebhookDelivery,
         _ => return None,
     })
 }
@@ -172,6 +176,8 @@ pub fn type_of(kind: crate::ids::Kind) -> Option<&'static str> {
         Kind::Stage => "stage",
         Kind::ApiKey => "api_key",
         Kind::User => "user",
+        Kind::WebhookEndpoint => "webhook_endpoint",
+        Kind::WebhookDelivery => "webhook_delivery",
         Kind::Tenant | Kind::AuditEntry | Kind::Event | Kind::EventCursor => return None,
     })
 }

@@ -8,17 +8,16 @@ use sea_orm::{
 };
 
 use crate::db::begin_write;
-use crate::ids::Ids;
 use crate::service::audit::Actor;
-use crate::service::event::{self, NewEvent};
+use crate::service::event::{self, NewEvent, Outbox};
 use crate::service::lead::{LeadRow, json, tags_of};
 use crate::state::App;
 
 /// Starts detection for a just-committed lead; the create does not wait for it.
 pub fn spawn(app: &App, created: lead::Model) {
-    let (db, ids) = (app.db.clone(), app.ids.clone());
+    let (db, out) = (app.db.clone(), app.outbox.clone());
     app.tasks.spawn(async move {
-        if let Err(e) = link(&db, &ids, &created).await {
+        if let Err(e) = link(&db, &out, &created).await {
             tracing::warn!(error = %e, lead_id = created.id, "duplicate detection failed");
         }
     });
@@ -28,9 +27,10 @@ pub fn spawn(app: &App, created: lead::Model) {
 /// appends `lead.duplicate_detected` to the feed in the same transaction.
 pub async fn link(
     db: &DatabaseConnection,
-    ids: &Ids,
+    out: &Outbox,
     l: &lead::Model,
 ) -> Result<Option<i64>, DbErr> {
+    let ids = &out.ids;
     let mut same = Condition::any().add(lead::Column::EmailNormalized.eq(&l.email_normalized));
     if let Some(phone) = &l.phone_normalized {
         same = same.add(lead::Column::PhoneNormalized.eq(phone));
@@ -82,7 +82,7 @@ pub async fn link(
         Some(&before),
         json(ids, &row),
     );
-    event::append(&tx, actor, vec![detected]).await?;
+    event::append(out, &tx, actor, vec![detected]).await?;
     tx.commit().await?;
     Ok(Some(original.id))
 }

@@ -12,8 +12,9 @@ use entity::enums::{Environment, EventType};
 use entity::{event, event_stream};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use serde_json::{Map, Value, json};
 
@@ -21,6 +22,7 @@ use crate::context::RequestCtx;
 use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::Actor;
+use crate::service::delivery;
 use crate::service::validate::Errors;
 use crate::state::App;
 
@@ -67,9 +69,21 @@ pub fn changes(before: &Value, after: &Value) -> Value {
     Value::Object(out)
 }
 
-/// Appends `events` to the stream of `actor` in `tx`; returns their row IDs. Call it last
-/// before the commit: the stream's row stays locked until then.
+/// What appending needs beyond the transaction: the ID codec (for payloads) and whom to tell
+/// of new deliveries. Cheap to clone, so background work can own one.
+#[derive(Clone)]
+pub struct Outbox {
+    /// The ID codec.
+    pub ids: Ids,
+    /// Woken when deliveries are queued, so the webhook worker need not wait for its poll.
+    pub deliveries_due: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// Appends `events` to the stream of `actor` in `tx` and queues their webhook deliveries;
+/// returns their row IDs. Call it last before the commit: the stream's row stays locked
+/// until then.
 pub async fn append(
+    out: &Outbox,
     tx: &DatabaseTransaction,
     actor: Actor,
     events: Vec<NewEvent>,
@@ -112,7 +126,7 @@ pub async fn append(
         .ok_or_else(|| DbErr::Custom("the event stream returned no number".into()))?;
     let last: i64 = row.try_get_by_index(0)?;
     let now = Utc::now();
-    let mut ids = Vec::with_capacity(events.len());
+    let mut rows = Vec::with_capacity(events.len());
     for (i, e) in events.into_iter().enumerate() {
         let row = event::ActiveModel {
             tenant_id: Set(actor.tenant_id),
@@ -129,9 +143,14 @@ pub async fn append(
             changes: Set(e.changes),
             ..Default::default()
         };
-        ids.push(event::Entity::insert(row).exec(tx).await?.last_insert_id);
+        rows.push(row.insert(tx).await?);
     }
-    Ok(ids)
+    let queued = delivery::fan_out(tx, &out.ids, actor.tenant_id, actor.environment, &rows).await?;
+    if queued > 0 {
+        // Woken before the commit, the worker may find nothing yet; it polls again shortly.
+        out.deliveries_due.notify_one();
+    }
+    Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
 /// What to read of the feed.

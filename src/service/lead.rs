@@ -506,6 +506,7 @@ pub async fn create(app: &App, rc: &RequestCtx, input: LeadInput) -> AppResult<L
     let created = LeadRow { lead: row, tags };
     let after = json(&app.ids, &created);
     audit::commit_with(
+        &app.outbox,
         tx,
         Actor::of(p),
         rc,
@@ -640,6 +641,7 @@ async fn apply(
         .and_then(Value::as_object)
         .is_some_and(|c| !c.is_empty());
     audit::commit_with(
+        &app.outbox,
         tx,
         Actor::of(p),
         rc,
@@ -833,6 +835,7 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
         before.clone(),
     ));
     audit::commit_with(
+        &app.outbox,
         tx,
         Actor::of(p),
         rc,
