@@ -49,6 +49,21 @@ pub struct RateLimitScope(pub &'static str);
 /// registered, only the short cut is dropped).
 const MAX_SERIES_HANDLES: usize = 4096;
 
+/// What the webhook delivery worker has done: counted by the service, shown by `/metrics`.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    /// Attempts that succeeded.
+    pub succeeded: std::sync::atomic::AtomicU64,
+    /// Attempts that failed and will be retried.
+    pub retrying: std::sync::atomic::AtomicU64,
+    /// Attempts that failed for the last time.
+    pub failed: std::sync::atomic::AtomicU64,
+    /// Pending deliveries when last counted.
+    pub queue_depth: std::sync::atomic::AtomicU64,
+    /// Sum of attempt latencies, in microseconds.
+    pub latency_micros: std::sync::atomic::AtomicU64,
+}
+
 /// This process's metrics registry (one per server state, so tests don't share one).
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -155,9 +170,30 @@ impl Metrics {
     }
 
     /// The text exposition, with the pool's current state and the caches' sizes.
-    pub fn render(&self, db: &DatabaseConnection, caches: &[(&'static str, usize)]) -> String {
+    pub fn render(
+        &self,
+        db: &DatabaseConnection,
+        caches: &[(&'static str, usize)],
+        webhooks: &DeliveryStats,
+    ) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
         let (size, idle, max) = pool_state(db);
         metrics::with_local_recorder(&self.recorder, || {
+            let attempts = [
+                ("succeeded", webhooks.succeeded.load(Relaxed)),
+                ("retrying", webhooks.retrying.load(Relaxed)),
+                ("failed", webhooks.failed.load(Relaxed)),
+            ];
+            for (outcome, n) in attempts {
+                metrics::counter!("leadgraph_webhook_attempts_total", "outcome" => outcome)
+                    .absolute(n);
+            }
+            let count: u64 = attempts.iter().map(|(_, n)| n).sum();
+            metrics::counter!("leadgraph_webhook_attempt_seconds_count").absolute(count);
+            metrics::gauge!("leadgraph_webhook_attempt_seconds_sum")
+                .set(webhooks.latency_micros.load(Relaxed) as f64 / 1e6);
+            metrics::gauge!("leadgraph_webhook_queue_depth")
+                .set(webhooks.queue_depth.load(Relaxed) as f64);
             metrics::gauge!("leadgraph_db_pool_connections", "state" => "in_use")
                 .set(size.saturating_sub(idle) as f64);
             metrics::gauge!("leadgraph_db_pool_connections", "state" => "idle").set(idle as f64);

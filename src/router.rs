@@ -119,6 +119,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             ("api_keys", state.key_cache.len()),
             ("documents", state.documents.len()),
         ],
+        &state.delivery_stats,
     );
     (
         [(

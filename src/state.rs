@@ -35,6 +35,8 @@ pub struct App {
     pub dummy_hash: String,
     /// Rate limiters (services count credential checks and failed logins against them).
     pub limits: RateLimits,
+    /// What the webhook worker has done, for `/metrics`.
+    pub delivery_stats: crate::metrics::DeliveryStats,
     /// Where changes append their events (and queue their webhook deliveries).
     pub outbox: crate::service::event::Outbox,
     /// Work started by requests that must finish even when the request does not wait
@@ -74,6 +76,7 @@ impl App {
             ids: ids.clone(),
             dummy_hash: password::hash_async(password::generate()).await?,
             tasks: tokio_util::task::TaskTracker::new(),
+            delivery_stats: Default::default(),
             outbox: crate::service::event::Outbox {
                 ids,
                 deliveries_due: Default::default(),

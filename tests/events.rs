@@ -713,6 +713,22 @@ async fn deliveries_are_signed_retried_and_logged(app: TestApp) {
     assert_eq!(d["attemptLog"][0]["statusCode"], 500);
     assert_eq!(d["attemptLog"][1]["statusCode"], 200);
     assert_eq!(d["attemptLog"][1]["responseBody"], "ok");
+    let m = app
+        .request(
+            axum::http::Method::GET,
+            "/metrics",
+            &[],
+            axum::body::Body::empty(),
+        )
+        .await;
+    for line in [
+        "leadgraph_webhook_attempts_total{outcome=\"succeeded\"} 1",
+        "leadgraph_webhook_attempts_total{outcome=\"retrying\"} 1",
+        "leadgraph_webhook_attempt_seconds_count 2",
+        "leadgraph_webhook_queue_depth ",
+    ] {
+        assert!(m.text.contains(line), "{line} in {}", m.text);
+    }
     // Redelivery sends the same message again; a test send reaches it too.
     let r = app
         .gql(

@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration as StdDuration, Instant};
 
 use base64::Engine;
@@ -422,13 +423,15 @@ async fn record(
         }
     }
     tx.commit().await?;
-    let outcome = match status {
-        DeliveryStatus::Succeeded => "succeeded",
-        DeliveryStatus::Pending => "retrying",
-        DeliveryStatus::Failed => "failed",
+    let stats = &app.delivery_stats;
+    let counter = match status {
+        DeliveryStatus::Succeeded => &stats.succeeded,
+        DeliveryStatus::Pending => &stats.retrying,
+        DeliveryStatus::Failed => &stats.failed,
     };
-    metrics::counter!("leadgraph_webhook_deliveries_total", "outcome" => outcome).increment(1);
-    metrics::histogram!("leadgraph_webhook_delivery_seconds").record(o.latency.as_secs_f64());
+    counter.fetch_add(1, Ordering::Relaxed);
+    let micros = u64::try_from(o.latency.as_micros()).unwrap_or(u64::MAX);
+    stats.latency_micros.fetch_add(micros, Ordering::Relaxed);
     Ok(())
 }
 
@@ -492,7 +495,7 @@ pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
             Err(e) => tracing::warn!(error = %e, "could not claim webhook deliveries"),
         }
         if let Ok(n) = queue_depth(&app.db).await {
-            metrics::gauge!("leadgraph_webhook_queue_depth").set(n as f64);
+            app.delivery_stats.queue_depth.store(n, Ordering::Relaxed);
         }
         tokio::select! {
             () = stop.cancelled() => return,
