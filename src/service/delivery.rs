@@ -41,8 +41,12 @@ pub const RETRY_SCHEDULE: [StdDuration; 7] = [
 const BATCH: u64 = 64;
 /// Deliveries sent at once by one worker.
 const CONCURRENCY: usize = 32;
-/// How long a claim holds: a worker that dies mid-send releases its deliveries after it.
-const LEASE: Duration = Duration::seconds(60);
+/// How long a claim holds: a worker that dies mid-send releases its deliveries after it. It
+/// outlasts any attempt (the send timeout) with room to record it.
+fn lease(config: &crate::config::Config) -> Duration {
+    Duration::milliseconds(i64::try_from(config.webhook_timeout_ms).unwrap_or(i64::MAX / 4) * 2)
+        + Duration::seconds(5)
+}
 /// Bytes of a response body kept in the attempt log.
 const KEEP_BODY: usize = 1024;
 
@@ -219,8 +223,11 @@ pub fn client(app_config: &crate::config::Config) -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// Claims up to [`BATCH`] due deliveries (leasing them for [`LEASE`]).
-async fn claim(db: &DatabaseConnection) -> Result<Vec<webhook_delivery::Model>, DbErr> {
+/// Claims up to [`BATCH`] due deliveries, leasing them for `lease`.
+async fn claim(
+    db: &DatabaseConnection,
+    lease: Duration,
+) -> Result<Vec<webhook_delivery::Model>, DbErr> {
     let tx = begin_write(db).await?;
     let now = Utc::now();
     let due = webhook_delivery::Entity::find()
@@ -235,7 +242,7 @@ async fn claim(db: &DatabaseConnection) -> Result<Vec<webhook_delivery::Model>, 
         webhook_delivery::Entity::update_many()
             .col_expr(
                 webhook_delivery::Column::NextAttemptAt,
-                Expr::value(now + LEASE),
+                Expr::value(now + lease),
             )
             .filter(webhook_delivery::Column::Id.is_in(due.iter().map(|d| d.id)))
             .exec(&tx)
@@ -450,7 +457,7 @@ async fn deliver(app: &App, client: &reqwest::Client, d: webhook_delivery::Model
     };
     // A disabled endpoint keeps its queue; it resumes when enabled again. Test sends go anyway.
     if !endpoint.enabled && d.event_id.is_some() {
-        let later = Utc::now() + LEASE;
+        let later = Utc::now() + lease(&app.config);
         let _ = webhook_delivery::Entity::update_many()
             .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(later))
             .filter(webhook_delivery::Column::Id.eq(d.id))
@@ -481,7 +488,7 @@ pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
     let client = client(&app.config);
     let poll = StdDuration::from_millis(app.config.webhook_poll_ms.max(10));
     loop {
-        match claim(&app.db).await {
+        match claim(&app.db, lease(&app.config)).await {
             Ok(batch) if !batch.is_empty() => {
                 let full = batch.len() as u64 == BATCH;
                 futures::stream::iter(batch)

@@ -22,6 +22,21 @@ function freePort() {
   });
 }
 
+async function waitUntilUp(url, child) {
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (i > 300 || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error(`leadgraph did not start (exit ${child.exitCode})`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /**
  * A running server: `url` (origin), `apiKey` (full-scope live key of the seeded tenant),
  * `env` (variables it runs with), `stop()`.
@@ -46,24 +61,24 @@ export async function startServer({ leads = 40, extraEnv = {} } = {}) {
       .split('\n')
       .pop(),
   );
-  const child = spawn(bin, ['serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  let child = spawn(bin, ['serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (i > 300 || child.exitCode !== null) {
-      child.kill('SIGKILL');
-      throw new Error(`leadgraph did not start (exit ${child.exitCode})`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitUntilUp(url, child);
   return {
     url,
     apiKey: seeded.apiKey,
     env,
+    /** Kills the process at once (no graceful shutdown), keeping its database. */
+    async kill() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    /** Starts the process again on the same database and address. */
+    async restart() {
+      child = spawn(bin, ['serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+      await waitUntilUp(url, child);
+    },
     async stop() {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
