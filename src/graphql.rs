@@ -18,10 +18,12 @@ pub mod schema;
 pub mod session;
 pub mod source;
 pub mod stats;
+pub mod subscription;
 pub mod tenant;
 pub mod user;
 pub mod viewer;
 pub mod webhook;
+pub mod ws;
 
 use async_graphql::{Context, ID};
 

@@ -77,10 +77,7 @@ impl App {
             dummy_hash: password::hash_async(password::generate()).await?,
             tasks: tokio_util::task::TaskTracker::new(),
             delivery_stats: Default::default(),
-            outbox: crate::service::event::Outbox {
-                ids,
-                deliveries_due: Default::default(),
-            },
+            outbox: crate::service::event::Outbox::new(ids),
             limits: RateLimits::new(&config),
             config,
             db,

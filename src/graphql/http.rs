@@ -4,8 +4,11 @@
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{BatchRequest, BatchResponse};
+use async_graphql_axum::GraphQLProtocol;
 use axum::body::Body;
 use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
@@ -27,16 +30,30 @@ use crate::layers::limit::ReportedBudget;
 use crate::rate_limit::Budget;
 use crate::web::AppState;
 
-/// `GET /graphql`: GraphiQL for browsers, otherwise a query from the query string.
+/// `GET /graphql`: a WebSocket upgrade (subscriptions), GraphiQL for browsers, otherwise a
+/// query from the query string.
+#[expect(clippy::too_many_arguments, reason = "axum extractors")]
 pub async fn get(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     RequestId(request_id): RequestId,
     auth: Authenticated,
     budget: ReportedBudget,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    protocol: Result<GraphQLProtocol, StatusCode>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
+    if let Ok(ws) = upgrade {
+        return match protocol {
+            Ok(protocol) => crate::graphql::ws::upgrade(state, protocol, ws),
+            Err(status) => (
+                status,
+                "Sec-WebSocket-Protocol must be graphql-transport-ws",
+            )
+                .into_response(),
+        };
+    }
     let query = uri.query().unwrap_or_default();
     if wants_html(&headers) && !query.contains("query=") {
         let local = state.graphiql_assets.is_some();

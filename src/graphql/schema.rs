@@ -1,6 +1,6 @@
 //! Builds the schema: merged roots, limits, and the exported SDL.
 
-use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
+use async_graphql::{MergedObject, SDLExportOptions, Schema};
 
 use super::api_key::{ApiKeyMutation, ApiKeyQuery};
 use super::audit::AuditQuery;
@@ -11,6 +11,7 @@ use super::pipeline::{PipelineMutation, PipelineQuery};
 use super::session::SessionMutation;
 use super::source::{SourceMutation, SourceQuery};
 use super::stats::StatsQuery;
+use super::subscription::Subscription;
 use super::user::{UserMutation, UserQuery};
 use super::viewer::ViewerQuery;
 use super::webhook::{WebhookMutation, WebhookQuery};
@@ -48,7 +49,7 @@ pub struct Mutation(
 );
 
 /// The executable schema.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Executes `request` on a task of its own (tracked, so shutdown waits for it) and waits for
 /// the response. When the caller's future is dropped (the client went away, the request timed
@@ -79,7 +80,7 @@ pub async fn execute_detached(
 /// checked before execution in `limits.rs` (for `/graphql` only: the REST routes run fixed
 /// operations).
 pub fn build(config: &Config) -> AppSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription)
         .limit_recursive_depth(64)
         .limit_directives(10);
     if !config.graphql_introspection {
@@ -90,7 +91,7 @@ pub fn build(config: &Config) -> AppSchema {
 
 /// The SDL as `leadgraph schema` prints it and `schema.graphql` holds it: sorted, stable.
 pub fn sdl() -> String {
-    let schema = Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish();
+    let schema = Schema::build(Query::default(), Mutation::default(), Subscription).finish();
     schema.sdl_with_options(
         SDLExportOptions::new()
             .sorted_fields()

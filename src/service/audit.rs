@@ -112,8 +112,10 @@ pub async fn commit_with(
     events: Vec<NewEvent>,
 ) -> Result<(), DbErr> {
     record(&tx, actor, rc, entry).await?;
-    crate::service::event::append(out, &tx, actor, events).await?;
-    tx.commit().await
+    let appended = crate::service::event::append(out, &tx, actor, events).await?;
+    tx.commit().await?;
+    out.announce(appended);
+    Ok(())
 }
 
 /// `{"before": …, "after": …}` keeping only the fields that differ.

@@ -82,7 +82,8 @@ pub async fn link(
         Some(&before),
         json(ids, &row),
     );
-    event::append(out, &tx, actor, vec![detected]).await?;
+    let appended = event::append(out, &tx, actor, vec![detected]).await?;
     tx.commit().await?;
+    out.announce(appended);
     Ok(Some(original.id))
 }

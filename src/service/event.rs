@@ -77,17 +77,39 @@ pub struct Outbox {
     pub ids: Ids,
     /// Woken when deliveries are queued, so the webhook worker need not wait for its poll.
     pub deliveries_due: std::sync::Arc<tokio::sync::Notify>,
+    /// Committed events, for subscriptions.
+    pub committed: tokio::sync::broadcast::Sender<std::sync::Arc<event::Model>>,
+}
+
+impl Outbox {
+    /// An outbox for `ids` with no one listening yet.
+    pub fn new(ids: Ids) -> Self {
+        Outbox {
+            ids,
+            deliveries_due: Default::default(),
+            // Subscribers that fall this far behind miss events (they are told so).
+            committed: tokio::sync::broadcast::channel(4096).0,
+        }
+    }
+
+    /// Tells subscribers of events whose transaction committed.
+    pub fn announce(&self, events: Vec<event::Model>) {
+        for e in events {
+            // No subscriber is no error.
+            let _ = self.committed.send(std::sync::Arc::new(e));
+        }
+    }
 }
 
 /// Appends `events` to the stream of `actor` in `tx` and queues their webhook deliveries;
-/// returns their row IDs. Call it last before the commit: the stream's row stays locked
-/// until then.
+/// returns the rows, to [`Outbox::announce`] once `tx` has committed. Call it last before the
+/// commit: the stream's row stays locked until then.
 pub async fn append(
     out: &Outbox,
     tx: &DatabaseTransaction,
     actor: Actor,
     events: Vec<NewEvent>,
-) -> Result<Vec<i64>, DbErr> {
+) -> Result<Vec<event::Model>, DbErr> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
@@ -150,7 +172,7 @@ pub async fn append(
         // Woken before the commit, the worker may find nothing yet; it polls again shortly.
         out.deliveries_due.notify_one();
     }
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    Ok(rows)
 }
 
 /// What to read of the feed.

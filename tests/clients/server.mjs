@@ -39,6 +39,7 @@ async function waitUntilUp(url, child) {
 
 /**
  * A running server: `url` (origin), `apiKey` (full-scope live key of the seeded tenant),
+ * `email` and `password` (its owner),
  * `env` (variables it runs with), `stop()`.
  */
 export async function startServer({ leads = 40, extraEnv = {} } = {}) {
@@ -67,6 +68,8 @@ export async function startServer({ leads = 40, extraEnv = {} } = {}) {
   return {
     url,
     apiKey: seeded.apiKey,
+    email: seeded.email,
+    password: seeded.password,
     env,
     /** Kills the process at once (no graceful shutdown), keeping its database. */
     async kill() {
