@@ -69,15 +69,24 @@ impl App {
             None => settings::get_or_init(&db, "id_alphabet", Ids::generate_alphabet).await?,
         };
         let ids = Ids::new(&alphabet).map_err(AppError::BadRequest)?;
+        let outbox = crate::service::event::Outbox::new(ids.clone());
+        if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let url = config.database_url();
+            tokio::spawn(crate::service::event::listen(
+                db.clone(),
+                url,
+                outbox.clone(),
+            ));
+        }
         Ok(App {
             key_cache: KeyCache::new(Duration::from_secs(config.key_cache_ttl_secs)),
             usage: UsageTracker::default(),
             jwt: JwtKeys::new(jwt_secret.as_bytes()),
-            ids: ids.clone(),
+            ids,
             dummy_hash: password::hash_async(password::generate()).await?,
             tasks: tokio_util::task::TaskTracker::new(),
             delivery_stats: Default::default(),
-            outbox: crate::service::event::Outbox::new(ids),
+            outbox,
             limits: RateLimits::new(&config),
             config,
             db,

@@ -467,7 +467,7 @@ impl Receiver {
         self.got.lock().expect("lock").len()
     }
     async fn wait_for(&self, n: usize) {
-        for _ in 0..200 {
+        for _ in 0..1200 {
             if self.count() >= n {
                 return;
             }
@@ -854,5 +854,82 @@ async fn a_failing_endpoint_is_disabled_with_a_reason(app: TestApp) {
         json!({"enabled": true, "disabledReason": null})
     );
     rx.wait_for(sent + 1).await;
+    stop.cancel();
+}
+
+// ---- Several instances on one PostgreSQL database (SPEC.md section 15) ----
+
+db_tests!(
+    a_subscriber_hears_events_committed_by_another_instance,
+    two_instances_share_the_delivery_queue_without_sending_twice,
+);
+
+/// A second server state on the same database, as a second process would have.
+async fn second_instance(app: &TestApp) -> leadgraph::web::AppState {
+    leadgraph::web::AppState::build(app.state.config.clone(), app.outside_connection().await)
+        .await
+        .expect("second instance")
+}
+
+async fn a_subscriber_hears_events_committed_by_another_instance(app: TestApp) {
+    if !app.is_postgres() {
+        return; // SQLite serves one instance; its subscribers hear the commit itself.
+    }
+    let b = second_instance(&app).await;
+    let mut heard = b.outbox.committed.subscribe();
+    // The listener of instance B needs a moment to LISTEN.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let lead = create(&app, &t, "jane@example.com").await;
+    let lead_id = app.state.ids.decode(Kind::Lead, &lead).expect("id");
+    let e = tokio::time::timeout(Duration::from_secs(1), heard.recv())
+        .await
+        .expect("within a second")
+        .expect("an event");
+    assert_eq!(e.event_type, EventType::LeadCreated);
+    assert_eq!(e.resource_id, Some(lead_id));
+}
+
+async fn two_instances_share_the_delivery_queue_without_sending_twice(app: TestApp) {
+    if !app.is_postgres() {
+        return; // one instance on SQLite
+    }
+    let (app, stop) = with_worker(&app, true, 3600).await;
+    let b = second_instance(&app).await;
+    tokio::spawn(leadgraph::service::delivery::run(
+        b.app.clone(),
+        stop.clone(),
+    ));
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let rx = receiver(vec![]).await;
+    endpoint(&app, &t, &rx.url, "").await;
+    // 1 000 events: 500 leads created and updated, twenty requests at a time.
+    for chunk in 0..25 {
+        let emails: Vec<String> = (0..20)
+            .map(|i| format!("l{chunk}-{i}@example.com"))
+            .collect();
+        let leads = futures::future::join_all(emails.iter().map(|e| create(&app, &t, e))).await;
+        let updates = leads.iter().map(|id| {
+            app.gql(
+                Auth::Key(&t.key),
+                "mutation($id: ID!) { updateLead(id: $id, input: {score: 1}) { id } }",
+                json!({"id": id}),
+            )
+        });
+        for r in futures::future::join_all(updates).await {
+            r.data();
+        }
+    }
+    rx.wait_for(1000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = rx.got.lock().expect("lock").clone();
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|(h, _)| h["webhook-id"].to_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1000, "no delivery was sent twice");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000);
     stop.cancel();
 }

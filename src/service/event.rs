@@ -79,6 +79,9 @@ pub struct Outbox {
     pub deliveries_due: std::sync::Arc<tokio::sync::Notify>,
     /// Committed events, for subscriptions.
     pub committed: tokio::sync::broadcast::Sender<std::sync::Arc<event::Model>>,
+    /// Whether committed events reach `committed` through PostgreSQL's notifications (so
+    /// events committed by other instances arrive too) rather than straight from the commit.
+    pub notified: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Outbox {
@@ -89,11 +92,16 @@ impl Outbox {
             deliveries_due: Default::default(),
             // Subscribers that fall this far behind miss events (they are told so).
             committed: tokio::sync::broadcast::channel(4096).0,
+            notified: Default::default(),
         }
     }
 
-    /// Tells subscribers of events whose transaction committed.
+    /// Tells subscribers of events whose transaction committed (unless the notification
+    /// listener does).
     pub fn announce(&self, events: Vec<event::Model>) {
+        if self.notified.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         for e in events {
             // No subscriber is no error.
             let _ = self.committed.send(std::sync::Arc::new(e));
@@ -167,12 +175,80 @@ pub async fn append(
         };
         rows.push(row.insert(tx).await?);
     }
+    if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Delivered to every instance's listener when, and only if, the transaction commits.
+        let ids: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();
+        tx.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [CHANNEL.into(), ids.join(",").into()],
+        ))
+        .await?;
+    }
     let queued = delivery::fan_out(tx, &out.ids, actor.tenant_id, actor.environment, &rows).await?;
     if queued > 0 {
         // Woken before the commit, the worker may find nothing yet; it polls again shortly.
         out.deliveries_due.notify_one();
     }
     Ok(rows)
+}
+
+/// The PostgreSQL notification channel of committed events (their row IDs).
+pub const CHANNEL: &str = "leadgraph_events";
+
+/// On PostgreSQL: listens for committed events of every instance and hands them to this
+/// instance's subscribers. Reconnects when the connection drops (events committed meanwhile
+/// are in the feed).
+pub async fn listen(db: DatabaseConnection, url: String, out: Outbox) {
+    use sea_orm::sqlx::postgres::PgListener;
+    out.notified
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    loop {
+        // A connection of its own, not one of the pool's: it is held for as long as it lives.
+        let mut listener = match PgListener::connect(&url).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "event listener cannot connect; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "event listener cannot listen; retrying");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        }
+        loop {
+            let note = match listener.recv().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event listener lost its connection");
+                    break;
+                }
+            };
+            let ids: Vec<i64> = note
+                .payload()
+                .split(',')
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            if out.committed.receiver_count() == 0 || ids.is_empty() {
+                continue;
+            }
+            match event::Entity::find()
+                .filter(event::Column::Id.is_in(ids))
+                .order_by_asc(event::Column::Seq)
+                .all(&db)
+                .await
+            {
+                Ok(rows) => {
+                    for e in rows {
+                        let _ = out.committed.send(std::sync::Arc::new(e));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not load notified events"),
+            }
+        }
+    }
 }
 
 /// What to read of the feed.
