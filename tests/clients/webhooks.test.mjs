@@ -119,3 +119,34 @@ test('deliveries pending when the server is killed arrive after a restart', asyn
     await srv.stop();
   }
 });
+
+test('examples/python/webhook_receiver.py verifies deliveries and handles each message once', async () => {
+  const { spawn } = await import('node:child_process');
+  const { join } = await import('node:path');
+  const { root } = await import('./server.mjs');
+  const srv = await startServer({ leads: 0, extraEnv: env });
+  const probe = receiver();
+  const port = await probe.listen();
+  await probe.close(); // a free port for the example
+  let child;
+  try {
+    const data = await gql(
+      srv,
+      'mutation($u: String!) { createWebhookEndpoint(input: {url: $u, events: [LEAD_CREATED]}) { secret } }',
+      { u: `http://127.0.0.1:${port}/` },
+    );
+    child = spawn(process.env.PYTHON ?? 'python3', [join(root, 'examples/python/webhook_receiver.py'), String(port)], {
+      env: { ...process.env, LEADGRAPH_WEBHOOK_SECRET: data.createWebhookEndpoint.secret },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    await new Promise((r) => setTimeout(r, 500));
+    await createLeads(srv, 3, 'example');
+    await until('three handled messages', () => out.trim().split('\n').filter(Boolean).length === 3);
+    for (const line of out.trim().split('\n')) assert.match(line, /^lead\.created \S+$/);
+  } finally {
+    child?.kill();
+    await srv.stop();
+  }
+});
