@@ -45,7 +45,10 @@ const FILES: [(&str, &str, &str, &str, &str); 4] = [
 /// The page's own script, allowed by its hash in the content-security policy.
 const INLINE_SCRIPT: &str = "
       // API keys go in the Headers pane: {\"X-API-Key\": \"lg_live_sk_…\"}
-      const fetcher = GraphiQL.createFetcher({ url: new URL('/graphql', location.origin).toString() });
+      // Subscriptions go over WebSocket; GraphiQL sends the Headers pane as connection_init's payload.
+      const url = new URL('/graphql', location.origin);
+      const ws = new URL(url); ws.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+      const fetcher = GraphiQL.createFetcher({ url: url.toString(), subscriptionUrl: ws.toString() });
       ReactDOM.createRoot(document.getElementById('graphiql')).render(
         React.createElement(GraphiQL, { fetcher, defaultEditorToolsVisibility: 'headers' }),
       );

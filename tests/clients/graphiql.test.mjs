@@ -76,3 +76,30 @@ test('GraphiQL runs an authenticated query in Chromium', async () => {
   assert.doesNotMatch(text, /"errors"/);
   assert.deepEqual(offsite, [], 'the page loads nothing from other origins');
 });
+
+test('GraphiQL runs a subscription over WebSocket in Chromium', async () => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const failures = [];
+  page.on('console', (m) => m.type() === 'error' && failures.push(m.text()));
+  await page.goto(`${server.url}/graphql`);
+  await page.locator('.graphiql-container').waitFor();
+  await fill(page, '.graphiql-query-editor', 'subscription { events(types: [LEAD_CREATED]) { type data } }');
+  await page.getByRole('button', { name: 'Headers', exact: true }).click();
+  await fill(page, '.graphiql-editor-tool .graphiql-editor:not(.hidden)', JSON.stringify({ 'X-API-Key': server.apiKey }));
+  await page.locator('.graphiql-execute-button').click();
+  // A lead created elsewhere shows up in the result pane.
+  const result = page.locator('.result-window');
+  for (let i = 0; i < 40; i++) {
+    await fetch(`${server.url}/v1/leads`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': server.apiKey },
+      body: JSON.stringify({ email: `graphiql-${i}@example.com`, firstName: 'G', lastName: 'Q' }),
+    });
+    if ((await result.innerText()).includes('graphiql-')) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const text = await result.innerText();
+  await page.screenshot({ path: join(root, 'target/graphiql-subscription.png') });
+  assert.match(text, /LEAD_CREATED/, `${text}\n${failures.join('\n')}`);
+  assert.match(text, /graphiql-\d+@example\.com/);
+});
