@@ -7,6 +7,9 @@
 #   BENCH_SECONDS=20 BENCH_CONCURRENCY=32 BENCH_LEADS=100000 bash bench/run.sh
 #   BENCH_DATABASES=sqlite bash bench/run.sh
 #
+# Needs node and tests/clients' npm packages (graphql-ws) for the subscription scenario:
+# npm ci --prefix tests/clients.
+#
 # To weigh a change, compare two builds side by side instead: bash bench/compare.sh OLD_BINARY.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,8 +33,10 @@ run() { # NAME ARGS... -> "rps p50 p99 non2xx"
   "$OHA" --no-tui --output-format json -z "${SECS}s" -c "$CONC" "$@" | summarize
 }
 
+ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1])/float(sys.argv[2])))" "$1" "$2"; }
 rows=()
 ratios=()
+events=()
 for db in $DATABASES; do
   url=$(fresh_database "$db")
   echo "[$db] seeding $LEADS leads" >&2
@@ -65,7 +70,38 @@ for db in $DATABASES; do
   read -r c_rps c_p50 c_p99 c_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
     -d "$(body "$Q_C")" "$base/graphql")
   stop_server
-  ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1])/float(sys.argv[2])))" "$1" "$2"; }
+  # Events and webhooks: (c) again with one endpoint subscribed to every event, on a local
+  # receiver; then the deliveries it left queued, drained by a restarted server; then the
+  # subscription latency from commit to client.
+  rp=$(port); node bench/receiver.mjs "$rp" & receiver=$!
+  hook=(--tenant-rate-limits=false --max-concurrent-requests 100000 --webhook-allow-private-targets --webhook-poll-ms 50)
+  start_server "$url" "$p" "${hook[@]}"
+  curl -sf -X POST "$base/v1/webhook-endpoints" -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
+    -d "{\"url\": \"http://127.0.0.1:$rp/hook\"}" >/dev/null
+  echo "[$db] c with one webhook endpoint subscribed" >&2
+  read -r h_rps h_p50 h_p99 h_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
+    -d "$(body "$Q_C")" "$base/graphql")
+  stop_server
+  # The same with no delivery worker: the outbox's own cost (events and queued deliveries),
+  # and a backlog for (e).
+  start_server "$url" "$p" "${hook[@]}" --webhook-workers 0
+  read -r o_rps o_p50 o_p99 o_bad < <(run -m POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
+    -d "$(body "$Q_C")" "$base/graphql")
+  stop_server
+  before=$(curl -sf "http://127.0.0.1:$rp/")
+  echo "[$db] e: draining the queued deliveries" >&2
+  start_server "$url" "$p" "${hook[@]}"
+  t0=$(date +%s.%N); last=$before; still=0
+  while [ "$still" -lt 20 ]; do # done when the count has not moved for a second
+    sleep 0.05; now=$(curl -sf "http://127.0.0.1:$rp/")
+    if [ "$now" = "$last" ]; then still=$((still + 1)); else still=0; last=$now; t1=$(date +%s.%N); fi
+  done
+  e_rate=$(python3 -c 'import sys; n=int(sys.argv[2])-int(sys.argv[1]); t=float(sys.argv[4])-float(sys.argv[3]); print("%.0f (%d in %.1f s)" % (n/t if t > 0 else 0, n, t))' "$before" "$last" "$t0" "${t1:-$t0}")
+  echo "[$db] g: subscription latency" >&2
+  read -r s_p50 s_p99 < <(node bench/subscription-latency.mjs "$base" "$KEY" 200)
+  stop_server
+  kill "$receiver" 2>/dev/null; wait "$receiver" 2>/dev/null || true
+  events+=("| $db | $o_rps ($(ratio "$o_rps" "$c_rps") of c) | $h_rps ($(ratio "$h_rps" "$c_rps") of c) | $e_rate | $s_p50 / $s_p99 |")
   rows+=("| $db | a. GraphQL \`leads(first: 50)\` nested | $a_rps | $a_p50 | $a_p99 | $a_bad |")
   rows+=("| $db | b. \`GET /v1/leads?limit=50\` | $b_rps | $b_p50 | $b_p99 | $b_bad |")
   rows+=("| $db | c. \`createLead\` (+ audit entry) | $c_rps | $c_p50 | $c_p99 | $c_bad |")
@@ -87,6 +123,10 @@ out="bench/results/$(date -u +%Y-%m-%dT%H%M)-$(hostname).md"
   echo "| database | limiter ratio (a with/without) | baseline: SQL of (a) per s | (a) as a fraction of baseline | RSS start → end, peak |"
   echo "|---|---|---|---|---|"
   printf '%s\n' "${ratios[@]}"
+  echo
+  echo "| database | c with one endpoint, deliveries queued only: requests/s | c with one endpoint, delivered meanwhile: requests/s | e. webhook deliveries/s, draining the queue | g. subscription latency, commit to client, p50 / p99 ms |"
+  echo "|---|---|---|---|---|"
+  printf '%s\n' "${events[@]}"
 } > "$out"
 cat "$out"
 echo "written to $out" >&2

@@ -243,6 +243,16 @@ pub struct Config {
     )]
     pub webhook_disable_after_secs: u64,
 
+    /// Webhook delivery workers this instance runs (each sends up to 32 at once); 0 for an
+    /// instance that serves the API only while others deliver.
+    #[arg(
+        long,
+        env = "LEADGRAPH_WEBHOOK_WORKERS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub webhook_workers: usize,
+
     /// How often the webhook worker looks for due deliveries it was not told of (retries,
     /// other instances' events), in milliseconds.
     #[arg(

@@ -22,6 +22,8 @@ pub mod ids;
 pub mod layers;
 /// Prometheus metrics.
 pub mod metrics;
+/// Where committed changes are announced: the webhook worker and subscribers.
+pub mod outbox;
 /// Rate limits.
 pub mod rate_limit;
 /// The REST compatibility layer.

@@ -131,10 +131,14 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // Webhook deliveries: stopped at shutdown between batches; a delivery in flight is sent
     // again by the next start (its lease runs out), so none is lost.
     let stop_deliveries = tokio_util::sync::CancellationToken::new();
-    let deliveries = tokio::spawn(crate::service::delivery::run(
-        state.app.clone(),
-        stop_deliveries.clone(),
-    ));
+    let deliveries: Vec<_> = (0..state.config.webhook_workers)
+        .map(|_| {
+            tokio::spawn(crate::service::delivery::run(
+                state.app.clone(),
+                stop_deliveries.clone(),
+            ))
+        })
+        .collect();
     let metrics_server = match metrics_bind {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await?;
@@ -158,7 +162,11 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     .await;
     flusher.abort();
     stop_deliveries.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(15), deliveries).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(15),
+        futures::future::join_all(deliveries),
+    )
+    .await;
     if let Some(m) = metrics_server {
         m.abort();
     }

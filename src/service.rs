@@ -3,8 +3,8 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod clock;
 pub mod delivery;
-pub mod duplicates;
 pub mod event;
 pub mod lead;
 pub mod page;

@@ -38,7 +38,7 @@ pub struct App {
     /// What the webhook worker has done, for `/metrics`.
     pub delivery_stats: crate::metrics::DeliveryStats,
     /// Where changes append their events (and queue their webhook deliveries).
-    pub outbox: crate::service::event::Outbox,
+    pub outbox: crate::outbox::Outbox,
     /// Work started by requests that must finish even when the request does not wait
     /// (operations, duplicate detection); awaited at shutdown.
     pub tasks: tokio_util::task::TaskTracker,
@@ -69,15 +69,7 @@ impl App {
             None => settings::get_or_init(&db, "id_alphabet", Ids::generate_alphabet).await?,
         };
         let ids = Ids::new(&alphabet).map_err(AppError::BadRequest)?;
-        let outbox = crate::service::event::Outbox::new(ids.clone());
-        if db.get_database_backend() == sea_orm::DbBackend::Postgres {
-            let url = config.database_url();
-            tokio::spawn(crate::service::event::listen(
-                db.clone(),
-                url,
-                outbox.clone(),
-            ));
-        }
+        let outbox = crate::outbox::Outbox::new(ids.clone());
         Ok(App {
             key_cache: KeyCache::new(Duration::from_secs(config.key_cache_ttl_secs)),
             usage: UsageTracker::default(),

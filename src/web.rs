@@ -55,6 +55,12 @@ impl AppState {
         };
         let schema = schema::build(&config);
         let app = App::build(config, db).await?;
+        // On PostgreSQL, events committed by any instance reach this one's subscribers.
+        if app.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let url = app.config.database_url();
+            let (db, outbox) = (app.db.clone(), app.outbox.clone());
+            tokio::spawn(crate::service::event::listen(db, url, outbox));
+        }
         Ok(AppState(Arc::new(Web {
             app: Arc::new(app),
             schema,

@@ -1008,7 +1008,7 @@ async fn duplicate_detection_runs_after_the_create(app: TestApp) {
         json!({"email": "dup@example.com", "firstName": "X", "lastName": "Y"}),
     )
     .await;
-    let linked = leadgraph::service::duplicates::link(
+    let linked = leadgraph::service::lead::duplicates::link(
         app.db(),
         &app.state.outbox,
         &lead_model(&app, &theirs).await,

@@ -6,7 +6,6 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
 
 use crate::auth::principal::{Principal, Via};
 use crate::context::RequestCtx;
-use crate::service::event::NewEvent;
 
 /// Who an entry is attributed to.
 #[derive(Debug, Clone, Copy)]
@@ -100,22 +99,6 @@ pub async fn commit(
 ) -> Result<(), DbErr> {
     record(&tx, actor, rc, entry).await?;
     tx.commit().await
-}
-
-/// As [`commit`], appending the change's events to the feed last (see `service::event`).
-pub async fn commit_with(
-    out: &crate::service::event::Outbox,
-    tx: sea_orm::DatabaseTransaction,
-    actor: Actor,
-    rc: &RequestCtx,
-    entry: Entry<'_>,
-    events: Vec<NewEvent>,
-) -> Result<(), DbErr> {
-    record(&tx, actor, rc, entry).await?;
-    let appended = crate::service::event::append(out, &tx, actor, events).await?;
-    tx.commit().await?;
-    out.announce(appended);
-    Ok(())
 }
 
 /// `{"before": …, "after": …}` keeping only the fields that differ.

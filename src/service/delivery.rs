@@ -10,21 +10,19 @@ use std::time::{Duration as StdDuration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Duration, Utc};
-use entity::enums::{DeliveryStatus, Environment};
+use chrono::{Duration, Utc};
+use entity::enums::DeliveryStatus;
 use entity::{webhook_attempt, webhook_delivery, webhook_endpoint};
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
-use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::db::begin_write;
-use crate::ids::Kind;
 use crate::state::App;
 
 /// Waits before each retry, in order; after the last the delivery has failed.
@@ -49,85 +47,6 @@ fn lease(config: &crate::config::Config) -> Duration {
 }
 /// Bytes of a response body kept in the attempt log.
 const KEEP_BODY: usize = 1024;
-
-/// Queues one message to `endpoint` in `tx`.
-pub async fn queue<C: ConnectionTrait>(
-    tx: &C,
-    endpoint: &webhook_endpoint::Model,
-    event_id: Option<i64>,
-    message_id: &str,
-    event_type: &str,
-    payload: &Value,
-    now: DateTime<Utc>,
-) -> Result<webhook_delivery::Model, DbErr> {
-    webhook_delivery::ActiveModel {
-        endpoint_id: Set(endpoint.id),
-        tenant_id: Set(endpoint.tenant_id),
-        environment: Set(endpoint.environment),
-        event_id: Set(event_id),
-        message_id: Set(message_id.to_owned()),
-        event_type: Set(event_type.to_owned()),
-        payload: Set(payload.to_string()),
-        status: Set(DeliveryStatus::Pending),
-        attempts: Set(0),
-        next_attempt_at: Set(Some(now)),
-        last_status_code: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(tx)
-    .await
-}
-
-/// Queues `events` (just appended in `tx`) to every enabled endpoint of the stream that
-/// subscribed to their type; returns how many deliveries were queued.
-pub async fn fan_out<C: ConnectionTrait>(
-    tx: &C,
-    ids: &crate::ids::Ids,
-    tenant_id: i64,
-    environment: Environment,
-    events: &[entity::event::Model],
-) -> Result<usize, DbErr> {
-    let endpoints = webhook_endpoint::Entity::find()
-        .filter(webhook_endpoint::Column::TenantId.eq(tenant_id))
-        .filter(webhook_endpoint::Column::Environment.eq(environment))
-        .filter(webhook_endpoint::Column::Enabled.eq(true))
-        .all(tx)
-        .await?;
-    if endpoints.is_empty() {
-        return Ok(0);
-    }
-    let mut queued = 0;
-    for e in events {
-        let event = crate::service::event::json(ids, e);
-        let message_id = ids.encode(Kind::Event, e.id);
-        let payload = json!({
-            "id": message_id,
-            "type": e.event_type.as_str(),
-            "timestamp": crate::service::lead::ts(e.occurred_at),
-            "data": event,
-        });
-        for endpoint in &endpoints {
-            let types = crate::service::webhook::event_types(endpoint);
-            if types.is_empty() || types.contains(&e.event_type) {
-                let t = e.event_type.as_str();
-                queue(
-                    tx,
-                    endpoint,
-                    Some(e.id),
-                    &message_id,
-                    t,
-                    &payload,
-                    e.occurred_at,
-                )
-                .await?;
-                queued += 1;
-            }
-        }
-    }
-    Ok(queued)
-}
 
 /// The `webhook-signature` value: `v1,<base64 HMAC-SHA256>` for each secret, space-separated.
 pub fn signature(secrets: &[&str], message_id: &str, timestamp: i64, body: &str) -> String {
@@ -415,7 +334,7 @@ async fn record(
                 row.enabled = Set(false);
                 row.disabled_reason = Set(Some(format!(
                     "every delivery failed since {} ({})",
-                    crate::service::lead::ts(since),
+                    crate::service::clock::ts(since),
                     o.error.clone().unwrap_or_else(|| format!(
                         "last status {}",
                         o.status.map_or("none".into(), |s| s.to_string())

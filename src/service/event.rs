@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::enums::{Environment, EventType};
-use entity::{event, event_stream};
+use entity::{event, event_stream, webhook_endpoint};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
@@ -21,9 +21,10 @@ use serde_json::{Map, Value, json};
 use crate::context::RequestCtx;
 use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
-use crate::service::audit::Actor;
-use crate::service::delivery;
+pub use crate::outbox::Outbox;
+use crate::service::audit::{self, Actor};
 use crate::service::validate::Errors;
+use crate::service::webhook;
 use crate::state::App;
 
 /// An event to append.
@@ -67,46 +68,6 @@ pub fn changes(before: &Value, after: &Value) -> Value {
         }
     }
     Value::Object(out)
-}
-
-/// What appending needs beyond the transaction: the ID codec (for payloads) and whom to tell
-/// of new deliveries. Cheap to clone, so background work can own one.
-#[derive(Clone)]
-pub struct Outbox {
-    /// The ID codec.
-    pub ids: Ids,
-    /// Woken when deliveries are queued, so the webhook worker need not wait for its poll.
-    pub deliveries_due: std::sync::Arc<tokio::sync::Notify>,
-    /// Committed events, for subscriptions.
-    pub committed: tokio::sync::broadcast::Sender<std::sync::Arc<event::Model>>,
-    /// Whether committed events reach `committed` through PostgreSQL's notifications (so
-    /// events committed by other instances arrive too) rather than straight from the commit.
-    pub notified: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Outbox {
-    /// An outbox for `ids` with no one listening yet.
-    pub fn new(ids: Ids) -> Self {
-        Outbox {
-            ids,
-            deliveries_due: Default::default(),
-            // Subscribers that fall this far behind miss events (they are told so).
-            committed: tokio::sync::broadcast::channel(4096).0,
-            notified: Default::default(),
-        }
-    }
-
-    /// Tells subscribers of events whose transaction committed (unless the notification
-    /// listener does).
-    pub fn announce(&self, events: Vec<event::Model>) {
-        if self.notified.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
-        }
-        for e in events {
-            // No subscriber is no error.
-            let _ = self.committed.send(std::sync::Arc::new(e));
-        }
-    }
 }
 
 /// Appends `events` to the stream of `actor` in `tx` and queues their webhook deliveries;
@@ -185,7 +146,7 @@ pub async fn append(
         ))
         .await?;
     }
-    let queued = delivery::fan_out(tx, &out.ids, actor.tenant_id, actor.environment, &rows).await?;
+    let queued = fan_out(tx, &out.ids, actor.tenant_id, actor.environment, &rows).await?;
     if queued > 0 {
         // Woken before the commit, the worker may find nothing yet; it polls again shortly.
         out.deliveries_due.notify_one();
@@ -249,6 +210,72 @@ pub async fn listen(db: DatabaseConnection, url: String, out: Outbox) {
             }
         }
     }
+}
+
+/// Queues `events` (just appended in `tx`) to every enabled endpoint of the stream that
+/// subscribed to their type; returns how many deliveries were queued.
+async fn fan_out<C: ConnectionTrait>(
+    tx: &C,
+    ids: &Ids,
+    tenant_id: i64,
+    environment: Environment,
+    events: &[event::Model],
+) -> Result<usize, DbErr> {
+    let endpoints = webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::TenantId.eq(tenant_id))
+        .filter(webhook_endpoint::Column::Environment.eq(environment))
+        .filter(webhook_endpoint::Column::Enabled.eq(true))
+        .all(tx)
+        .await?;
+    if endpoints.is_empty() {
+        return Ok(0);
+    }
+    let mut queued = 0;
+    for e in events {
+        let event = json(ids, e);
+        let message_id = ids.encode(Kind::Event, e.id);
+        let payload = json!({
+            "id": message_id,
+            "type": e.event_type.as_str(),
+            "timestamp": crate::service::clock::ts(e.occurred_at),
+            "data": event,
+        });
+        for endpoint in &endpoints {
+            let types = webhook::event_types(endpoint);
+            if types.is_empty() || types.contains(&e.event_type) {
+                let t = e.event_type.as_str();
+                webhook::queue(
+                    tx,
+                    endpoint,
+                    Some(e.id),
+                    &message_id,
+                    t,
+                    &payload,
+                    e.occurred_at,
+                )
+                .await?;
+                queued += 1;
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// Records the audit entry of a change and appends its events, then commits all three: the
+/// way every change that tells the feed ends (see `audit::commit` for the others).
+pub async fn commit(
+    out: &Outbox,
+    tx: DatabaseTransaction,
+    actor: Actor,
+    rc: &RequestCtx,
+    entry: audit::Entry<'_>,
+    events: Vec<NewEvent>,
+) -> Result<(), DbErr> {
+    audit::record(&tx, actor, rc, entry).await?;
+    let appended = append(out, &tx, actor, events).await?;
+    tx.commit().await?;
+    out.announce(appended);
+    Ok(())
 }
 
 /// What to read of the feed.
@@ -354,7 +381,7 @@ pub fn json(ids: &Ids, e: &event::Model) -> Value {
     json!({
         "id": ids.encode(Kind::Event, e.id),
         "type": e.event_type.as_str(),
-        "occurredAt": crate::service::lead::ts(e.occurred_at),
+        "occurredAt": crate::service::clock::ts(e.occurred_at),
         "resourceType": e.resource_type,
         "resourceId": resource_kind.and_then(|k| id(k, e.resource_id)),
         "actor": {

@@ -1,10 +1,12 @@
 //! Leads: validation (SPEC.md section 9), create/update/delete, assignment, tags, stages,
 //! filtered keyset-paginated lists. Every write audits in its own transaction.
 
+pub mod duplicates;
+
 use std::collections::BTreeSet;
 
 use async_graphql::ID;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use entity::enums::{Channel, EventType, LeadStatus};
 use entity::{lead, lead_tag, pipeline, source, stage, user};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
@@ -21,7 +23,7 @@ use crate::db::{begin_write, one_locked};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
-use crate::service::event::NewEvent;
+use crate::service::event::{self, NewEvent};
 use crate::service::page::{self, Page, PageArgs, Window};
 use crate::service::validate::Errors;
 use crate::state::App;
@@ -213,15 +215,7 @@ pub fn check_fields(input: &LeadInput, create: bool, errors: &mut Errors) {
     }
 }
 
-/// Timestamps are kept to the microsecond, the precision both databases store.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
-
-/// REST/audit timestamp format: `2026-02-08T14:30:00.000Z`.
-pub fn ts(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use crate::service::clock::{now, ts};
 
 /// The public JSON of a lead (REST body and audit record).
 pub fn json(ids: &Ids, row: &LeadRow) -> Value {
@@ -505,7 +499,7 @@ pub async fn create(app: &App, rc: &RequestCtx, input: LeadInput) -> AppResult<L
     insert_tags(&tx, &row, &tags).await?;
     let created = LeadRow { lead: row, tags };
     let after = json(&app.ids, &created);
-    audit::commit_with(
+    event::commit(
         &app.outbox,
         tx,
         Actor::of(p),
@@ -524,7 +518,7 @@ pub async fn create(app: &App, rc: &RequestCtx, input: LeadInput) -> AppResult<L
         )],
     )
     .await?;
-    crate::service::duplicates::spawn(app, created.lead.clone());
+    duplicates::spawn(app, created.lead.clone());
     Ok(created)
 }
 
@@ -640,7 +634,7 @@ async fn apply(
         .as_ref()
         .and_then(Value::as_object)
         .is_some_and(|c| !c.is_empty());
-    audit::commit_with(
+    event::commit(
         &app.outbox,
         tx,
         Actor::of(p),
@@ -834,7 +828,7 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
         None,
         before.clone(),
     ));
-    audit::commit_with(
+    event::commit(
         &app.outbox,
         tx,
         Actor::of(p),

@@ -193,6 +193,36 @@ pub async fn create(
     Ok((row, secret))
 }
 
+/// Queues one message to `endpoint` in `tx`.
+pub async fn queue<C: sea_orm::ConnectionTrait>(
+    tx: &C,
+    endpoint: &webhook_endpoint::Model,
+    event_id: Option<i64>,
+    message_id: &str,
+    event_type: &str,
+    payload: &Value,
+    now: DateTime<Utc>,
+) -> Result<webhook_delivery::Model, sea_orm::DbErr> {
+    webhook_delivery::ActiveModel {
+        endpoint_id: Set(endpoint.id),
+        tenant_id: Set(endpoint.tenant_id),
+        environment: Set(endpoint.environment),
+        event_id: Set(event_id),
+        message_id: Set(message_id.to_owned()),
+        event_type: Set(event_type.to_owned()),
+        payload: Set(payload.to_string()),
+        status: Set(DeliveryStatus::Pending),
+        attempts: Set(0),
+        next_attempt_at: Set(Some(now)),
+        last_status_code: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(tx)
+    .await
+}
+
 /// The caller's endpoints, oldest first.
 pub async fn list(app: &App, rc: &RequestCtx) -> AppResult<Vec<webhook_endpoint::Model>> {
     let p = rc.principal()?;
@@ -374,10 +404,10 @@ pub async fn send_test(app: &App, rc: &RequestCtx, id: i64) -> AppResult<webhook
     let payload = json!({
         "id": message_id,
         "type": "webhook.test",
-        "timestamp": crate::service::lead::ts(now),
+        "timestamp": crate::service::clock::ts(now),
         "data": {"endpointId": app.ids.encode(Kind::WebhookEndpoint, endpoint.id)},
     });
-    let row = crate::service::delivery::queue(
+    let row = queue(
         &tx,
         &endpoint,
         None,

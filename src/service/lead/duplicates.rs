@@ -7,10 +7,10 @@ use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
 };
 
+use super::{LeadRow, json, tags_of};
 use crate::db::begin_write;
 use crate::service::audit::Actor;
 use crate::service::event::{self, NewEvent, Outbox};
-use crate::service::lead::{LeadRow, json, tags_of};
 use crate::state::App;
 
 /// Starts detection for a just-committed lead; the create does not wait for it.
