@@ -37,8 +37,9 @@ pub const RETRY_SCHEDULE: [StdDuration; 7] = [
 ];
 /// Deliveries one worker claims at a time.
 const BATCH: u64 = 64;
-/// Deliveries sent at once by one worker.
-const CONCURRENCY: usize = 32;
+/// Deliveries sent at once by one worker: the whole batch, so a batch takes at most one
+/// send timeout and its claim (see [`lease`]) cannot run out while it is being sent.
+const CONCURRENCY: usize = BATCH as usize;
 /// How long a claim holds: a worker that dies mid-send releases its deliveries after it. It
 /// outlasts any attempt (the send timeout) with room to record it.
 fn lease(config: &crate::config::Config) -> Duration {
@@ -269,67 +270,107 @@ fn retry_after(attempts: i32, scale: f64) -> Option<Duration> {
     Duration::from_std(wait.mul_f64(scale.max(0.0))).ok()
 }
 
-/// Records an attempt and its consequences: the delivery's state, the endpoint's failing run
-/// (and its disabling after `--webhook-disable-after-secs`).
-async fn record(
-    app: &App,
-    endpoint: &webhook_endpoint::Model,
-    d: &webhook_delivery::Model,
-    o: &Outcome,
-) -> Result<(), DbErr> {
+/// One attempt made, to record.
+struct Attempt {
+    endpoint: i64,
+    delivery: webhook_delivery::Model,
+    outcome: Outcome,
+}
+
+/// Records a batch of attempts and their consequences in one transaction (one commit for the
+/// batch, not one per attempt): the attempt log, each delivery's state, and each endpoint's
+/// run of failures (cleared by a success; past `--webhook-disable-after-secs` it disables the
+/// endpoint with a reason).
+async fn record(app: &App, attempts: &[Attempt]) -> Result<(), DbErr> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
     let tx = begin_write(&app.db).await?;
     let now = Utc::now();
-    webhook_attempt::ActiveModel {
-        delivery_id: Set(d.id),
-        attempted_at: Set(now),
-        status_code: Set(o.status.map(i32::from)),
-        latency_ms: Set(o.latency.as_millis() as i64),
-        error: Set(o.error.clone()),
-        response_body: Set(o.body.clone()),
-        ..Default::default()
-    }
-    .insert(&tx)
-    .await?;
-    let attempts = d.attempts + 1;
-    let (status, next) = if o.ok() {
-        (DeliveryStatus::Succeeded, None)
-    } else {
-        match retry_after(attempts, app.config.webhook_retry_scale) {
-            Some(wait) => (DeliveryStatus::Pending, Some(now + wait)),
-            None => (DeliveryStatus::Failed, None),
+    webhook_attempt::Entity::insert_many(attempts.iter().map(|a| {
+        let o = &a.outcome;
+        webhook_attempt::ActiveModel {
+            delivery_id: Set(a.delivery.id),
+            attempted_at: Set(now),
+            status_code: Set(o.status.map(i32::from)),
+            latency_ms: Set(i64::try_from(o.latency.as_millis()).unwrap_or(i64::MAX)),
+            error: Set(o.error.clone()),
+            response_body: Set(o.body.clone()),
+            ..Default::default()
         }
-    };
-    webhook_delivery::Entity::update_many()
-        .col_expr(webhook_delivery::Column::Status, Expr::value(status))
-        .col_expr(webhook_delivery::Column::Attempts, Expr::value(attempts))
-        .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(next))
-        .col_expr(
-            webhook_delivery::Column::LastStatusCode,
-            Expr::value(o.status.map(i32::from)),
-        )
-        .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(now))
-        .filter(webhook_delivery::Column::Id.eq(d.id))
-        .exec(&tx)
-        .await?;
-    // The endpoint's run of failures: cleared by a success, and past the limit it disables
-    // the endpoint with a reason.
-    let current =
-        crate::db::one_locked(&tx, webhook_endpoint::Entity::find_by_id(endpoint.id)).await?;
-    if let Some(current) = current {
-        let mut row: webhook_endpoint::ActiveModel = current.clone().into();
-        let mut changed = false;
-        if o.ok() {
-            if current.failing_since.is_some() {
-                row.failing_since = Set(None);
-                changed = true;
+    }))
+    .exec_without_returning(&tx)
+    .await?;
+    let stats = &app.delivery_stats;
+    for a in attempts {
+        let (d, o) = (&a.delivery, &a.outcome);
+        let tries = d.attempts + 1;
+        let (status, next) = if o.ok() {
+            (DeliveryStatus::Succeeded, None)
+        } else {
+            match retry_after(tries, app.config.webhook_retry_scale) {
+                Some(wait) => (DeliveryStatus::Pending, Some(now + wait)),
+                None => (DeliveryStatus::Failed, None),
             }
+        };
+        webhook_delivery::Entity::update_many()
+            .col_expr(webhook_delivery::Column::Status, Expr::value(status))
+            .col_expr(webhook_delivery::Column::Attempts, Expr::value(tries))
+            .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(next))
+            .col_expr(
+                webhook_delivery::Column::LastStatusCode,
+                Expr::value(o.status.map(i32::from)),
+            )
+            .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(now))
+            .filter(webhook_delivery::Column::Id.eq(d.id))
+            .exec(&tx)
+            .await?;
+        let counter = match status {
+            DeliveryStatus::Succeeded => &stats.succeeded,
+            DeliveryStatus::Pending => &stats.retrying,
+            DeliveryStatus::Failed => &stats.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(o.latency.as_micros()).unwrap_or(u64::MAX);
+        stats.latency_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+    let mut endpoints: Vec<i64> = attempts.iter().map(|a| a.endpoint).collect();
+    endpoints.sort_unstable();
+    endpoints.dedup();
+    for id in endpoints {
+        let mine = attempts.iter().filter(|a| a.endpoint == id);
+        let succeeded = mine.clone().any(|a| a.outcome.ok());
+        let Some(last_failure) = mine.clone().rfind(|a| !a.outcome.ok()) else {
+            if let Some(current) =
+                crate::db::one_locked(&tx, webhook_endpoint::Entity::find_by_id(id)).await?
+                && current.failing_since.is_some()
+            {
+                let mut row: webhook_endpoint::ActiveModel = current.into();
+                row.failing_since = Set(None);
+                row.updated_at = Set(now);
+                row.update(&tx).await?;
+            }
+            continue;
+        };
+        let Some(current) =
+            crate::db::one_locked(&tx, webhook_endpoint::Entity::find_by_id(id)).await?
+        else {
+            continue;
+        };
+        let mut row: webhook_endpoint::ActiveModel = current.clone().into();
+        if succeeded {
+            // It answers: the run of failures is over.
+            if current.failing_since.is_none() {
+                continue;
+            }
+            row.failing_since = Set(None);
         } else {
             let since = current.failing_since.unwrap_or(now);
-            if current.failing_since.is_none() {
-                row.failing_since = Set(Some(now));
-                changed = true;
-            }
-            let limit = Duration::seconds(app.config.webhook_disable_after_secs as i64);
+            row.failing_since = Set(Some(since));
+            let limit = Duration::seconds(
+                i64::try_from(app.config.webhook_disable_after_secs).unwrap_or(i64::MAX / 2),
+            );
+            let o = &last_failure.outcome;
             if current.enabled && now - since >= limit {
                 row.enabled = Set(false);
                 row.disabled_reason = Set(Some(format!(
@@ -340,54 +381,63 @@ async fn record(
                         o.status.map_or("none".into(), |s| s.to_string())
                     ))
                 )));
-                changed = true;
+            } else if current.failing_since.is_some() {
+                continue;
             }
         }
-        if changed {
-            row.updated_at = Set(now);
-            row.update(&tx).await?;
-        }
+        row.updated_at = Set(now);
+        row.update(&tx).await?;
     }
-    tx.commit().await?;
-    let stats = &app.delivery_stats;
-    let counter = match status {
-        DeliveryStatus::Succeeded => &stats.succeeded,
-        DeliveryStatus::Pending => &stats.retrying,
-        DeliveryStatus::Failed => &stats.failed,
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    let micros = u64::try_from(o.latency.as_micros()).unwrap_or(u64::MAX);
-    stats.latency_micros.fetch_add(micros, Ordering::Relaxed);
-    Ok(())
+    tx.commit().await
 }
 
-/// Sends one claimed delivery and records the attempt.
-async fn deliver(app: &App, client: &reqwest::Client, d: webhook_delivery::Model) {
-    let endpoint = match webhook_endpoint::Entity::find_by_id(d.endpoint_id)
-        .one(&app.db)
+/// Sends the claimed deliveries, [`CONCURRENCY`] at a time, and records their attempts.
+async fn deliver(app: &App, client: &reqwest::Client, batch: Vec<webhook_delivery::Model>) {
+    let mut ids: Vec<i64> = batch.iter().map(|d| d.endpoint_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let endpoints = match webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::Id.is_in(ids))
+        .all(&app.db)
         .await
     {
-        Ok(Some(e)) => e,
-        Ok(None) => return,
+        Ok(rows) => rows,
         Err(e) => {
-            tracing::warn!(error = %e, delivery = d.id, "could not load a webhook endpoint");
+            // The lease runs out and they are claimed again.
+            tracing::warn!(error = %e, "could not load webhook endpoints");
             return;
         }
     };
+    let endpoint = |id: i64| endpoints.iter().find(|e| e.id == id);
     // A disabled endpoint keeps its queue; it resumes when enabled again. Test sends go anyway.
-    if !endpoint.enabled && d.event_id.is_some() {
+    let (waiting, sendable): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|d| endpoint(d.endpoint_id).is_some_and(|e| !e.enabled && d.event_id.is_some()));
+    if !waiting.is_empty() {
         let later = Utc::now() + lease(&app.config);
         let _ = webhook_delivery::Entity::update_many()
             .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(later))
-            .filter(webhook_delivery::Column::Id.eq(d.id))
+            .filter(webhook_delivery::Column::Id.is_in(waiting.iter().map(|d| d.id)))
             .exec(&app.db)
             .await;
-        return;
     }
-    let outcome = send(app, client, &endpoint, &d).await;
-    if let Err(e) = record(app, &endpoint, &d, &outcome).await {
-        // The lease runs out and the delivery is sent again: at least once.
-        tracing::warn!(error = %e, delivery = d.id, "could not record a webhook attempt");
+    let attempts: Vec<Attempt> = futures::stream::iter(sendable)
+        .map(|d| async move {
+            let e = endpoint(d.endpoint_id)?;
+            let outcome = send(app, client, e, &d).await;
+            Some(Attempt {
+                endpoint: e.id,
+                delivery: d,
+                outcome,
+            })
+        })
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(|a| async move { a })
+        .collect()
+        .await;
+    if let Err(e) = record(app, &attempts).await {
+        // The lease runs out and they are sent again: at least once.
+        tracing::warn!(error = %e, "could not record webhook attempts");
     }
 }
 
@@ -410,9 +460,7 @@ pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
         match claim(&app.db, lease(&app.config)).await {
             Ok(batch) if !batch.is_empty() => {
                 let full = batch.len() as u64 == BATCH;
-                futures::stream::iter(batch)
-                    .for_each_concurrent(CONCURRENCY, |d| deliver(&app, &client, d))
-                    .await;
+                deliver(&app, &client, batch).await;
                 if full {
                     continue;
                 }
