@@ -82,60 +82,14 @@ pub async fn append(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let n = events.len() as i64;
-    // One atomic statement creates or bumps the stream's row and locks it.
-    let bump = Query::insert()
-        .into_table(event_stream::Entity)
-        .columns([
-            event_stream::Column::TenantId,
-            event_stream::Column::Environment,
-            event_stream::Column::LastSeq,
-            event_stream::Column::PrunedThrough,
-        ])
-        .values_panic([
-            actor.tenant_id.into(),
-            actor.environment.as_str().into(),
-            n.into(),
-            0i64.into(),
-        ])
-        .on_conflict(
-            OnConflict::columns([
-                event_stream::Column::TenantId,
-                event_stream::Column::Environment,
-            ])
-            .value(
-                event_stream::Column::LastSeq,
-                Expr::col((event_stream::Entity, event_stream::Column::LastSeq)).add(n),
-            )
-            .to_owned(),
-        )
-        .returning_col(event_stream::Column::LastSeq)
-        .to_owned();
-    let row = tx
-        .query_one(&bump)
-        .await?
-        .ok_or_else(|| DbErr::Custom("the event stream returned no number".into()))?;
-    let last: i64 = row.try_get_by_index(0)?;
+    // Looked up before the stream's lock is taken, so the lock is held for less.
+    let endpoints = subscribed_endpoints(tx, actor.tenant_id, actor.environment).await?;
     let now = Utc::now();
-    let mut rows = Vec::with_capacity(events.len());
-    for (i, e) in events.into_iter().enumerate() {
-        let row = event::ActiveModel {
-            tenant_id: Set(actor.tenant_id),
-            environment: Set(actor.environment),
-            seq: Set(last - n + 1 + i as i64),
-            event_type: Set(e.event_type),
-            occurred_at: Set(now),
-            resource_type: Set(e.resource_type.to_owned()),
-            resource_id: Set(e.resource_id),
-            actor_user_id: Set(actor.actor_user_id),
-            on_behalf_of_user_id: Set(actor.on_behalf_of_user_id),
-            api_key_id: Set(actor.api_key_id),
-            data: Set(e.data),
-            changes: Set(e.changes),
-            ..Default::default()
-        };
-        rows.push(row.insert(tx).await?);
-    }
+    let rows = if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
+        append_postgres(tx, actor, &events, now).await?
+    } else {
+        append_sqlite(tx, actor, events, now).await?
+    };
     if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
         // Delivered to every instance's listener when, and only if, the transaction commits.
         let ids: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();
@@ -146,7 +100,7 @@ pub async fn append(
         ))
         .await?;
     }
-    let queued = fan_out(tx, &out.ids, actor.tenant_id, actor.environment, &rows).await?;
+    let queued = fan_out(tx, &out.ids, &endpoints, &rows).await?;
     if queued > 0 {
         // Woken before the commit, the worker may find nothing yet; it polls again shortly.
         out.deliveries_due.notify_one();
@@ -212,21 +166,152 @@ pub async fn listen(db: DatabaseConnection, url: String, out: Outbox) {
     }
 }
 
+/// SQLite: bumps the stream's row (one atomic upsert; SQLite has one writer at a time) and
+/// inserts the events with the numbers it handed out.
+async fn append_sqlite(
+    tx: &DatabaseTransaction,
+    actor: Actor,
+    events: Vec<NewEvent>,
+    now: DateTime<Utc>,
+) -> Result<Vec<event::Model>, DbErr> {
+    let n = events.len() as i64;
+    // One atomic statement creates or bumps the stream's row and locks it.
+    let bump = Query::insert()
+        .into_table(event_stream::Entity)
+        .columns([
+            event_stream::Column::TenantId,
+            event_stream::Column::Environment,
+            event_stream::Column::LastSeq,
+            event_stream::Column::PrunedThrough,
+        ])
+        .values_panic([
+            actor.tenant_id.into(),
+            actor.environment.as_str().into(),
+            n.into(),
+            0i64.into(),
+        ])
+        .on_conflict(
+            OnConflict::columns([
+                event_stream::Column::TenantId,
+                event_stream::Column::Environment,
+            ])
+            .value(
+                event_stream::Column::LastSeq,
+                Expr::col((event_stream::Entity, event_stream::Column::LastSeq)).add(n),
+            )
+            .to_owned(),
+        )
+        .returning_col(event_stream::Column::LastSeq)
+        .to_owned();
+    let row = tx
+        .query_one(&bump)
+        .await?
+        .ok_or_else(|| DbErr::Custom("the event stream returned no number".into()))?;
+    let last: i64 = row.try_get_by_index(0)?;
+    let mut rows = Vec::with_capacity(events.len());
+    for (i, e) in events.into_iter().enumerate() {
+        let row = event::ActiveModel {
+            tenant_id: Set(actor.tenant_id),
+            environment: Set(actor.environment),
+            seq: Set(last - n + 1 + i as i64),
+            event_type: Set(e.event_type),
+            occurred_at: Set(now),
+            resource_type: Set(e.resource_type.to_owned()),
+            resource_id: Set(e.resource_id),
+            actor_user_id: Set(actor.actor_user_id),
+            on_behalf_of_user_id: Set(actor.on_behalf_of_user_id),
+            api_key_id: Set(actor.api_key_id),
+            data: Set(e.data),
+            changes: Set(e.changes),
+            ..Default::default()
+        };
+        rows.push(row.insert(tx).await?);
+    }
+    Ok(rows)
+}
+
+/// PostgreSQL: bumps the stream's row, which locks it until the commit, and inserts the
+/// events numbered from it, in one statement (one round trip under the lock).
+async fn append_postgres(
+    tx: &DatabaseTransaction,
+    actor: Actor,
+    events: &[NewEvent],
+    now: DateTime<Utc>,
+) -> Result<Vec<event::Model>, DbErr> {
+    let mut values: Vec<sea_orm::Value> = vec![
+        actor.tenant_id.into(),
+        actor.environment.as_str().into(),
+        (events.len() as i64).into(),
+        now.into(),
+        actor.actor_user_id.into(),
+        actor.on_behalf_of_user_id.into(),
+        actor.api_key_id.into(),
+    ];
+    let mut rows = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        let b = values.len();
+        values.push((i as i64 + 1).into());
+        values.push(e.event_type.as_str().into());
+        values.push(e.resource_type.into());
+        values.push(e.resource_id.into());
+        values.push(e.data.clone().into());
+        values.push(e.changes.clone().into());
+        rows.push(format!(
+            "(${}::bigint, ${}::text, ${}::text, ${}::bigint, ${}::jsonb, ${}::jsonb)",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6
+        ));
+    }
+    let sql = format!(
+        "WITH s AS (INSERT INTO event_streams (tenant_id, environment, last_seq, pruned_through) \
+         VALUES ($1, $2, $3, 0) ON CONFLICT (tenant_id, environment) \
+         DO UPDATE SET last_seq = event_streams.last_seq + EXCLUDED.last_seq RETURNING last_seq) \
+         INSERT INTO events (tenant_id, environment, seq, event_type, occurred_at, resource_type, \
+         resource_id, actor_user_id, on_behalf_of_user_id, api_key_id, data, changes) \
+         SELECT $1, $2, s.last_seq - $3 + v.ord, v.event_type, $4, v.resource_type, \
+         v.resource_id, $5, $6, $7, v.data, v.changes \
+         FROM s, (VALUES {}) AS v(ord, event_type, resource_type, resource_id, data, changes) \
+         RETURNING *",
+        rows.join(", ")
+    );
+    let mut inserted = event::Entity::find()
+        .from_raw_sql(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .all(tx)
+        .await?;
+    inserted.sort_by_key(|e| e.seq);
+    Ok(inserted)
+}
+
+/// The enabled endpoints of a stream.
+async fn subscribed_endpoints<C: ConnectionTrait>(
+    tx: &C,
+    tenant_id: i64,
+    environment: Environment,
+) -> Result<Vec<webhook_endpoint::Model>, DbErr> {
+    webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::TenantId.eq(tenant_id))
+        .filter(webhook_endpoint::Column::Environment.eq(environment))
+        .filter(webhook_endpoint::Column::Enabled.eq(true))
+        .all(tx)
+        .await
+}
+
 /// Queues `events` (just appended in `tx`) to every enabled endpoint of the stream that
 /// subscribed to their type; returns how many deliveries were queued.
 async fn fan_out<C: ConnectionTrait>(
     tx: &C,
     ids: &Ids,
-    tenant_id: i64,
-    environment: Environment,
+    endpoints: &[webhook_endpoint::Model],
     events: &[event::Model],
 ) -> Result<usize, DbErr> {
-    let endpoints = webhook_endpoint::Entity::find()
-        .filter(webhook_endpoint::Column::TenantId.eq(tenant_id))
-        .filter(webhook_endpoint::Column::Environment.eq(environment))
-        .filter(webhook_endpoint::Column::Enabled.eq(true))
-        .all(tx)
-        .await?;
     if endpoints.is_empty() {
         return Ok(0);
     }
@@ -240,7 +325,7 @@ async fn fan_out<C: ConnectionTrait>(
             "timestamp": crate::service::clock::ts(e.occurred_at),
             "data": event,
         });
-        for endpoint in &endpoints {
+        for endpoint in endpoints {
             let types = webhook::event_types(endpoint);
             if types.is_empty() || types.contains(&e.event_type) {
                 let t = e.event_type.as_str();
