@@ -111,3 +111,41 @@ test('events arrive over graphql-transport-ws, filtered, and the connection clos
     await srv.stop();
   }
 });
+
+test('a session subscription closes when its user is deactivated', async () => {
+  const srv = await startServer({ leads: 0, extraEnv: { LEADGRAPH_KEY_CACHE_TTL_SECS: '1' } });
+  try {
+    const owner = (await post(srv, '/v1/auth/login', { email: srv.email, password: srv.password })).data.token;
+    const email = `member-${process.pid}@example.com`;
+    const password = 'a long enough passphrase 1';
+    const created = await post(
+      srv,
+      '/graphql',
+      {
+        query: 'mutation($e: String!, $p: String!) { createUser(input: {email: $e, name: "M", password: $p, role: MEMBER}) { id } }',
+        variables: { e: email, p: password },
+      },
+      { authorization: `Bearer ${owner}` },
+    );
+    const memberId = created.data.createUser.id;
+    const member = (await post(srv, '/v1/auth/login', { email, password })).data.token;
+
+    const c = client(srv, { Authorization: `Bearer ${member}` });
+    const sub = subscribe(c, 'subscription { events { type } }');
+    await new Promise((r) => setTimeout(r, 300));
+    await post(srv, '/v1/leads', { email: 'seen@example.com', firstName: 'S', lastName: 'N' });
+    await until('the member to see an event', () => sub.got.length === 1);
+
+    await post(
+      srv,
+      '/graphql',
+      { query: 'mutation($id: ID!) { updateUser(id: $id, input: {active: false}) { id } }', variables: { id: memberId } },
+      { authorization: `Bearer ${owner}` },
+    );
+    const ended = await Promise.race([sub.done, new Promise((r) => setTimeout(() => r('timeout'), 8000))]);
+    assert.notEqual(ended, 'timeout', 'the subscription ended after the user was deactivated');
+    await c.dispose();
+  } finally {
+    await srv.stop();
+  }
+});
