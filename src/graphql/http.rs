@@ -313,8 +313,9 @@ fn too_deep(depth: usize) -> AppError {
 }
 
 /// A request that passed the limits, with what its execution needs to know.
-struct Checked {
-    request: async_graphql::Request,
+pub(crate) struct Checked {
+    /// The request, its document parsed.
+    pub(crate) request: async_graphql::Request,
     /// The document's cost (0 when it did not parse).
     cost: usize,
     /// The operation's name, empty when anonymous; for metrics.
@@ -323,7 +324,7 @@ struct Checked {
 
 /// Parses a request once and refuses it when it is over a limit; unparsable documents are
 /// left to the executor to report as GraphQL errors.
-fn check_limits(
+pub(crate) fn check_limits(
     state: &AppState,
     mut request: async_graphql::Request,
     limits: &Limits,

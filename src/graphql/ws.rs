@@ -15,8 +15,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::context::RequestCtx;
 use crate::error::AppError;
-use crate::graphql::documents::Unparsed;
-use crate::graphql::limits::{Limits, analyze};
+use crate::graphql::http::check_limits;
+use crate::graphql::limits::Limits;
 use crate::graphql::loaders::LazyLoaders;
 use crate::graphql::schema::AppSchema;
 use crate::web::AppState;
@@ -42,24 +42,9 @@ struct Bounded {
 }
 
 impl Bounded {
-    fn check(&self, mut request: Request) -> Result<Request, AppError> {
-        let doc = match self.state.documents.parse(&request.query) {
-            Ok(doc) => doc,
-            Err(Unparsed::TooDeep(depth)) => {
-                return Err(AppError::QueryTooComplex {
-                    limit: "nesting",
-                    value: depth,
-                    max: crate::graphql::nesting::MAX_NESTING,
-                });
-            }
-            // Left to the executor, which reports the syntax error.
-            Err(Unparsed::Syntax(_)) => return Ok(request),
-        };
+    fn check(&self, request: Request) -> Result<Request, AppError> {
         let limits = Limits::from_config(&self.state.config);
-        let (_, analysis) = analyze(&doc, request.operation_name.as_deref(), &request.variables);
-        limits.check(&analysis)?;
-        request.set_parsed_query(doc);
-        Ok(request)
+        check_limits(&self.state, request, &limits).map(|checked| checked.request)
     }
 }
 
