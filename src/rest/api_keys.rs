@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::envelope;
 use super::fields::{Field, Rule, Ty, f, null};
-use super::route::{Access, Call, Op, Reply, Route, vars};
+use super::route::{Access, Call, Op, Reply, Route, plain, vars};
 use crate::error::AppError;
 
 macro_rules! key {
@@ -57,7 +57,7 @@ pub fn routes() -> Vec<Route> {
             "/api-keys",
             "listKeys",
             "List API keys (sessions only)",
-            |c| Box::pin(list(c)),
+            |c| Box::pin(plain::list(c, &LIST)),
         )
         .reply(Reply::List, "ApiKey"),
         route(
@@ -83,14 +83,10 @@ pub fn routes() -> Vec<Route> {
             "/api-keys/{id}",
             "deleteKey",
             "Revoke an API key at once (sessions only)",
-            |c| Box::pin(delete(c)),
+            |c| Box::pin(plain::delete(c, &DELETE)),
         )
         .reply(Reply::Deleted, "Deleted"),
     ]
-}
-
-async fn list(c: Call) -> Result<Response, AppError> {
-    Ok(envelope::all(c.run(&LIST, Default::default()).await?))
 }
 
 async fn create(mut c: Call) -> Result<Response, AppError> {
@@ -113,12 +109,6 @@ async fn update(mut c: Call) -> Result<Response, AppError> {
     one_label(&mut input)?;
     let vars = vars([("id", c.id()), ("input", Value::Object(input))]);
     Ok(envelope::object(c.run(&UPDATE, vars).await?))
-}
-
-async fn delete(c: Call) -> Result<Response, AppError> {
-    Ok(envelope::deleted(
-        c.run(&DELETE, vars([("id", c.id())])).await?,
-    ))
 }
 
 /// LeadHQL calls the label `name`; either is accepted, not two different ones.

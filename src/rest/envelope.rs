@@ -55,6 +55,24 @@ pub fn feed(items: Vec<Value>, next_cursor: Value, limit: Value, has_more: Value
     )
 }
 
+/// The nodes of a GraphQL connection (`edges { node }`).
+pub fn nodes(connection: &Value) -> Vec<Value> {
+    match &connection["edges"] {
+        Value::Array(edges) => edges.iter().map(|e| e["node"].clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The cursor of a connection's next page, `null` on the last page.
+pub fn next_cursor(connection: &Value) -> Value {
+    let info = &connection["pageInfo"];
+    if info["hasNextPage"] == true {
+        info["endCursor"].clone()
+    } else {
+        Value::Null
+    }
+}
+
 /// `200` with a whole (unpaged) list.
 pub fn all(data: Value) -> Response {
     let items = match data {

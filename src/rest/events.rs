@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::envelope;
 use super::fields::Ty;
-use super::route::{Call, Op, Param, Reply, Route};
+use super::route::{Call, LIMIT, Op, Param, Reply, Route};
 use crate::error::AppError;
 
 static LIST: Op = Op::new(
@@ -19,11 +19,7 @@ static LIST: Op = Op::new(
 );
 
 const PARAMS: &[Param] = &[
-    Param {
-        name: "limit",
-        ty: Ty::Int,
-        doc: "Page size, 1 to 100 (default 20)",
-    },
+    LIMIT,
     Param {
         name: "after",
         ty: Ty::Str,
@@ -89,18 +85,11 @@ async fn list(c: Call) -> Result<Response, AppError> {
         vars.insert("resourceId".into(), id.clone());
     }
     let data = c.run(&LIST, vars).await?;
-    let items = match &data["edges"] {
-        Value::Array(edges) => edges
-            .iter()
-            .map(|e| {
-                let mut node = e["node"].clone();
-                // REST spells types as the spec does: `lead.created`.
-                node["type"] = rest_name(&node["type"]);
-                node
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let mut items = envelope::nodes(&data);
+    for node in &mut items {
+        // REST spells types as the spec does: `lead.created`.
+        node["type"] = rest_name(&node["type"]);
+    }
     // The feed's cursor is where to resume, also at the end: a reader polls with it.
     let next = data["pageInfo"]["endCursor"].clone();
     let more = data["pageInfo"]["hasNextPage"].clone();

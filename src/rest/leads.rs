@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::envelope;
 use super::fields::{Field, Rule, Ty, f, null, req};
-use super::route::{Access, Call, Op, Param, Reply, Route, vars};
+use super::route::{Access, CURSOR, Call, LIMIT, Op, Param, Reply, Route, plain, vars};
 use crate::error::AppError;
 use crate::service::validate::Errors;
 
@@ -74,7 +74,7 @@ pub fn routes() -> Vec<Route> {
         .body(CREATE_FIELDS)
         .reply(Reply::Created, "Lead"),
         route(Method::GET, "/leads/{id}", "getLead", "Get a lead", |c| {
-            Box::pin(get(c))
+            Box::pin(plain::by_id(c, &GET))
         })
         .reply(Reply::Ok, "Lead"),
         route(
@@ -92,7 +92,7 @@ pub fn routes() -> Vec<Route> {
             "/leads/{id}",
             "deleteLead",
             "Delete a lead",
-            |c| Box::pin(delete(c)),
+            |c| Box::pin(plain::delete(c, &DELETE)),
         )
         .access(Access::Write)
         .reply(Reply::Deleted, "Deleted"),
@@ -158,16 +158,8 @@ pub const UPDATE_FIELDS: &[Field] = &[
 const TAGS: &[Field] = &[req("tags", Ty::StrList).with(Rule::Tags)];
 
 const LIST_PARAMS: &[Param] = &[
-    Param {
-        name: "limit",
-        ty: Ty::Int,
-        doc: "Page size, 1 to 100 (default 20)",
-    },
-    Param {
-        name: "cursor",
-        ty: Ty::Str,
-        doc: "`meta.nextCursor` of the previous page",
-    },
+    LIMIT,
+    CURSOR,
     Param {
         name: "status",
         ty: Ty::Enum(LeadStatus::NAMES),
@@ -306,16 +298,11 @@ async fn list(c: Call) -> Result<Response, AppError> {
         json!({"field": field, "direction": direction}),
     );
     let data = c.run(&LIST, vars).await?;
-    let items = match &data["edges"] {
-        Value::Array(edges) => edges.iter().map(|e| e["node"].clone()).collect(),
-        _ => Vec::new(),
-    };
-    let next = if data["pageInfo"]["hasNextPage"] == true {
-        data["pageInfo"]["endCursor"].clone()
-    } else {
-        Value::Null
-    };
-    Ok(envelope::list(items, next, limit))
+    Ok(envelope::list(
+        envelope::nodes(&data),
+        envelope::next_cursor(&data),
+        limit,
+    ))
 }
 
 async fn create(mut c: Call) -> Result<Response, AppError> {
@@ -326,21 +313,11 @@ async fn create(mut c: Call) -> Result<Response, AppError> {
     Ok(envelope::created(data))
 }
 
-async fn get(c: Call) -> Result<Response, AppError> {
-    let data = c.run(&GET, vars([("id", c.id())])).await?;
-    Ok(envelope::object(data))
-}
-
 async fn update(mut c: Call) -> Result<Response, AppError> {
     let input = c.input_checked(lead_checks).await?;
     let vars = vars([("id", c.id()), ("input", Value::Object(input))]);
     let data = c.run(&UPDATE, vars).await?;
     Ok(envelope::object(data))
-}
-
-async fn delete(c: Call) -> Result<Response, AppError> {
-    let data = c.run(&DELETE, vars([("id", c.id())])).await?;
-    Ok(envelope::deleted(data))
 }
 
 async fn tags(mut c: Call, op: &'static Op) -> Result<Response, AppError> {

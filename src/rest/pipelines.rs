@@ -1,13 +1,9 @@
 //! `/pipelines`: the stages a lead moves through.
 
 use axum::http::Method;
-use axum::response::Response;
-use serde_json::Value;
 
-use super::envelope;
 use super::fields::{Field, Rule, Ty, f, req};
-use super::route::{Access, Call, Op, Reply, Route, vars};
-use crate::error::AppError;
+use super::route::{Access, Op, Reply, Route, plain};
 
 macro_rules! pipeline {
     () => {
@@ -52,7 +48,7 @@ pub fn routes() -> Vec<Route> {
             "/pipelines",
             "listPipelines",
             "List pipelines",
-            |c| Box::pin(list(c)),
+            |c| Box::pin(plain::list(c, &LIST)),
         )
         .reply(Reply::List, "Pipeline"),
         route(
@@ -60,7 +56,7 @@ pub fn routes() -> Vec<Route> {
             "/pipelines",
             "createPipeline",
             "Create a pipeline with its stages",
-            |c| Box::pin(create(c)),
+            |c| Box::pin(plain::create(c, &CREATE)),
         )
         .access(Access::Write)
         .body(CREATE_FIELDS)
@@ -70,7 +66,7 @@ pub fn routes() -> Vec<Route> {
             "/pipelines/{id}",
             "getPipeline",
             "Get a pipeline",
-            |c| Box::pin(get(c)),
+            |c| Box::pin(plain::by_id(c, &GET)),
         )
         .reply(Reply::Ok, "Pipeline"),
         route(
@@ -78,7 +74,7 @@ pub fn routes() -> Vec<Route> {
             "/pipelines/{id}",
             "updatePipeline",
             "Rename a pipeline",
-            |c| Box::pin(update(c)),
+            |c| Box::pin(plain::update(c, &UPDATE)),
         )
         .access(Access::Write)
         .body(UPDATE_FIELDS)
@@ -88,38 +84,10 @@ pub fn routes() -> Vec<Route> {
             "/pipelines/{id}",
             "deletePipeline",
             "Delete a pipeline (refused while leads are in it)",
-            |c| Box::pin(delete(c)),
+            |c| Box::pin(plain::delete(c, &DELETE)),
         )
         .access(Access::Write)
         .reply(Reply::Deleted, "Deleted")
         .conflicts(),
     ]
-}
-
-async fn list(c: Call) -> Result<Response, AppError> {
-    Ok(envelope::all(c.run(&LIST, Default::default()).await?))
-}
-
-async fn create(mut c: Call) -> Result<Response, AppError> {
-    let input = c.input().await?;
-    let data = c
-        .run(&CREATE, vars([("input", Value::Object(input))]))
-        .await?;
-    Ok(envelope::created(data))
-}
-
-async fn get(c: Call) -> Result<Response, AppError> {
-    Ok(envelope::object(c.run(&GET, vars([("id", c.id())])).await?))
-}
-
-async fn update(mut c: Call) -> Result<Response, AppError> {
-    let input = c.input().await?;
-    let vars = vars([("id", c.id()), ("input", Value::Object(input))]);
-    Ok(envelope::object(c.run(&UPDATE, vars).await?))
-}
-
-async fn delete(c: Call) -> Result<Response, AppError> {
-    Ok(envelope::deleted(
-        c.run(&DELETE, vars([("id", c.id())])).await?,
-    ))
 }

@@ -291,6 +291,60 @@ impl Op {
     }
 }
 
+/// `limit`: the page size of a paged list.
+pub const LIMIT: Param = Param {
+    name: "limit",
+    ty: Ty::Int,
+    doc: "Page size, 1 to 100 (default 20)",
+};
+
+/// `cursor`: where a paged list continues.
+pub const CURSOR: Param = Param {
+    name: "cursor",
+    ty: Ty::Str,
+    doc: "`meta.nextCursor` of the previous page",
+};
+
+/// The handlers of routes whose whole work is their operation: `op`'s `r` field answers, the
+/// body (when the route has one) is its `input`, the `{id}` segment its `id`.
+pub mod plain {
+    use axum::response::Response;
+    use serde_json::{Map, Value};
+
+    use super::{Call, Op, vars};
+    use crate::error::AppError;
+    use crate::rest::envelope;
+
+    /// `200` with the whole list.
+    pub async fn list(c: Call, op: &'static Op) -> Result<Response, AppError> {
+        Ok(envelope::all(c.run(op, Map::new()).await?))
+    }
+
+    /// `201` with what the body created.
+    pub async fn create(mut c: Call, op: &'static Op) -> Result<Response, AppError> {
+        let input = c.input().await?;
+        let data = c.run(op, vars([("input", Value::Object(input))])).await?;
+        Ok(envelope::created(data))
+    }
+
+    /// `200` with what the operation on `{id}` returns.
+    pub async fn by_id(c: Call, op: &'static Op) -> Result<Response, AppError> {
+        Ok(envelope::object(c.run(op, vars([("id", c.id())])).await?))
+    }
+
+    /// `200` with the object `{id}` after the body's changes.
+    pub async fn update(mut c: Call, op: &'static Op) -> Result<Response, AppError> {
+        let input = c.input().await?;
+        let vars = vars([("id", c.id()), ("input", Value::Object(input))]);
+        Ok(envelope::object(c.run(op, vars).await?))
+    }
+
+    /// `200` with `{id, deleted: true}`.
+    pub async fn delete(c: Call, op: &'static Op) -> Result<Response, AppError> {
+        Ok(envelope::deleted(c.run(op, vars([("id", c.id())])).await?))
+    }
+}
+
 /// GraphQL variables from pairs.
 pub fn vars<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()

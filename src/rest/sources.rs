@@ -1,14 +1,10 @@
 //! `/sources`: where leads come from.
 
 use axum::http::Method;
-use axum::response::Response;
 use entity::enums::Channel;
-use serde_json::Value;
 
-use super::envelope;
 use super::fields::{Field, Rule, Ty, f, null, req};
-use super::route::{Access, Call, Op, Reply, Route, vars};
-use crate::error::AppError;
+use super::route::{Access, Op, Reply, Route, plain};
 
 macro_rules! source {
     () => {
@@ -58,7 +54,7 @@ pub fn routes() -> Vec<Route> {
             "/sources",
             "listSources",
             "List sources",
-            |c| Box::pin(list(c)),
+            |c| Box::pin(plain::list(c, &LIST)),
         )
         .reply(Reply::List, "Source"),
         route(
@@ -66,7 +62,7 @@ pub fn routes() -> Vec<Route> {
             "/sources",
             "createSource",
             "Create a source",
-            |c| Box::pin(create(c)),
+            |c| Box::pin(plain::create(c, &CREATE)),
         )
         .access(Access::Write)
         .body(CREATE_FIELDS)
@@ -76,7 +72,7 @@ pub fn routes() -> Vec<Route> {
             "/sources/{id}",
             "getSource",
             "Get a source",
-            |c| Box::pin(get(c)),
+            |c| Box::pin(plain::by_id(c, &GET)),
         )
         .reply(Reply::Ok, "Source"),
         route(
@@ -84,7 +80,7 @@ pub fn routes() -> Vec<Route> {
             "/sources/{id}",
             "updateSource",
             "Update a source",
-            |c| Box::pin(update(c)),
+            |c| Box::pin(plain::update(c, &UPDATE)),
         )
         .access(Access::Write)
         .body(UPDATE_FIELDS)
@@ -94,38 +90,10 @@ pub fn routes() -> Vec<Route> {
             "/sources/{id}",
             "deleteSource",
             "Delete a source (refused while leads use it)",
-            |c| Box::pin(delete(c)),
+            |c| Box::pin(plain::delete(c, &DELETE)),
         )
         .access(Access::Write)
         .reply(Reply::Deleted, "Deleted")
         .conflicts(),
     ]
-}
-
-async fn list(c: Call) -> Result<Response, AppError> {
-    Ok(envelope::all(c.run(&LIST, Default::default()).await?))
-}
-
-async fn create(mut c: Call) -> Result<Response, AppError> {
-    let input = c.input().await?;
-    let data = c
-        .run(&CREATE, vars([("input", Value::Object(input))]))
-        .await?;
-    Ok(envelope::created(data))
-}
-
-async fn get(c: Call) -> Result<Response, AppError> {
-    Ok(envelope::object(c.run(&GET, vars([("id", c.id())])).await?))
-}
-
-async fn update(mut c: Call) -> Result<Response, AppError> {
-    let input = c.input().await?;
-    let vars = vars([("id", c.id()), ("input", Value::Object(input))]);
-    Ok(envelope::object(c.run(&UPDATE, vars).await?))
-}
-
-async fn delete(c: Call) -> Result<Response, AppError> {
-    Ok(envelope::deleted(
-        c.run(&DELETE, vars([("id", c.id())])).await?,
-    ))
 }

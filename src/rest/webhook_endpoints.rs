@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::envelope;
 use super::events::{graphql_name, rest_name};
 use super::fields::{Field, Ty, f, null, req};
-use super::route::{Access, Call, Op, Param, Reply, Route, vars};
+use super::route::{Access, CURSOR, Call, LIMIT, Op, Param, Reply, Route, plain, vars};
 use crate::error::AppError;
 use crate::service::validate::Errors;
 use crate::service::webhook::check_manage;
@@ -85,16 +85,8 @@ const UPDATE_FIELDS: &[Field] = &[
     f("enabled", Ty::Bool),
 ];
 const DELIVERY_PARAMS: &[Param] = &[
-    Param {
-        name: "limit",
-        ty: Ty::Int,
-        doc: "Page size, 1 to 100 (default 20)",
-    },
-    Param {
-        name: "cursor",
-        ty: Ty::Str,
-        doc: "`meta.nextCursor` of the previous page",
-    },
+    LIMIT,
+    CURSOR,
     Param {
         name: "status",
         ty: Ty::Enum(DeliveryStatus::NAMES),
@@ -148,7 +140,7 @@ pub fn routes() -> Vec<Route> {
             "/webhook-endpoints/{id}",
             "deleteWebhookEndpoint",
             "Delete a webhook endpoint and its deliveries",
-            |c| Box::pin(delete(c)),
+            |c| Box::pin(plain::delete(c, &DELETE)),
         )
         .reply(Reply::Deleted, "Deleted"),
         route(
@@ -181,7 +173,7 @@ pub fn routes() -> Vec<Route> {
             "/webhook-deliveries/{id}/redeliver",
             "redeliverWebhook",
             "Send a delivery again now, with the same webhook-id",
-            |c| Box::pin(redeliver(c)),
+            |c| Box::pin(plain::by_id(c, &REDELIVER)),
         )
         .reply(Reply::Ok, "WebhookDelivery"),
     ]
@@ -249,12 +241,6 @@ async fn update(mut c: Call) -> Result<Response, AppError> {
     Ok(envelope::object(endpoint(c.run(&UPDATE, vars).await?)))
 }
 
-async fn delete(c: Call) -> Result<Response, AppError> {
-    Ok(envelope::deleted(
-        c.run(&DELETE, vars([("id", c.id())])).await?,
-    ))
-}
-
 async fn rotate(c: Call) -> Result<Response, AppError> {
     let data = c.run(&ROTATE, vars([("id", c.id())])).await?;
     Ok(envelope::object(with_secret(data)))
@@ -263,12 +249,6 @@ async fn rotate(c: Call) -> Result<Response, AppError> {
 async fn test(c: Call) -> Result<Response, AppError> {
     Ok(envelope::created(
         c.run(&TEST, vars([("id", c.id())])).await?,
-    ))
-}
-
-async fn redeliver(c: Call) -> Result<Response, AppError> {
-    Ok(envelope::object(
-        c.run(&REDELIVER, vars([("id", c.id())])).await?,
     ))
 }
 
@@ -283,14 +263,9 @@ async fn deliveries(c: Call) -> Result<Response, AppError> {
         vars.insert("status".into(), Value::String(status.to_uppercase()));
     }
     let data = c.run(&DELIVERIES, vars).await?;
-    let items = match &data["edges"] {
-        Value::Array(edges) => edges.iter().map(|e| e["node"].clone()).collect(),
-        _ => Vec::new(),
-    };
-    let next = if data["pageInfo"]["hasNextPage"] == true {
-        data["pageInfo"]["endCursor"].clone()
-    } else {
-        Value::Null
-    };
-    Ok(envelope::list(items, next, limit))
+    Ok(envelope::list(
+        envelope::nodes(&data),
+        envelope::next_cursor(&data),
+        limit,
+    ))
 }
