@@ -10,8 +10,6 @@ use super::lead::PageInfo;
 use super::{app, rc};
 use crate::ids::Kind;
 use crate::service::event::{FeedArgs, cursor, feed};
-use crate::service::page::{DEFAULT_PAGE, MAX_PAGE};
-use crate::service::validate::Errors;
 
 /// A committed change.
 pub struct Event(pub event::Model);
@@ -109,18 +107,12 @@ impl EventQuery {
         resource_id: Option<ID>,
     ) -> Result<EventConnection> {
         let app = app(ctx)?;
-        let limit = first.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            let mut errors = Errors::new();
-            errors.add("first", format!("must be between 1 and {MAX_PAGE}"));
-            errors.finish()?;
-        }
         let page = feed(
             app,
             rc(ctx)?,
             FeedArgs {
                 after,
-                limit: limit as u64,
+                first,
                 types: types.unwrap_or_default(),
                 resource_id: resource_id.map(|id| id.0),
             },

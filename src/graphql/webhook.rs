@@ -9,8 +9,6 @@ use super::guard::Need;
 use super::lead::PageInfo;
 use super::{app, decode_arg, rc};
 use crate::ids::Kind;
-use crate::service::page::{DEFAULT_PAGE, MAX_PAGE};
-use crate::service::validate::Errors;
 use crate::service::webhook::{self as service, EndpointInput};
 
 /// A URL that receives the events it subscribed to, signed with its secret.
@@ -221,24 +219,8 @@ impl WebhookQuery {
     ) -> Result<WebhookDeliveryConnection> {
         let app = app(ctx)?;
         let endpoint = decode_arg(ctx, Kind::WebhookEndpoint, &endpoint_id)?;
-        let mut errors = Errors::new();
-        let limit = first.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            errors.add("first", format!("must be between 1 and {MAX_PAGE}"));
-        }
-        let after = match after {
-            Some(c) => {
-                let id = app.ids.decode(Kind::WebhookDelivery, &c);
-                if id.is_none() {
-                    errors.add("after", "is not a valid cursor");
-                }
-                id
-            }
-            None => None,
-        };
-        errors.finish()?;
         let (rows, more) =
-            service::deliveries(app, rc(ctx)?, endpoint, status, after, limit as u64).await?;
+            service::deliveries(app, rc(ctx)?, endpoint, status, first, after.as_deref()).await?;
         let edges: Vec<WebhookDeliveryEdge> = rows
             .into_iter()
             .map(|d| WebhookDeliveryEdge {

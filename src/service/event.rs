@@ -23,6 +23,7 @@ use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 pub use crate::outbox::Outbox;
 use crate::service::audit::{self, Actor};
+use crate::service::page;
 use crate::service::validate::Errors;
 use crate::service::webhook;
 use crate::state::App;
@@ -368,8 +369,8 @@ pub async fn commit(
 pub struct FeedArgs {
     /// Events after this cursor; from the oldest kept when `None`.
     pub after: Option<String>,
-    /// Page size, 1 to 100.
-    pub limit: u64,
+    /// Page size, 1 to 100 (default 20).
+    pub first: Option<i64>,
     /// Only these types (all when empty).
     pub types: Vec<EventType>,
     /// Only events of this lead (opaque ID).
@@ -396,6 +397,7 @@ pub fn cursor(ids: &Ids, seq: i64) -> String {
 pub async fn feed(app: &App, rc: &RequestCtx, args: FeedArgs) -> AppResult<Feed> {
     let p = rc.principal()?;
     let mut errors = Errors::new();
+    let limit = page::size(args.first, &mut errors);
     let after = match &args.after {
         Some(c) => {
             let seq = app.ids.decode(Kind::EventCursor, c);
@@ -440,11 +442,11 @@ pub async fn feed(app: &App, rc: &RequestCtx, args: FeedArgs) -> AppResult<Feed>
     }
     let mut events = q
         .order_by_asc(event::Column::Seq)
-        .limit(args.limit + 1)
+        .limit(limit + 1)
         .all(&app.db)
         .await?;
-    let has_more = events.len() as u64 > args.limit;
-    events.truncate(args.limit as usize);
+    let has_more = events.len() as u64 > limit;
+    events.truncate(limit as usize);
     let cursor = match events.last() {
         Some(e) => Some(cursor(&app.ids, e.seq)),
         None => args.after.clone(),

@@ -72,6 +72,18 @@ pub fn decode_cursor(ids: &Ids, kind: Kind, sort: &str, cursor: &str) -> Option<
     })
 }
 
+/// The page size `first` asks for ([`DEFAULT_PAGE`] when absent), for lists paged forward
+/// only; outside 1 to [`MAX_PAGE`] it is a field error on `first`.
+pub fn size(first: Option<i64>, errors: &mut Errors) -> u64 {
+    let n = first.unwrap_or(DEFAULT_PAGE);
+    errors.check(
+        (1..=MAX_PAGE).contains(&n),
+        "first",
+        &format!("must be between 1 and {MAX_PAGE}"),
+    );
+    n.clamp(1, MAX_PAGE) as u64
+}
+
 /// Validates page arguments into a window.
 pub fn window(ids: &Ids, kind: Kind, sort: &str, args: &PageArgs) -> Result<Window, AppError> {
     let mut errors = Errors::new();

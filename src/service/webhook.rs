@@ -422,15 +422,26 @@ pub async fn send_test(app: &App, rc: &RequestCtx, id: i64) -> AppResult<webhook
     Ok(row)
 }
 
-/// Deliveries of endpoint `id`, newest first, after the delivery `after` (a row ID).
+/// Deliveries of endpoint `id`, newest first: `first` of them after the delivery `after` (its
+/// opaque ID, the list's cursor).
 pub async fn deliveries(
     app: &App,
     rc: &RequestCtx,
     endpoint_id: i64,
     status: Option<DeliveryStatus>,
-    after: Option<i64>,
-    limit: u64,
+    first: Option<i64>,
+    after: Option<&str>,
 ) -> AppResult<(Vec<webhook_delivery::Model>, bool)> {
+    let mut errors = Errors::new();
+    let limit = crate::service::page::size(first, &mut errors);
+    let after = after.and_then(|c| {
+        let id = app.ids.decode(Kind::WebhookDelivery, c);
+        if id.is_none() {
+            errors.add("after", "is not a valid cursor");
+        }
+        id
+    });
+    errors.finish()?;
     get(app, rc, endpoint_id).await?;
     let mut q = webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::EndpointId.eq(endpoint_id));
