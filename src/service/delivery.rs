@@ -337,53 +337,46 @@ async fn record(app: &App, attempts: &[Attempt]) -> Result<(), DbErr> {
     let mut endpoints: Vec<i64> = attempts.iter().map(|a| a.endpoint).collect();
     endpoints.sort_unstable();
     endpoints.dedup();
+    let limit = Duration::seconds(
+        i64::try_from(app.config.webhook_disable_after_secs).unwrap_or(i64::MAX / 2),
+    );
     for id in endpoints {
-        let mine = attempts.iter().filter(|a| a.endpoint == id);
-        let succeeded = mine.clone().any(|a| a.outcome.ok());
-        let Some(last_failure) = mine.clone().rfind(|a| !a.outcome.ok()) else {
-            if let Some(current) =
-                crate::db::one_locked(&tx, webhook_endpoint::Entity::find_by_id(id)).await?
-                && current.failing_since.is_some()
-            {
-                let mut row: webhook_endpoint::ActiveModel = current.into();
-                row.failing_since = Set(None);
-                row.updated_at = Set(now);
-                row.update(&tx).await?;
-            }
-            continue;
-        };
         let Some(current) =
             crate::db::one_locked(&tx, webhook_endpoint::Entity::find_by_id(id)).await?
         else {
             continue;
         };
+        let mine = attempts.iter().filter(|a| a.endpoint == id);
         let mut row: webhook_endpoint::ActiveModel = current.clone().into();
-        if succeeded {
+        match mine.clone().rfind(|a| !a.outcome.ok()) {
             // It answers: the run of failures is over.
-            if current.failing_since.is_none() {
-                continue;
+            _ if mine.clone().any(|a| a.outcome.ok()) => {
+                if current.failing_since.is_none() {
+                    continue;
+                }
+                row.failing_since = Set(None);
             }
-            row.failing_since = Set(None);
-        } else {
-            let since = current.failing_since.unwrap_or(now);
-            row.failing_since = Set(Some(since));
-            let limit = Duration::seconds(
-                i64::try_from(app.config.webhook_disable_after_secs).unwrap_or(i64::MAX / 2),
-            );
-            let o = &last_failure.outcome;
-            if current.enabled && now - since >= limit {
-                row.enabled = Set(false);
-                row.disabled_reason = Set(Some(format!(
-                    "every delivery failed since {} ({})",
-                    crate::service::clock::ts(since),
-                    o.error.clone().unwrap_or_else(|| format!(
-                        "last status {}",
-                        o.status.map_or("none".into(), |s| s.to_string())
-                    ))
-                )));
-            } else if current.failing_since.is_some() {
-                continue;
+            Some(failure) => {
+                let since = current.failing_since.unwrap_or(now);
+                if current.enabled && now - since >= limit {
+                    let o = &failure.outcome;
+                    let why = o.error.clone().unwrap_or_else(|| {
+                        format!(
+                            "last status {}",
+                            o.status.map_or("none".into(), |s| s.to_string())
+                        )
+                    });
+                    row.enabled = Set(false);
+                    row.disabled_reason = Set(Some(format!(
+                        "every delivery failed since {} ({why})",
+                        crate::service::clock::ts(since),
+                    )));
+                } else if current.failing_since.is_some() {
+                    continue;
+                }
+                row.failing_since = Set(Some(since));
             }
+            None => continue,
         }
         row.updated_at = Set(now);
         row.update(&tx).await?;
