@@ -103,19 +103,32 @@ pub async fn commit(
 
 /// `{"before": …, "after": …}` keeping only the fields that differ.
 pub fn diff(before: &serde_json::Value, after: &serde_json::Value) -> serde_json::Value {
-    let (Some(b), Some(a)) = (before.as_object(), after.as_object()) else {
+    if !(before.is_object() && after.is_object()) {
         return serde_json::json!({"before": before, "after": after});
-    };
+    }
     let mut bo = serde_json::Map::new();
     let mut ao = serde_json::Map::new();
-    for (k, av) in a {
-        let bv = b.get(k).unwrap_or(&serde_json::Value::Null);
-        if bv != av && k != "updatedAt" {
-            bo.insert(k.clone(), bv.clone());
-            ao.insert(k.clone(), av.clone());
-        }
+    for (k, bv, av) in changed(before, after) {
+        bo.insert(k.to_owned(), bv.clone());
+        ao.insert(k.to_owned(), av.clone());
     }
     serde_json::json!({"before": bo, "after": ao})
+}
+
+/// The fields of object `after` whose value differs from `before`'s (`updatedAt` is no change
+/// of its own), with both values; none when either is not an object.
+pub fn changed<'a>(
+    before: &'a serde_json::Value,
+    after: &'a serde_json::Value,
+) -> Vec<(&'a str, &'a serde_json::Value, &'a serde_json::Value)> {
+    let (Some(b), Some(a)) = (before.as_object(), after.as_object()) else {
+        return Vec::new();
+    };
+    a.iter()
+        .filter(|(k, _)| k.as_str() != "updatedAt")
+        .map(|(k, av)| (k.as_str(), b.get(k).unwrap_or(&serde_json::Value::Null), av))
+        .filter(|(_, bv, av)| bv != av)
+        .collect()
 }
 
 /// Audit log filters.

@@ -220,7 +220,9 @@ async fn send(
     let timestamp = Utc::now().timestamp();
     let mut secrets = vec![endpoint.secret.as_str()];
     if let Some(prev) = &endpoint.previous_secret
-        && crate::service::webhook::still_valid(endpoint.previous_secret_until)
+        && endpoint
+            .previous_secret_until
+            .is_some_and(|until| until > Utc::now())
     {
         secrets.push(prev);
     }

@@ -59,16 +59,11 @@ impl NewEvent {
 /// `{field: {from, to}}` for the fields of `after` that differ from `before` (`updatedAt` is
 /// not a change of its own).
 pub fn changes(before: &Value, after: &Value) -> Value {
-    let mut out = Map::new();
-    if let (Some(b), Some(a)) = (before.as_object(), after.as_object()) {
-        for (k, to) in a {
-            let from = b.get(k).unwrap_or(&Value::Null);
-            if from != to && k != "updatedAt" {
-                out.insert(k.clone(), json!({"from": from, "to": to}));
-            }
-        }
-    }
-    Value::Object(out)
+    audit::changed(before, after)
+        .into_iter()
+        .map(|(k, from, to)| (k.to_owned(), json!({"from": from, "to": to})))
+        .collect::<Map<_, _>>()
+        .into()
 }
 
 /// Appends `events` to the stream of `actor` in `tx` and queues their webhook deliveries;

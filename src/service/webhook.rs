@@ -470,18 +470,6 @@ pub async fn attempts(app: &App, delivery_ids: Vec<i64>) -> AppResult<Vec<webhoo
         .await?)
 }
 
-/// Delivery `id` of the caller's endpoints.
-pub async fn delivery(app: &App, rc: &RequestCtx, id: i64) -> AppResult<webhook_delivery::Model> {
-    let p = rc.principal()?;
-    check_manage(p)?;
-    webhook_delivery::Entity::find_by_id(id)
-        .filter(webhook_delivery::Column::TenantId.eq(p.tenant_id))
-        .filter(webhook_delivery::Column::Environment.eq(p.environment))
-        .one(&app.db)
-        .await?
-        .ok_or(AppError::NotFound)
-}
-
 /// `redeliverWebhook`: sends the same message again (same `webhook-id`), now, whatever its
 /// state.
 pub async fn redeliver(app: &App, rc: &RequestCtx, id: i64) -> AppResult<webhook_delivery::Model> {
@@ -516,9 +504,4 @@ pub async fn redeliver(app: &App, rc: &RequestCtx, id: i64) -> AppResult<webhook
     .await?;
     app.outbox.deliveries_due.notify_one();
     Ok(after)
-}
-
-/// Whether `at` is before now (for a secret's overlap).
-pub fn still_valid(until: Option<DateTime<Utc>>) -> bool {
-    until.is_some_and(|u| u > Utc::now())
 }
