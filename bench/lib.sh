@@ -8,8 +8,11 @@ if ! [ -x "$tools/bin/oha" ]; then
   cargo install oha --locked --quiet --root "$tools"
 fi
 OHA="$tools/bin/oha"
-echo "building the binaries (--profile dist)" >&2
-cargo build --profile dist --quiet --bin leadgraph --example sql_baseline
+# compare.sh given both builds (COMPARE_NEW) needs none of this tree's.
+if [ -z "${COMPARE_NEW:-}" ]; then
+  echo "building the binaries (--profile dist)" >&2
+  cargo build --profile dist --quiet --bin leadgraph --example sql_baseline
+fi
 BIN="$PWD/target/dist/leadgraph"
 
 work=$(mktemp -d)

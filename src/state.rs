@@ -42,6 +42,8 @@ pub struct App {
     /// Work started by requests that must finish even when the request does not wait
     /// (operations, duplicate detection); awaited at shutdown.
     pub tasks: tokio_util::task::TaskTracker,
+    /// Just-created leads waiting for duplicate detection.
+    pub duplicates: std::sync::Arc<crate::service::lead::duplicates::Pending>,
 }
 
 impl App {
@@ -77,6 +79,7 @@ impl App {
             ids,
             dummy_hash: password::hash_async(password::generate()).await?,
             tasks: tokio_util::task::TaskTracker::new(),
+            duplicates: Default::default(),
             delivery_stats: Default::default(),
             outbox,
             limits: RateLimits::new(&config),

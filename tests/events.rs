@@ -424,6 +424,7 @@ db_tests!(
     deliveries_are_signed_retried_and_logged,
     private_targets_are_refused_at_send_time,
     a_failing_endpoint_is_disabled_with_a_reason,
+    a_stream_counts_its_enabled_endpoints,
 );
 
 /// A local HTTP receiver: records each request; answers the statuses of `answers` in turn,
@@ -829,6 +830,7 @@ async fn a_failing_endpoint_is_disabled_with_a_reason(app: TestApp) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(e["enabled"], false, "{e}");
+    assert_eq!(stream_endpoints(&app).await, 0);
     assert!(
         e["disabledReason"]
             .as_str()
@@ -855,6 +857,91 @@ async fn a_failing_endpoint_is_disabled_with_a_reason(app: TestApp) {
     );
     rx.wait_for(sent + 1).await;
     stop.cancel();
+}
+
+/// The enabled endpoints the event streams count (what appending trusts).
+async fn stream_endpoints(app: &TestApp) -> i64 {
+    use sea_orm::ConnectionTrait;
+    let row = app
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db().get_database_backend(),
+            "SELECT CAST(COALESCE(SUM(endpoints), 0) AS BIGINT) AS n FROM event_streams",
+        ))
+        .await
+        .expect("query")
+        .expect("a row");
+    row.try_get::<i64>("", "n").expect("n")
+}
+
+async fn a_stream_counts_its_enabled_endpoints(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    // Created at once: each counts after the others' commits, so none is lost.
+    let urls: Vec<String> = (0..4)
+        .map(|i| format!("https://hooks.example.com/{i}"))
+        .collect();
+    let ids: Vec<String> =
+        futures::future::join_all(urls.iter().map(|u| endpoint(&app, &t, u, "")))
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+    assert_eq!(stream_endpoints(&app).await, 4);
+    // Each create a new email, so no duplicate is detected to be delivered meanwhile.
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    let queued = |n: i64| {
+        let (app, t) = (&app, &t);
+        let i = made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move {
+            let before = app.count("webhook_deliveries").await;
+            create(app, t, &format!("lead{i}@example.com")).await;
+            assert_eq!(app.count("webhook_deliveries").await - before, n);
+        }
+    };
+    queued(4).await;
+    let set = |id: String, enabled: bool| {
+        let t = &t;
+        let app = &app;
+        async move {
+            let r = app
+                .gql(
+                    Auth::Bearer(&t.owner.token),
+                    "mutation($id: ID!, $on: Boolean!) { updateWebhookEndpoint(id: $id, input: {enabled: $on}) { enabled } }",
+                    json!({"id": id, "on": enabled}),
+                )
+                .await;
+            assert_eq!(r.data()["updateWebhookEndpoint"]["enabled"], enabled);
+        }
+    };
+    set(ids[0].clone(), false).await;
+    assert_eq!(stream_endpoints(&app).await, 3);
+    queued(3).await;
+    let r = app
+        .request(
+            axum::http::Method::DELETE,
+            &format!("/v1/webhook-endpoints/{}", ids[1]),
+            &[("x-api-key", t.key.as_str())],
+            axum::body::Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(stream_endpoints(&app).await, 2);
+    queued(2).await;
+    set(ids[0].clone(), true).await;
+    assert_eq!(stream_endpoints(&app).await, 3);
+    queued(3).await;
+    // Another environment's stream has none.
+    let (_, sandbox) = app.key(&t.owner.token, "FULL", "SANDBOX").await;
+    let before = app.count("webhook_deliveries").await;
+    let r = app
+        .gql(
+            Auth::Key(&sandbox),
+            "mutation { createLead(input: {email: \"s@example.com\", firstName: \"A\", lastName: \"B\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    r.data();
+    assert_eq!(app.count("webhook_deliveries").await, before);
 }
 
 // ---- Several instances on one PostgreSQL database (SPEC.md section 15) ----

@@ -15,6 +15,8 @@ pub struct Model {
     pub last_seq: i64,
     /// Events up to this number were deleted by retention.
     pub pruned_through: i64,
+    /// How many enabled webhook endpoints the stream has (kept by endpoint writes).
+    pub endpoints: i64,
 }
 
 /// No declared relations: services join explicitly.

@@ -342,6 +342,8 @@ async fn record(app: &App, attempts: &[Attempt]) -> Result<(), DbErr> {
     let limit = Duration::seconds(
         i64::try_from(app.config.webhook_disable_after_secs).unwrap_or(i64::MAX / 2),
     );
+    // Streams are locked after every endpoint (as endpoint writes do), so no two orders meet.
+    let mut disabled = Vec::new();
     for id in endpoints {
         let Some(current) =
             crate::db::one_locked(&tx, webhook_endpoint::Entity::find_by_id(id)).await?
@@ -369,6 +371,7 @@ async fn record(app: &App, attempts: &[Attempt]) -> Result<(), DbErr> {
                         )
                     });
                     row.enabled = Set(false);
+                    disabled.push((current.tenant_id, current.environment));
                     row.disabled_reason = Set(Some(format!(
                         "every delivery failed since {} ({why})",
                         crate::service::clock::ts(since),
@@ -382,6 +385,11 @@ async fn record(app: &App, attempts: &[Attempt]) -> Result<(), DbErr> {
         }
         row.updated_at = Set(now);
         row.update(&tx).await?;
+    }
+    disabled.sort_by_key(|(t, e)| (*t, e.as_str()));
+    disabled.dedup();
+    for (tenant_id, environment) in disabled {
+        crate::service::webhook::count_endpoints(&tx, tenant_id, environment).await?;
     }
     tx.commit().await
 }

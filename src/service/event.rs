@@ -78,28 +78,19 @@ pub async fn append(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    // Looked up before the stream's lock is taken, so the lock is held for less.
-    let endpoints = subscribed_endpoints(tx, actor.tenant_id, actor.environment).await?;
     let now = Utc::now();
-    let rows = if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
+    let (rows, endpoints) = if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
         append_postgres(tx, actor, &events, now).await?
     } else {
         append_sqlite(tx, actor, events, now).await?
     };
-    if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
-        // Delivered to every instance's listener when, and only if, the transaction commits.
-        let ids: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();
-        tx.execute_raw(sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [CHANNEL.into(), ids.join(",").into()],
-        ))
-        .await?;
-    }
-    let queued = fan_out(tx, &out.ids, &endpoints, &rows).await?;
-    if queued > 0 {
-        // Woken before the commit, the worker may find nothing yet; it polls again shortly.
-        out.deliveries_due.notify_one();
+    // The stream counts its enabled endpoints, so a stream without any (most) looks up none.
+    if endpoints > 0 {
+        let endpoints = subscribed_endpoints(tx, actor.tenant_id, actor.environment).await?;
+        if fan_out(tx, &out.ids, &endpoints, &rows).await? > 0 {
+            // Woken before the commit, the worker may find nothing yet; it polls again shortly.
+            out.deliveries_due.notify_one();
+        }
     }
     Ok(rows)
 }
@@ -163,13 +154,14 @@ pub async fn listen(db: DatabaseConnection, url: String, out: Outbox) {
 }
 
 /// SQLite: bumps the stream's row (one atomic upsert; SQLite has one writer at a time) and
-/// inserts the events with the numbers it handed out.
+/// inserts the events with the numbers it handed out; returns them and the stream's count of
+/// enabled endpoints.
 async fn append_sqlite(
     tx: &DatabaseTransaction,
     actor: Actor,
     events: Vec<NewEvent>,
     now: DateTime<Utc>,
-) -> Result<Vec<event::Model>, DbErr> {
+) -> Result<(Vec<event::Model>, i64), DbErr> {
     let n = events.len() as i64;
     // One atomic statement creates or bumps the stream's row and locks it.
     let bump = Query::insert()
@@ -197,13 +189,17 @@ async fn append_sqlite(
             )
             .to_owned(),
         )
-        .returning_col(event_stream::Column::LastSeq)
+        .returning(Query::returning().columns([
+            event_stream::Column::LastSeq,
+            event_stream::Column::Endpoints,
+        ]))
         .to_owned();
     let row = tx
         .query_one(&bump)
         .await?
         .ok_or_else(|| DbErr::Custom("the event stream returned no number".into()))?;
     let last: i64 = row.try_get_by_index(0)?;
+    let endpoints: i64 = row.try_get_by_index(1)?;
     let mut rows = Vec::with_capacity(events.len());
     for (i, e) in events.into_iter().enumerate() {
         let row = event::ActiveModel {
@@ -223,17 +219,19 @@ async fn append_sqlite(
         };
         rows.push(row.insert(tx).await?);
     }
-    Ok(rows)
+    Ok((rows, endpoints))
 }
 
-/// PostgreSQL: bumps the stream's row, which locks it until the commit, and inserts the
-/// events numbered from it, in one statement (one round trip under the lock).
+/// PostgreSQL: bumps the stream's row, which locks it until the commit, inserts the events
+/// numbered from it and notifies the listeners of their IDs (delivered on commit only), in one
+/// statement: one round trip under the lock. Returns the events and the stream's count of
+/// enabled endpoints.
 async fn append_postgres(
     tx: &DatabaseTransaction,
     actor: Actor,
     events: &[NewEvent],
     now: DateTime<Utc>,
-) -> Result<Vec<event::Model>, DbErr> {
+) -> Result<(Vec<event::Model>, i64), DbErr> {
     let mut values: Vec<sea_orm::Value> = vec![
         actor.tenant_id.into(),
         actor.environment.as_str().into(),
@@ -242,6 +240,7 @@ async fn append_postgres(
         actor.actor_user_id.into(),
         actor.on_behalf_of_user_id.into(),
         actor.api_key_id.into(),
+        CHANNEL.into(),
     ];
     let mut rows = Vec::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
@@ -265,25 +264,34 @@ async fn append_postgres(
     let sql = format!(
         "WITH s AS (INSERT INTO event_streams (tenant_id, environment, last_seq, pruned_through) \
          VALUES ($1, $2, $3, 0) ON CONFLICT (tenant_id, environment) \
-         DO UPDATE SET last_seq = event_streams.last_seq + EXCLUDED.last_seq RETURNING last_seq) \
-         INSERT INTO events (tenant_id, environment, seq, event_type, occurred_at, resource_type, \
-         resource_id, actor_user_id, on_behalf_of_user_id, api_key_id, data, changes) \
+         DO UPDATE SET last_seq = event_streams.last_seq + EXCLUDED.last_seq \
+         RETURNING last_seq, endpoints), \
+         ins AS (INSERT INTO events (tenant_id, environment, seq, event_type, occurred_at, \
+         resource_type, resource_id, actor_user_id, on_behalf_of_user_id, api_key_id, data, \
+         changes) \
          SELECT $1, $2, s.last_seq - $3 + v.ord, v.event_type, $4, v.resource_type, \
          v.resource_id, $5, $6, $7, v.data, v.changes \
          FROM s, (VALUES {}) AS v(ord, event_type, resource_type, resource_id, data, changes) \
-         RETURNING *",
+         RETURNING *) \
+         SELECT ins.*, s.endpoints AS stream_endpoints FROM ins CROSS JOIN s \
+         CROSS JOIN (SELECT pg_notify($8, string_agg(id::text, ',' ORDER BY seq)) FROM ins) n",
         rows.join(", ")
     );
-    let mut inserted = event::Entity::find()
-        .from_raw_sql(sea_orm::Statement::from_sql_and_values(
+    let result = tx
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
             sql,
             values,
         ))
-        .all(tx)
         .await?;
+    let mut endpoints = 0;
+    let mut inserted = Vec::with_capacity(result.len());
+    for row in &result {
+        endpoints = row.try_get::<i64>("", "stream_endpoints")?;
+        inserted.push(<event::Model as sea_orm::FromQueryResult>::from_query_result(row, "")?);
+    }
     inserted.sort_by_key(|e| e.seq);
-    Ok(inserted)
+    Ok((inserted, endpoints))
 }
 
 /// The enabled endpoints of a stream.
@@ -352,7 +360,21 @@ pub async fn commit(
     entry: audit::Entry<'_>,
     events: Vec<NewEvent>,
 ) -> Result<(), DbErr> {
-    audit::record(&tx, actor, rc, entry).await?;
+    commit_all(out, tx, actor, rc, vec![entry], events).await
+}
+
+/// [`commit`] for a change of several rows, with an audit entry each (a batch).
+pub async fn commit_all(
+    out: &Outbox,
+    tx: DatabaseTransaction,
+    actor: Actor,
+    rc: &RequestCtx,
+    entries: Vec<audit::Entry<'_>>,
+    events: Vec<NewEvent>,
+) -> Result<(), DbErr> {
+    for entry in entries {
+        audit::record(&tx, actor, rc, entry).await?;
+    }
     let appended = append(out, &tx, actor, events).await?;
     tx.commit().await?;
     out.announce(appended);

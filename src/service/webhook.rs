@@ -5,12 +5,13 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Duration, Utc};
-use entity::enums::{DeliveryStatus, EventType, Plan, Scope};
-use entity::{webhook_attempt, webhook_delivery, webhook_endpoint};
+use entity::enums::{DeliveryStatus, Environment, EventType, Plan, Scope};
+use entity::{event_stream, webhook_attempt, webhook_delivery, webhook_endpoint};
 use rand::TryRngCore;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::{Value, json};
 
@@ -177,6 +178,7 @@ pub async fn create(
     }
     .insert(&tx)
     .await?;
+    count_endpoints(&tx, p.tenant_id, p.environment).await?;
     let after = json(app, &row);
     audit::commit(
         tx,
@@ -194,7 +196,7 @@ pub async fn create(
 }
 
 /// Queues one message to `endpoint` in `tx`.
-pub async fn queue<C: sea_orm::ConnectionTrait>(
+pub async fn queue<C: ConnectionTrait>(
     tx: &C,
     endpoint: &webhook_endpoint::Model,
     event_id: Option<i64>,
@@ -202,7 +204,7 @@ pub async fn queue<C: sea_orm::ConnectionTrait>(
     event_type: &str,
     payload: &Value,
     now: DateTime<Utc>,
-) -> Result<webhook_delivery::Model, sea_orm::DbErr> {
+) -> Result<webhook_delivery::Model, DbErr> {
     webhook_delivery::ActiveModel {
         endpoint_id: Set(endpoint.id),
         tenant_id: Set(endpoint.tenant_id),
@@ -283,13 +285,16 @@ pub async fn update(
     }
     row.updated_at = Set(Utc::now());
     let after = row.update(&tx).await?;
+    if after.enabled != before.enabled {
+        count_endpoints(&tx, p.tenant_id, p.environment).await?;
+    }
     let resumed = after.enabled && !before.enabled;
     if resumed {
         // What waited while it was disabled goes now, not at its next scheduled retry.
         webhook_delivery::Entity::update_many()
             .col_expr(
                 webhook_delivery::Column::NextAttemptAt,
-                sea_orm::sea_query::Expr::value(Utc::now()),
+                Expr::value(Utc::now()),
             )
             .filter(webhook_delivery::Column::EndpointId.eq(id))
             .filter(webhook_delivery::Column::Status.eq(DeliveryStatus::Pending))
@@ -376,6 +381,7 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
         .exec(&tx)
         .await?;
     webhook_endpoint::Entity::delete_by_id(id).exec(&tx).await?;
+    count_endpoints(&tx, p.tenant_id, p.environment).await?;
     audit::commit(
         tx,
         Actor::of(p),
@@ -504,4 +510,55 @@ pub async fn redeliver(app: &App, rc: &RequestCtx, id: i64) -> AppResult<webhook
     .await?;
     app.outbox.deliveries_due.notify_one();
     Ok(after)
+}
+
+/// Sets the stream's count of enabled endpoints from the endpoints as they now are; every
+/// write that adds, removes, enables or disables one calls it before its commit. The stream's
+/// row is locked first, so the count is taken after every earlier writer has committed.
+pub async fn count_endpoints(
+    tx: &DatabaseTransaction,
+    tenant_id: i64,
+    environment: Environment,
+) -> Result<(), DbErr> {
+    let lock = Query::insert()
+        .into_table(event_stream::Entity)
+        .columns([
+            event_stream::Column::TenantId,
+            event_stream::Column::Environment,
+            event_stream::Column::LastSeq,
+            event_stream::Column::PrunedThrough,
+        ])
+        .values_panic([
+            tenant_id.into(),
+            environment.as_str().into(),
+            0i64.into(),
+            0i64.into(),
+        ])
+        .on_conflict(
+            OnConflict::columns([
+                event_stream::Column::TenantId,
+                event_stream::Column::Environment,
+            ])
+            .value(
+                event_stream::Column::LastSeq,
+                Expr::col((event_stream::Entity, event_stream::Column::LastSeq)),
+            )
+            .to_owned(),
+        )
+        .to_owned();
+    tx.execute(&lock).await?;
+    let count = Query::select()
+        .expr(Expr::col(webhook_endpoint::Column::Id).count())
+        .from(webhook_endpoint::Entity)
+        .and_where(webhook_endpoint::Column::TenantId.eq(tenant_id))
+        .and_where(webhook_endpoint::Column::Environment.eq(environment))
+        .and_where(webhook_endpoint::Column::Enabled.eq(true))
+        .to_owned();
+    event_stream::Entity::update_many()
+        .col_expr(event_stream::Column::Endpoints, Expr::expr(count))
+        .filter(event_stream::Column::TenantId.eq(tenant_id))
+        .filter(event_stream::Column::Environment.eq(environment))
+        .exec(tx)
+        .await?;
+    Ok(())
 }
