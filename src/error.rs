@@ -78,6 +78,12 @@ pub enum AppError {
     },
     /// `410 CURSOR_EXPIRED`: the change feed no longer holds the events after this cursor.
     CursorExpired,
+    /// `422 IDEMPOTENCY_KEY_REUSED`: the `Idempotency-Key` was first sent with another request.
+    IdempotencyKeyReused,
+    /// `409 IDEMPOTENCY_IN_PROGRESS`: the first request with this `Idempotency-Key` still runs.
+    IdempotencyInProgress,
+    /// `409 AMBIGUOUS_MATCH`: more than one lead matches; the candidates' IDs.
+    AmbiguousMatch(Vec<String>),
     /// `503 SERVICE_UNAVAILABLE`: the database or the server is saturated or down.
     Unavailable,
     /// `500 INTERNAL_ERROR`: logged with the request ID, never shown.
@@ -136,6 +142,17 @@ impl AppError {
                 "The cursor is older than the change feed's retention; start again without `after`"
                     .to_owned()
             }
+            IdempotencyKeyReused => {
+                "This Idempotency-Key was already used with a different request".to_owned()
+            }
+            IdempotencyInProgress => {
+                "A request with this Idempotency-Key is still running; retry shortly".to_owned()
+            }
+            AmbiguousMatch(ids) => format!(
+                "{} leads match; name one of them by ID ({})",
+                ids.len(),
+                ids.join(", ")
+            ),
             Unavailable => "The service is temporarily unavailable; retry shortly".to_owned(),
             Internal(_) => "Internal server error".to_owned(),
         }
@@ -169,6 +186,9 @@ impl AppError {
             PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             RateLimited { .. } => "RATE_LIMITED",
             CursorExpired => "CURSOR_EXPIRED",
+            IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
+            AmbiguousMatch(_) => "AMBIGUOUS_MATCH",
             Unavailable => "SERVICE_UNAVAILABLE",
             Internal(_) => "INTERNAL_ERROR",
         }
@@ -187,8 +207,8 @@ impl AppError {
                 StatusCode::FORBIDDEN
             }
             "NOT_FOUND" => StatusCode::NOT_FOUND,
-            "CONFLICT" => StatusCode::CONFLICT,
-            "VALIDATION_FAILED" => StatusCode::UNPROCESSABLE_ENTITY,
+            "CONFLICT" | "IDEMPOTENCY_IN_PROGRESS" | "AMBIGUOUS_MATCH" => StatusCode::CONFLICT,
+            "VALIDATION_FAILED" | "IDEMPOTENCY_KEY_REUSED" => StatusCode::UNPROCESSABLE_ENTITY,
             "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
             "QUERY_TOO_COMPLEX" | "BAD_REQUEST" | "INTROSPECTION_DISABLED" => {
                 StatusCode::BAD_REQUEST
@@ -223,6 +243,9 @@ impl AppError {
         if let AppError::Validation(fields) | AppError::BadQuery(fields) = self {
             body["errors"] = json!(fields);
         }
+        if let AppError::AmbiguousMatch(ids) = self {
+            body["candidates"] = json!(ids);
+        }
         body
     }
 
@@ -233,9 +256,10 @@ impl AppError {
         let mut err = async_graphql::Error::new_with_source(Source(self.clone()));
         let code = self.code();
         let fields = self.fields().to_vec();
-        let retry_after = match self {
-            AppError::RateLimited { retry_after } => Some(*retry_after),
-            _ => None,
+        let retry_after = self.retry_after();
+        let candidates = match self {
+            AppError::AmbiguousMatch(ids) => ids.clone(),
+            _ => Vec::new(),
         };
         let limit = match self {
             AppError::QueryTooComplex { limit, value, max } => Some((*limit, *value, *max)),
@@ -260,6 +284,11 @@ impl AppError {
             }
             if let Some(secs) = retry_after {
                 e.set("retryAfter", secs);
+            }
+            if !candidates.is_empty() {
+                let ids: Vec<async_graphql::Value> =
+                    candidates.iter().map(|id| id.clone().into()).collect();
+                e.set("candidates", async_graphql::Value::List(ids));
             }
             if let Some((limit, value, max)) = limit {
                 e.set("limit", limit);
@@ -346,12 +375,23 @@ impl IntoResponse for AppError {
         response
             .extensions_mut()
             .insert(crate::metrics::ErrorCode(self.code().to_owned()));
-        if let AppError::RateLimited { retry_after } = self {
+        if let Some(secs) = self.retry_after() {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+impl AppError {
+    /// Seconds after which retrying can succeed, for the errors that say so.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AppError::RateLimited { retry_after } => Some(*retry_after),
+            AppError::IdempotencyInProgress => Some(1),
+            _ => None,
+        }
     }
 }
 
@@ -392,6 +432,9 @@ mod tests {
             (AppError::Forbidden("no"), 403),
             (AppError::NotFound, 404),
             (AppError::Conflict("taken".into()), 409),
+            (AppError::IdempotencyInProgress, 409),
+            (AppError::AmbiguousMatch(vec!["a".into()]), 409),
+            (AppError::IdempotencyKeyReused, 422),
             (AppError::Validation(Vec::new()), 422),
             (AppError::BadRequest("bad".into()), 400),
             (AppError::BadQuery(Vec::new()), 400),

@@ -14,7 +14,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
 use crate::layers::hygiene::{NewRequestId, REQUEST_ID};
-use crate::layers::{authenticate, client_ip, hygiene, limit};
+use crate::layers::{authenticate, client_ip, hygiene, idempotency, limit};
 use crate::web::AppState;
 
 /// Builds the router.
@@ -41,6 +41,10 @@ pub fn build_router(state: AppState) -> Router {
         .nest("/api", crate::rest::router())
         .fallback(not_found)
         // Inside routing, so a refusal is counted under its route; the last added runs first.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit::per_tenant,

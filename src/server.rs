@@ -194,10 +194,11 @@ fn print_welcome(b: &tenant::Bootstrapped, bind: SocketAddr) {
     );
 }
 
-/// How often events past their retention are deleted.
+/// How often events past their retention and expired idempotency keys are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-/// Periodic housekeeping: writes key usage, trims rate-limit state, prunes the change feed.
+/// Periodic housekeeping: writes key usage, trims rate-limit state, prunes the change feed
+/// and expired idempotency keys.
 async fn flush_usage(state: AppState) {
     let mut every =
         tokio::time::interval(Duration::from_secs(state.config.usage_flush_secs.max(1)));
@@ -212,6 +213,11 @@ async fn flush_usage(state: AppState) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "pruned events past their retention"),
                 Err(e) => tracing::warn!(error = %e, "could not prune events; will retry"),
+            }
+            match crate::service::idempotency::prune(&state.db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "pruned expired idempotency keys"),
+                Err(e) => tracing::warn!(error = %e, "could not prune idempotency keys"),
             }
         }
         if let Err(e) = state.usage.flush(&state.db).await {

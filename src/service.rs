@@ -6,6 +6,7 @@ pub mod audit;
 pub mod clock;
 pub mod delivery;
 pub mod event;
+pub mod idempotency;
 pub mod lead;
 pub mod page;
 pub mod pipeline;

@@ -5,6 +5,7 @@ pub mod audit_log;
 pub mod enums;
 pub mod event;
 pub mod event_stream;
+pub mod idempotency_key;
 pub mod lead;
 pub mod lead_tag;
 pub mod pipeline;

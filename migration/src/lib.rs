@@ -7,6 +7,7 @@ mod m20261205_000001_session_epoch;
 mod m20261205_000002_events;
 mod m20261205_000003_webhooks;
 mod m20261205_000004_stream_endpoints;
+mod m20261205_000005_idempotency;
 
 /// Applies leadgraph's migrations in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000002_events::Migration),
             Box::new(m20261205_000003_webhooks::Migration),
             Box::new(m20261205_000004_stream_endpoints::Migration),
+            Box::new(m20261205_000005_idempotency::Migration),
         ]
     }
 }

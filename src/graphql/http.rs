@@ -147,6 +147,16 @@ fn is_mutation(state: &AppState, request: &async_graphql::Request) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a `POST /graphql` body holds a mutation (for idempotency keys; a body that is no
+/// GraphQL request holds none).
+pub fn has_mutation(state: &AppState, body: &[u8]) -> bool {
+    match serde_json::from_slice::<BatchRequest>(body) {
+        Ok(BatchRequest::Single(r)) => is_mutation(state, &r),
+        Ok(BatchRequest::Batch(list)) => list.iter().any(|r| is_mutation(state, r)),
+        Err(_) => false,
+    }
+}
+
 /// `POST /graphql` with an `application/json` body: one request or a batch (JSON array).
 pub async fn post(
     State(state): State<AppState>,

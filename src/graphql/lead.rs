@@ -457,6 +457,87 @@ pub struct CreateLeadInput {
     pub tags: Option<Vec<String>>,
 }
 
+/// Input of `upsertLead`: as `CreateLeadInput`, matched on `email`; the names are required
+/// only when the lead is created, and fields left out keep their values on an update.
+#[derive(InputObject)]
+pub struct UpsertLeadInput {
+    /// Contact email: the lead with this email (case-insensitive) is updated, or created.
+    pub email: String,
+    /// First name (1 to 100 characters); required to create.
+    pub first_name: Option<String>,
+    /// Last name (1 to 100 characters); required to create.
+    pub last_name: Option<String>,
+    /// Phone with country code (E.164 once spaces, dashes, dots and parentheses are removed).
+    pub phone: Option<String>,
+    /// Channel; defaults to the source's channel.
+    pub source: Option<Channel>,
+    /// Lead source.
+    pub source_id: Option<ID>,
+    /// Pipeline; the lead starts in its first stage unless `stageId` is given.
+    pub pipeline_id: Option<ID>,
+    /// Stage (must belong to the pipeline).
+    pub stage_id: Option<ID>,
+    /// Status (`NEW` for a created lead by default).
+    pub status: Option<LeadStatus>,
+    /// Score 0–100 (0 for a created lead by default).
+    pub score: Option<i64>,
+    /// Assigned user.
+    pub assigned_to: Option<ID>,
+    /// Up to 50 custom fields with scalar values.
+    pub custom_fields: Option<Json<serde_json::Value>>,
+    /// Up to 20 tags of up to 50 characters.
+    pub tags: Option<Vec<String>>,
+}
+
+impl From<CreateLeadInput> for UpsertLeadInput {
+    fn from(c: CreateLeadInput) -> Self {
+        UpsertLeadInput {
+            email: c.email,
+            first_name: Some(c.first_name),
+            last_name: Some(c.last_name),
+            phone: c.phone,
+            source: c.source,
+            source_id: c.source_id,
+            pipeline_id: c.pipeline_id,
+            stage_id: c.stage_id,
+            status: c.status,
+            score: c.score,
+            assigned_to: c.assigned_to,
+            custom_fields: c.custom_fields,
+            tags: c.tags,
+        }
+    }
+}
+
+/// What `upsertLead` did.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum UpsertOutcome {
+    /// No lead had the email; this one was created.
+    Created,
+    /// The one lead with the email was updated.
+    Updated,
+}
+
+/// The result of `upsertLead`.
+#[derive(async_graphql::SimpleObject)]
+pub struct UpsertLeadPayload {
+    /// The lead as it now is.
+    pub lead: Lead,
+    /// Whether it was created or updated.
+    pub outcome: UpsertOutcome,
+}
+
+/// The result of `mergeLeads`.
+#[derive(async_graphql::SimpleObject)]
+pub struct MergeLeadsPayload {
+    /// The primary lead as merged (as it would be, for a dry run).
+    pub lead: Lead,
+    /// The duplicates merged into it (deleted, unless a dry run).
+    pub merged: Vec<ID>,
+    /// Whether nothing was written.
+    pub dry_run: bool,
+}
+
 /// Input of `updateLead`: omitted fields are left unchanged; null clears optional fields.
 #[derive(InputObject, Default)]
 pub struct UpdateLeadInput {
@@ -518,12 +599,18 @@ fn required<T>(field: &str, v: MaybeUndefined<T>, nulls: &mut Vec<String>) -> Op
 
 impl CreateLeadInput {
     fn into_service(self, ctx: &Context<'_>) -> LeadInput {
+        UpsertLeadInput::from(self).into_service(ctx)
+    }
+}
+
+impl UpsertLeadInput {
+    fn into_service(self, ctx: &Context<'_>) -> LeadInput {
         let set_id =
             |kind, v: Option<ID>| v.map_or(Change::Keep, |id| Change::Set(id_ref(ctx, kind, &id)));
         LeadInput {
             email: Some(self.email),
-            first_name: Some(self.first_name),
-            last_name: Some(self.last_name),
+            first_name: self.first_name,
+            last_name: self.last_name,
             phone: self.phone.map_or(Change::Keep, Change::Set),
             source: self.source.map_or(Change::Keep, Change::Set),
             source_id: set_id(Kind::Source, self.source_id),
@@ -630,6 +717,70 @@ impl LeadMutation {
         Ok(service::lead::create(app(ctx)?, rc(ctx)?, input)
             .await?
             .into())
+    }
+
+    /// Creates up to 100 leads at once, all or none; errors name the item
+    /// (`extensions.fields[].field` = `inputs[3].email`).
+    #[graphql(guard = "Need::Write")]
+    async fn create_leads(
+        &self,
+        ctx: &Context<'_>,
+        inputs: Vec<CreateLeadInput>,
+    ) -> Result<Vec<Lead>> {
+        let inputs = inputs.into_iter().map(|i| i.into_service(ctx)).collect();
+        let rows = service::lead::bulk::create_many(app(ctx)?, rc(ctx)?, "inputs", inputs).await?;
+        Ok(rows.into_iter().map(Lead::from).collect())
+    }
+
+    /// Updates the lead with this email (case-insensitive, in the caller's tenant and
+    /// environment) or creates it; more than one match is `AMBIGUOUS_MATCH` with their IDs in
+    /// `extensions.candidates`.
+    #[graphql(guard = "Need::Write")]
+    async fn upsert_lead(
+        &self,
+        ctx: &Context<'_>,
+        input: UpsertLeadInput,
+    ) -> Result<UpsertLeadPayload> {
+        let input = input.into_service(ctx);
+        let (row, outcome) = service::lead::bulk::upsert(app(ctx)?, rc(ctx)?, input).await?;
+        Ok(UpsertLeadPayload {
+            lead: row.into(),
+            outcome: match outcome {
+                service::lead::bulk::Outcome::Created => UpsertOutcome::Created,
+                service::lead::bulk::Outcome::Updated => UpsertOutcome::Updated,
+            },
+        })
+    }
+
+    /// Merges duplicates into the primary lead: its non-null fields win, its nulls are filled
+    /// from the duplicates (oldest first), tags are united and custom fields merged key by key
+    /// (the primary's win); the duplicates are deleted and their copies point to the primary.
+    /// A dry run returns the merged lead and writes nothing.
+    #[graphql(guard = "Need::Write")]
+    async fn merge_leads(
+        &self,
+        ctx: &Context<'_>,
+        primary_id: ID,
+        duplicate_ids: Vec<ID>,
+        #[graphql(default_with = "Some(false)")] dry_run: Option<bool>,
+    ) -> Result<MergeLeadsPayload> {
+        let dry_run = dry_run.unwrap_or(false);
+        let primary = super::decode_arg(ctx, Kind::Lead, &primary_id)?;
+        let dups = duplicate_ids
+            .iter()
+            .map(|id| id_ref(ctx, Kind::Lead, id))
+            .collect();
+        let a = app(ctx)?;
+        let m = service::lead::bulk::merge(a, rc(ctx)?, primary, dups, dry_run).await?;
+        Ok(MergeLeadsPayload {
+            lead: m.lead.into(),
+            merged: m
+                .merged
+                .into_iter()
+                .map(|id| ID(a.ids.encode(Kind::Lead, id)))
+                .collect(),
+            dry_run: m.dry_run,
+        })
     }
 
     /// Changes the given fields of a lead.

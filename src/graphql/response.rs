@@ -63,9 +63,9 @@ pub fn app_error_response(err: &AppError, media: Media) -> Response {
     let mut resp = errors_response(err.status(), media, vec![strip_pos(server)]);
     resp.extensions_mut()
         .insert(crate::metrics::ErrorCode(err.code().to_owned()));
-    if let AppError::RateLimited { retry_after } = err {
+    if let Some(secs) = err.retry_after() {
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }

@@ -24,6 +24,8 @@ pub enum Ty {
     StrList,
     /// An RFC 3339 timestamp.
     DateTime,
+    /// An array of 1 to 100 objects with these fields (a batch).
+    Objects(&'static [Field]),
 }
 
 /// The rule the service checks a field's value against beyond its type, so the OpenAPI
@@ -47,7 +49,7 @@ pub enum Rule {
 }
 
 /// A body field.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field {
     /// Its name in REST and GraphQL.
     pub name: &'static str,
@@ -102,8 +104,12 @@ fn describe(ty: Ty) -> String {
         Ty::Object => "must be a JSON object".into(),
         Ty::StrList => "must be an array of strings".into(),
         Ty::DateTime => "must be an RFC 3339 date-time, e.g. 2026-02-08T14:30:00Z".into(),
+        Ty::Objects(_) => format!("must be an array of 1 to {MAX_ITEMS} JSON objects"),
     }
 }
+
+/// The most items of a [`Ty::Objects`] array.
+pub const MAX_ITEMS: usize = crate::service::lead::bulk::MAX_BATCH;
 
 /// Converts one value; `None` when it has the wrong type.
 fn convert(ty: Ty, v: &Value) -> Option<Value> {
@@ -144,6 +150,26 @@ pub fn check(
             }
             Some(Value::Null) if field.required => errors.add(field.name, "is required"),
             Some(Value::Null) => errors.add(field.name, "must not be null"),
+            Some(Value::Array(items))
+                if matches!(field.ty, Ty::Objects(_)) && (1..=MAX_ITEMS).contains(&items.len()) =>
+            {
+                let Ty::Objects(spec) = field.ty else {
+                    continue;
+                };
+                let mut converted = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let at = format!("{}[{i}]", field.name);
+                    match item.as_object() {
+                        Some(obj) => {
+                            let mut item_errors = Errors::new();
+                            converted.push(Value::Object(check(spec, obj, &mut item_errors)));
+                            errors.absorb(&at, item_errors);
+                        }
+                        None => errors.add(at, "must be a JSON object"),
+                    }
+                }
+                input.insert(field.name.into(), Value::Array(converted));
+            }
             Some(v) => match convert(field.ty, v) {
                 Some(converted) => {
                     input.insert(field.name.into(), converted);

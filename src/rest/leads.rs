@@ -45,6 +45,22 @@ static UPDATE: Op = Op::new(concat!(
     " } }"
 ));
 static DELETE: Op = Op::new("mutation($id: ID!) { r: deleteLead(id: $id) }");
+static BATCH: Op = Op::new(concat!(
+    "mutation($inputs: [CreateLeadInput!]!) { r: createLeads(inputs: $inputs) { ",
+    lead!(),
+    " } }"
+));
+static UPSERT: Op = Op::new(concat!(
+    "mutation($input: UpsertLeadInput!) { r: upsertLead(input: $input) { outcome lead { ",
+    lead!(),
+    " } } }"
+));
+static MERGE: Op = Op::new(concat!(
+    "mutation($id: ID!, $ids: [ID!]!, $dryRun: Boolean!) { \
+     r: mergeLeads(primaryId: $id, duplicateIds: $ids, dryRun: $dryRun) { merged dryRun lead { ",
+    lead!(),
+    " } } }"
+));
 static ADD_TAGS: Op = Op::new(concat!(
     "mutation($id: ID!, $tags: [String!]!) { r: addLeadTags(id: $id, tags: $tags) { ",
     lead!(),
@@ -73,6 +89,36 @@ pub fn routes() -> Vec<Route> {
         .access(Access::Write)
         .body(CREATE_FIELDS)
         .reply(Reply::Created, "Lead"),
+        route(
+            Method::POST,
+            "/leads/batch",
+            "createLeads",
+            "Create up to 100 leads, all or none",
+            |c| Box::pin(batch(c)),
+        )
+        .access(Access::Write)
+        .body(BATCH_FIELDS)
+        .reply(Reply::CreatedMany, "Lead"),
+        route(
+            Method::PUT,
+            "/leads/by-email/{email}",
+            "upsertLead",
+            "Update the lead with this email, or create it (201)",
+            |c| Box::pin(upsert(c)),
+        )
+        .access(Access::Write)
+        .body(UPSERT_FIELDS)
+        .reply(Reply::Ok, "Lead"),
+        route(
+            Method::POST,
+            "/leads/{id}/merge",
+            "mergeLeads",
+            "Merge duplicates into this lead",
+            |c| Box::pin(merge(c)),
+        )
+        .access(Access::Write)
+        .body(MERGE_FIELDS)
+        .reply(Reply::Ok, "MergedLeads"),
         route(Method::GET, "/leads/{id}", "getLead", "Get a lead", |c| {
             Box::pin(plain::by_id(c, &GET))
         })
@@ -136,6 +182,29 @@ pub const CREATE_FIELDS: &[Field] = &[
     null("customFields", Ty::Object).with(Rule::CustomFields),
     null("tags", Ty::StrList).with(Rule::Tags),
 ];
+
+/// `POST /leads/batch`.
+const BATCH_FIELDS: &[Field] = &[req("leads", Ty::Objects(CREATE_FIELDS))];
+
+/// `PUT /leads/by-email/{email}`: the create fields but the email (the path's), the names
+/// required only to create.
+pub const UPSERT_FIELDS: &[Field] = &[
+    null("firstName", Ty::Str).with(Rule::Name),
+    null("lastName", Ty::Str).with(Rule::Name),
+    null("phone", Ty::Str).with(Rule::Phone),
+    null("source", Ty::Enum(Channel::NAMES)),
+    null("sourceId", Ty::Id),
+    null("pipelineId", Ty::Id),
+    null("stageId", Ty::Id),
+    null("status", Ty::Enum(LeadStatus::NAMES)),
+    null("score", Ty::Int).with(Rule::Score),
+    null("assignedTo", Ty::Id),
+    null("customFields", Ty::Object).with(Rule::CustomFields),
+    null("tags", Ty::StrList).with(Rule::Tags),
+];
+
+/// `POST /leads/{id}/merge`.
+const MERGE_FIELDS: &[Field] = &[req("duplicateIds", Ty::StrList), f("dryRun", Ty::Bool)];
 
 /// `PATCH /leads/{id}`.
 pub const UPDATE_FIELDS: &[Field] = &[
@@ -311,6 +380,52 @@ async fn create(mut c: Call) -> Result<Response, AppError> {
         .run(&CREATE, vars([("input", Value::Object(input))]))
         .await?;
     Ok(envelope::created(data))
+}
+
+async fn batch(mut c: Call) -> Result<Response, AppError> {
+    let mut input = c.input().await?;
+    let leads = input.remove("leads").unwrap_or(Value::Array(vec![]));
+    // GraphQL names the items `inputs[i]`; the body calls them `leads[i]`.
+    let data = c
+        .run(&BATCH, vars([("inputs", leads)]))
+        .await
+        .map_err(|e| match e {
+            AppError::Validation(fields) => AppError::Validation(
+                fields
+                    .into_iter()
+                    .map(|mut f| {
+                        if let Some(rest) = f.field.strip_prefix("inputs") {
+                            f.field = format!("leads{rest}");
+                        }
+                        f
+                    })
+                    .collect(),
+            ),
+            other => other,
+        })?;
+    Ok(envelope::created(data))
+}
+
+async fn upsert(mut c: Call) -> Result<Response, AppError> {
+    let mut input = c.input_checked(lead_checks).await?;
+    input.insert("email".into(), c.path_value("email"));
+    let data = c
+        .run(&UPSERT, vars([("input", Value::Object(input))]))
+        .await?;
+    let lead = data.get("lead").cloned().unwrap_or(Value::Null);
+    Ok(if data["outcome"] == "CREATED" {
+        envelope::created(lead)
+    } else {
+        envelope::object(lead)
+    })
+}
+
+async fn merge(mut c: Call) -> Result<Response, AppError> {
+    let mut input = c.input().await?;
+    let ids = input.remove("duplicateIds").unwrap_or(Value::Array(vec![]));
+    let dry_run = input.remove("dryRun").unwrap_or(Value::Bool(false));
+    let vars = vars([("id", c.id()), ("ids", ids), ("dryRun", dry_run)]);
+    Ok(envelope::object(c.run(&MERGE, vars).await?))
 }
 
 async fn update(mut c: Call) -> Result<Response, AppError> {

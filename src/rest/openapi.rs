@@ -292,6 +292,18 @@ struct Me {
     tenant: MeTenant,
 }
 
+/// The result of a merge.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct MergedLeads {
+    /// The primary lead as merged (as it would be, for a dry run).
+    lead: Lead,
+    /// The duplicates merged into it (deleted, unless a dry run).
+    merged: Vec<String>,
+    /// Whether nothing was written.
+    dry_run: bool,
+}
+
 /// A deleted resource.
 #[derive(Serialize, ToSchema)]
 struct Deleted {
@@ -441,6 +453,13 @@ fn field_schema(f: &Field) -> Schema {
         Ty::DateTime => {
             obj(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
         }
+        Ty::Objects(fields) => {
+            let array = ArrayBuilder::new()
+                .items(RefOr::T(body_schema(fields)))
+                .min_items(Some(1))
+                .max_items(Some(crate::rest::fields::MAX_ITEMS));
+            return Schema::Array(array.build());
+        }
         Ty::StrList => {
             let array = if f.rule == Rule::Tags {
                 let tag = obj(Type::String)
@@ -482,7 +501,7 @@ fn first_type(ty: Ty) -> Type {
         Ty::Int => Type::Integer,
         Ty::Bool => Type::Boolean,
         Ty::Object => Type::Object,
-        Ty::StrList => Type::Array,
+        Ty::StrList | Ty::Objects(_) => Type::Array,
         _ => Type::String,
     }
 }
@@ -567,6 +586,17 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
                 .schema(Some(obj(Type::String))),
         );
     }
+    if route.path.contains("{email}") {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("email")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(
+                    obj(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Email))),
+                )),
+        );
+    }
     for p in route.query {
         let schema = match p.ty {
             Ty::Int if p.name == "limit" => obj(Type::Integer).minimum(Some(1)).maximum(Some(100)),
@@ -599,16 +629,33 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
         None => obj(Type::Object).build().into(),
     };
     let (code, description) = match route.reply {
-        Reply::Created => ("201", "Resource created successfully"),
+        Reply::Created | Reply::CreatedMany => ("201", "Resource created successfully"),
         _ => ("200", "Success"),
     };
     op = op.response(
         code,
         ResponseBuilder::new().description(description).content(
             "application/json",
-            json_content(envelope(data, route.reply == Reply::List)),
+            json_content(match route.reply {
+                Reply::List => envelope(data, true),
+                Reply::CreatedMany => {
+                    envelope(ArrayBuilder::new().items(data).build().into(), false)
+                }
+                _ => envelope(data, false),
+            }),
         ),
     );
+    if route.path.ends_with("/by-email/{email}") {
+        op = op.response(
+            "201",
+            ResponseBuilder::new()
+                .description("No lead had the email: created")
+                .content(
+                    "application/json",
+                    json_content(envelope(Ref::from_schema_name("Lead").into(), false)),
+                ),
+        );
+    }
     op = op.response(
         "400",
         error_response("Malformed JSON, parameters or content type"),
@@ -639,16 +686,49 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
             error_response("NOT_FOUND: no such resource for the caller"),
         );
     }
+    let write = route.method != axum::http::Method::GET;
+    if write {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "1 to 255 printable ASCII characters: a retry with the same key and request \
+                     gets the first response (Idempotent-Replayed: true) for 24 hours",
+                ))
+                .schema(Some(
+                    obj(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(255))
+                        .pattern(Some("^[\\x20-\\x7E]+$")),
+                )),
+        );
+    }
+    let mut conflicts = Vec::new();
     if route.conflicts {
-        op = op.response("409", error_response("CONFLICT: leads still use it"));
+        conflicts.push("CONFLICT: leads still use it");
+    }
+    if route.path.contains("{email}") {
+        conflicts.push("AMBIGUOUS_MATCH: several leads have the email (candidates listed)");
+    }
+    if write {
+        conflicts.push("IDEMPOTENCY_IN_PROGRESS: the key's first request still runs");
+    }
+    if !conflicts.is_empty() {
+        op = op.response("409", error_response(&conflicts.join("; ")));
     }
     if route.body.is_some() {
         op = op.response("413", error_response("PAYLOAD_TOO_LARGE"));
     }
-    if route.body.is_some() || !route.query.is_empty() {
+    if route.body.is_some() || !route.query.is_empty() || write {
         op = op.response(
             "422",
-            error_response("VALIDATION_FAILED with every failing field"),
+            error_response(if write {
+                "VALIDATION_FAILED with every failing field, or IDEMPOTENCY_KEY_REUSED"
+            } else {
+                "VALIDATION_FAILED with every failing field"
+            }),
         );
     }
     op.response("429", error_response("RATE_LIMITED"))
@@ -661,6 +741,7 @@ fn method(m: &axum::http::Method) -> HttpMethod {
     match *m {
         axum::http::Method::POST => HttpMethod::Post,
         axum::http::Method::PATCH => HttpMethod::Patch,
+        axum::http::Method::PUT => HttpMethod::Put,
         axum::http::Method::DELETE => HttpMethod::Delete,
         _ => HttpMethod::Get,
     }
@@ -765,6 +846,7 @@ pub fn document() -> OpenApi {
         .schema_from::<MeTenant>()
         .schema_from::<Me>()
         .schema_from::<Deleted>()
+        .schema_from::<MergedLeads>()
         .schema_from::<StatusCount>()
         .schema_from::<ChannelCount>()
         .schema_from::<SourceName>()

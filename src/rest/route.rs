@@ -56,6 +56,8 @@ pub enum Reply {
     Ok,
     /// `201` with the object.
     Created,
+    /// `201` with an array of objects (a batch).
+    CreatedMany,
     /// `200` with `{id, deleted: true}`.
     Deleted,
     /// `200` with an array and `meta.nextCursor`.
@@ -197,6 +199,13 @@ impl Call {
         self.path
             .get("id")
             .map_or(Value::Null, |id| Value::String(id.clone()))
+    }
+
+    /// A path segment (`{email}`), as a GraphQL variable value.
+    pub fn path_value(&self, name: &str) -> Value {
+        self.path
+            .get(name)
+            .map_or(Value::Null, |v| Value::String(v.clone()))
     }
 
     /// Reads the body and checks it against the route's fields; every problem is reported

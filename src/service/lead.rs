@@ -1,6 +1,7 @@
 //! Leads: validation (SPEC.md section 9), create/update/delete, assignment, tags, stages,
 //! filtered keyset-paginated lists. Every write audits in its own transaction.
 
+pub mod bulk;
 pub mod duplicates;
 
 use std::collections::BTreeSet;
@@ -454,14 +455,36 @@ pub async fn create(app: &App, rc: &RequestCtx, input: LeadInput) -> AppResult<L
     p.check_write()?;
     let mut errors = Errors::new();
     check_fields(&input, true, &mut errors);
+    let tx = begin_write(&app.db).await?;
+    let new = prepare(&tx, p, input, &mut errors).await?;
+    errors.finish()?;
+    let created = insert(&tx, new).await?;
+    let (entry, event) = created_records(&app.ids, &created);
+    event::commit(&app.outbox, tx, Actor::of(p), rc, entry, vec![event]).await?;
+    duplicates::spawn(app, created.lead.clone());
+    Ok(created)
+}
+
+/// A checked lead, ready to insert.
+struct NewLead {
+    row: lead::ActiveModel,
+    tags: Vec<String>,
+}
+
+/// Resolves the references of `input` (already through [`check_fields`] for a create) in
+/// `tx`, recording field errors; writes nothing.
+async fn prepare(
+    tx: &DatabaseTransaction,
+    p: &Principal,
+    input: LeadInput,
+    errors: &mut Errors,
+) -> AppResult<NewLead> {
     let tags = input
         .tags
         .as_deref()
         .map(|t| clean_tags(t, "tags", &mut Errors::new()))
         .unwrap_or_default();
-    let tx = begin_write(&app.db).await?;
-    let refs = resolve_refs(&tx, p, &input, Refs::default(), &mut errors).await?;
-    errors.finish()?;
+    let refs = resolve_refs(tx, p, &input, Refs::default(), errors).await?;
     let email = input.email.unwrap_or_default().trim().to_owned();
     let phone = match &input.phone {
         Change::Set(ph) => Some(ph.trim().to_owned()),
@@ -493,33 +516,31 @@ pub async fn create(app: &App, rc: &RequestCtx, input: LeadInput) -> AppResult<L
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
-    }
-    .insert(&tx)
-    .await?;
-    insert_tags(&tx, &row, &tags).await?;
-    let created = LeadRow { lead: row, tags };
-    let after = json(&app.ids, &created);
-    event::commit(
-        &app.outbox,
-        tx,
-        Actor::of(p),
-        rc,
-        Entry {
-            action: "lead.create",
-            resource_type: "lead",
-            resource_id: Some(created.lead.id),
-            changes: json!({"after": after.clone()}),
-        },
-        vec![NewEvent::lead(
-            EventType::LeadCreated,
-            created.lead.id,
-            None,
-            after,
-        )],
-    )
-    .await?;
-    duplicates::spawn(app, created.lead.clone());
-    Ok(created)
+    };
+    Ok(NewLead { row, tags })
+}
+
+/// Inserts a prepared lead and its tags.
+async fn insert(tx: &DatabaseTransaction, new: NewLead) -> AppResult<LeadRow> {
+    let row = new.row.insert(tx).await?;
+    insert_tags(tx, &row, &new.tags).await?;
+    Ok(LeadRow {
+        lead: row,
+        tags: new.tags,
+    })
+}
+
+/// The audit entry and the event of a created lead.
+fn created_records(ids: &Ids, created: &LeadRow) -> (Entry<'static>, NewEvent) {
+    let after = json(ids, created);
+    let entry = Entry {
+        action: "lead.create",
+        resource_type: "lead",
+        resource_id: Some(created.lead.id),
+        changes: json!({"after": after.clone()}),
+    };
+    let event = NewEvent::lead(EventType::LeadCreated, created.lead.id, None, after);
+    (entry, event)
 }
 
 fn refs_of(l: &lead::Model) -> Refs {
@@ -547,15 +568,69 @@ async fn apply(
     event: EventType,
     input: LeadInput,
     tag_change: impl FnOnce(Vec<String>) -> Option<Vec<String>>,
-    mut errors: Errors,
+    errors: Errors,
 ) -> AppResult<LeadRow> {
     let p = rc.principal()?;
     p.check_write()?;
-    check_fields(&input, false, &mut errors);
     let tx = begin_write(&app.db).await?;
     let before_lead = find_locked(&tx, p, id).await?;
-    let before_tags = tags_of(&tx, id).await?;
-    let refs = resolve_refs(&tx, p, &input, refs_of(&before_lead), &mut errors).await?;
+    let changed = change(
+        &tx,
+        &app.ids,
+        p,
+        before_lead,
+        event,
+        input,
+        tag_change,
+        errors,
+    )
+    .await?;
+    event::commit(
+        &app.outbox,
+        tx,
+        Actor::of(p),
+        rc,
+        Entry {
+            action,
+            resource_type: "lead",
+            resource_id: Some(id),
+            changes: changed.audit,
+        },
+        changed.events,
+    )
+    .await?;
+    Ok(changed.after)
+}
+
+/// A lead as changed in a transaction, with what its commit records.
+struct Changed {
+    after: LeadRow,
+    /// The audit entry's `changes`.
+    audit: Value,
+    /// Its event, or none when nothing changed.
+    events: Vec<NewEvent>,
+}
+
+/// Applies `input` (and `tag_change`, when `input` sets no tags) to `before_lead`, locked in
+/// `tx`; nothing is written when a field fails.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the mutation's names, input and checks"
+)]
+async fn change(
+    tx: &DatabaseTransaction,
+    ids: &Ids,
+    p: &Principal,
+    before_lead: lead::Model,
+    event: EventType,
+    input: LeadInput,
+    tag_change: impl FnOnce(Vec<String>) -> Option<Vec<String>>,
+    mut errors: Errors,
+) -> AppResult<Changed> {
+    let id = before_lead.id;
+    check_fields(&input, false, &mut errors);
+    let before_tags = tags_of(tx, id).await?;
+    let refs = resolve_refs(tx, p, &input, refs_of(&before_lead), &mut errors).await?;
     let new_tags = match &input.tags {
         Some(t) => Some(clean_tags(t, "tags", &mut errors)),
         None => tag_change(before_tags.clone()),
@@ -615,10 +690,10 @@ async fn apply(
         row.custom_fields = Set(cf);
     }
     row.updated_at = Set(Ord::max(now(), before_lead.updated_at));
-    let after_lead = row.update(&tx).await?;
+    let after_lead = row.update(tx).await?;
     let after_tags = match new_tags {
         Some(tags) => {
-            replace_tags(&tx, &after_lead, &tags).await?;
+            replace_tags(tx, &after_lead, &tags).await?;
             tags
         }
         None => before.tags.clone(),
@@ -627,28 +702,18 @@ async fn apply(
         lead: after_lead,
         tags: after_tags,
     };
-    let (before, after_json) = (json(&app.ids, &before), json(&app.ids, &after));
+    let (before, after_json) = (json(ids, &before), json(ids, &after));
     let event = NewEvent::lead(event, id, Some(&before), after_json.clone());
     let changed = event
         .changes
         .as_ref()
         .and_then(Value::as_object)
         .is_some_and(|c| !c.is_empty());
-    event::commit(
-        &app.outbox,
-        tx,
-        Actor::of(p),
-        rc,
-        Entry {
-            action,
-            resource_type: "lead",
-            resource_id: Some(id),
-            changes: audit::diff(&before, &after_json),
-        },
-        if changed { vec![event] } else { Vec::new() },
-    )
-    .await?;
-    Ok(after)
+    Ok(Changed {
+        after,
+        audit: audit::diff(&before, &after_json),
+        events: if changed { vec![event] } else { Vec::new() },
+    })
 }
 
 /// `updateLead`: a partial update.

@@ -60,6 +60,15 @@ impl Errors {
         }
     }
 
+    /// Adds `other`'s errors with their fields under `prefix` (`inputs[3]` and `email` make
+    /// `inputs[3].email`).
+    pub fn absorb(&mut self, prefix: &str, other: Errors) {
+        for f in other.0 {
+            self.0
+                .push(FieldError::new(format!("{prefix}.{}", f.field), f.message));
+        }
+    }
+
     /// The errors so far.
     pub fn fields(&self) -> &[FieldError] {
         &self.0

@@ -1,0 +1,676 @@
+//! Bulk and safe writes (SPEC.md sections 13 and 14): idempotency keys on REST writes and
+//! GraphQL mutations; batches, upsert and merge.
+
+#[macro_use]
+mod common;
+
+use axum::body::Body;
+use axum::http::Method;
+use common::{Auth, Resp, TestApp, snapshot};
+use entity::enums::Plan;
+use sea_orm::ConnectionTrait;
+use serde_json::json;
+
+db_tests!(
+    a_retried_write_is_answered_and_writes_nothing,
+    a_key_is_for_one_request_of_one_credential,
+    bad_keys_and_refusals_are_not_kept,
+    a_key_whose_first_request_runs_is_in_progress,
+    concurrent_retries_write_once,
+    a_batch_is_created_whole_or_not_at_all,
+    upsert_creates_then_updates_and_refuses_ambiguity,
+    merge_combines_duplicates_into_one_lead,
+    concurrent_merges_lose_and_double_nothing,
+);
+
+/// `POST /v1/leads` with `body` as `key`, and an `Idempotency-Key` when given.
+async fn post_lead(app: &TestApp, key: &str, idem: Option<&str>, body: &str) -> Resp {
+    let mut headers = vec![("x-api-key", key), ("content-type", "application/json")];
+    if let Some(k) = idem {
+        headers.push(("idempotency-key", k));
+    }
+    app.request(
+        Method::POST,
+        "/v1/leads",
+        &headers,
+        Body::from(body.to_owned()),
+    )
+    .await
+}
+
+const JANE: &str =
+    r#"{"email": "jane@example.com", "firstName": "Jane", "lastName": "Doe", "tags": ["a", "b"]}"#;
+
+async fn a_retried_write_is_answered_and_writes_nothing(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let first = post_lead(&app, &t.key, Some("order-1"), JANE).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    app.settle().await;
+    let before = snapshot(&app).await;
+    // The same request again, its keys in another order and spaced otherwise: the first
+    // response, marked, and no second lead, event or audit entry.
+    let again = post_lead(
+        &app,
+        &t.key,
+        Some("order-1"),
+        r#"{"tags":["a","b"],"lastName":"Doe","firstName":"Jane","email":"jane@example.com"}"#,
+    )
+    .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body["data"], first.body["data"]);
+    assert_eq!(again.header("content-type"), first.header("content-type"));
+    app.settle().await;
+    assert_eq!(snapshot(&app).await, before);
+
+    // GraphQL: a mutation request is keyed the same way.
+    let m = "mutation { createLead(input: {email: \"john@example.com\", firstName: \"J\", lastName: \"D\"}) { id } }";
+    let run = || {
+        app.gql_with(
+            Auth::Key(&t.key),
+            m,
+            json!({}),
+            &[("idempotency-key", "gql-1")],
+        )
+    };
+    let one = run().await;
+    let id = one.data()["createLead"]["id"].clone();
+    app.settle().await;
+    let before = snapshot(&app).await;
+    let two = run().await;
+    assert_eq!(two.header("idempotent-replayed"), Some("true"));
+    assert_eq!(two.data()["createLead"]["id"], id);
+    app.settle().await;
+    assert_eq!(snapshot(&app).await, before);
+
+    // A query carries no write: its key is ignored and it runs each time.
+    let q = || {
+        app.gql_with(
+            Auth::Key(&t.key),
+            "{ leads(first: 1) { totalCount } }",
+            json!({}),
+            &[("idempotency-key", "read-1")],
+        )
+    };
+    assert_eq!(q().await.header("idempotent-replayed"), None);
+    assert_eq!(q().await.header("idempotent-replayed"), None);
+
+    // DELETE and PATCH too.
+    let lead = first.body["data"]["id"].as_str().expect("id").to_owned();
+    let uri = format!("/v1/leads/{lead}");
+    let patch_headers = [
+        ("x-api-key", t.key.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "p-1"),
+    ];
+    let patch = || {
+        app.request(
+            Method::PATCH,
+            &uri,
+            &patch_headers,
+            Body::from(r#"{"score": 50}"#),
+        )
+    };
+    assert_eq!(patch().await.status, 200);
+    let before = snapshot(&app).await;
+    let r = patch().await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("idempotent-replayed")),
+        (200, Some("true"))
+    );
+    assert_eq!(snapshot(&app).await, before);
+    let delete_headers = [("x-api-key", t.key.as_str()), ("idempotency-key", "d-1")];
+    let delete = || app.request(Method::DELETE, &uri, &delete_headers, Body::empty());
+    assert_eq!(delete().await.status, 200);
+    // Without the key the second delete would be 404; with it, the first answer.
+    let r = delete().await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("idempotent-replayed")),
+        (200, Some("true"))
+    );
+}
+
+async fn a_key_is_for_one_request_of_one_credential(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    assert_eq!(post_lead(&app, &t.key, Some("k"), JANE).await.status, 201);
+    let before = snapshot(&app).await;
+    // Another body under the same key: refused, nothing written.
+    let other = JANE.replace("Jane", "Janet");
+    let r = post_lead(&app, &t.key, Some("k"), &other).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["error"], "IDEMPOTENCY_KEY_REUSED");
+    // Another path under the same key: refused too.
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/sources",
+            &[
+                ("x-api-key", &t.key),
+                ("content-type", "application/json"),
+                ("idempotency-key", "k"),
+            ],
+            Body::from(r#"{"name": "Fair", "channel": "event"}"#),
+        )
+        .await;
+    assert_eq!(r.body["error"], "IDEMPOTENCY_KEY_REUSED", "{}", r.text);
+    app.settle().await;
+    assert_eq!(snapshot(&app).await, before);
+    // In GraphQL the same code, as a GraphQL error.
+    let m = "mutation { createLead(input: {email: \"x@example.com\", firstName: \"J\", lastName: \"D\"}) { id } }";
+    let r = app
+        .gql_with(Auth::Key(&t.key), m, json!({}), &[("idempotency-key", "k")])
+        .await;
+    assert_eq!(r.code(), Some("IDEMPOTENCY_KEY_REUSED"), "{}", r.text);
+    assert_eq!(r.status, 422);
+    // The same key string of another credential is another key.
+    let (_, second) = app.key(&t.owner.token, "FULL", "LIVE").await;
+    let r = post_lead(&app, &second, Some("k"), JANE).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("idempotent-replayed")),
+        (201, None)
+    );
+    // A refusal that a retry cannot change is kept like a success: 422 stays 422.
+    let bad = r#"{"email": "nope", "firstName": "A", "lastName": "B"}"#;
+    let r = post_lead(&app, &t.key, Some("bad-1"), bad).await;
+    assert_eq!(r.body["error"], "VALIDATION_FAILED");
+    let r = post_lead(&app, &t.key, Some("bad-1"), bad).await;
+    assert_eq!(
+        (r.body["error"].as_str(), r.header("idempotent-replayed")),
+        (Some("VALIDATION_FAILED"), Some("true"))
+    );
+}
+
+async fn bad_keys_and_refusals_are_not_kept(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let before = snapshot(&app).await;
+    let long = "x".repeat(256);
+    for bad in ["", long.as_str(), "caf\u{e9}", "tab\there"] {
+        let r = post_lead(&app, &t.key, Some(bad), JANE).await;
+        assert_eq!(r.status, 400, "{bad:?}: {}", r.text);
+        assert_eq!(r.body["error"], "BAD_REQUEST");
+    }
+    let r = post_lead(&app, &t.key, Some(&"x".repeat(255)), JANE).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.settle().await;
+    let after_one = snapshot(&app).await;
+    assert_ne!(after_one, before);
+    // 403 (a read key) and 401 are not kept: nothing claims the key.
+    let (_, read) = app.key(&t.owner.token, "READ", "LIVE").await;
+    let r = post_lead(&app, &read, Some("r-1"), JANE).await;
+    assert_eq!(r.status, 403);
+    let r = post_lead(&app, "lg_live_nope", Some("r-1"), JANE).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(app.count("idempotency_keys").await, 1);
+    // Expired keys are deleted by housekeeping; the 24 hours are counted from the first.
+    app.db()
+        .execute_unprepared("UPDATE idempotency_keys SET expires_at = started_at")
+        .await
+        .expect("expire");
+    assert_eq!(
+        leadgraph::service::idempotency::prune(app.db())
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(app.count("idempotency_keys").await, 0);
+}
+
+/// Claims `idem` for the newest API key as a running first request would, `ago_secs` ago.
+async fn claim(app: &TestApp, idem: &str, body: &str, ago_secs: i64) {
+    let row = app
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db().get_database_backend(),
+            "SELECT MAX(id) AS id, MAX(tenant_id) AS tenant FROM api_keys".to_owned(),
+        ))
+        .await
+        .expect("query")
+        .expect("row");
+    let (key_id, tenant): (i64, i64) = (
+        row.try_get("", "id").expect("id"),
+        row.try_get("", "tenant").expect("tenant"),
+    );
+    let fp = leadgraph::service::idempotency::fingerprint("POST", "/v1/leads", body.as_bytes());
+    let started = chrono::Utc::now() - chrono::Duration::seconds(ago_secs);
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    entity::idempotency_key::ActiveModel {
+        tenant_id: Set(tenant),
+        environment: Set(entity::enums::Environment::Live),
+        credential: Set(format!("key:{key_id}")),
+        key: Set(idem.to_owned()),
+        fingerprint: Set(fp),
+        status_code: Set(None),
+        response_headers: Set(None),
+        response_body: Set(None),
+        started_at: Set(started),
+        expires_at: Set(started + chrono::Duration::hours(24)),
+        ..Default::default()
+    }
+    .insert(app.db())
+    .await
+    .expect("claim");
+}
+
+async fn a_key_whose_first_request_runs_is_in_progress(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let before = snapshot(&app).await;
+    claim(&app, "busy", JANE, 0).await;
+    let r = post_lead(&app, &t.key, Some("busy"), JANE).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"], "IDEMPOTENCY_IN_PROGRESS");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(snapshot(&app).await, before);
+    // A first request that died long ago (past the request timeout) left its claim behind:
+    // the retry runs.
+    claim(&app, "dead", JANE, 3600).await;
+    let r = post_lead(&app, &t.key, Some("dead"), JANE).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("idempotent-replayed")),
+        (201, None),
+        "{}",
+        r.text
+    );
+    let r = post_lead(&app, &t.key, Some("dead"), JANE).await;
+    assert_eq!(r.header("idempotent-replayed"), Some("true"));
+}
+
+async fn concurrent_retries_write_once(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let runs =
+        futures::future::join_all((0..8).map(|_| post_lead(&app, &t.key, Some("race"), JANE)))
+            .await;
+    let mut created = 0;
+    for r in &runs {
+        match (r.status.as_u16(), r.header("idempotent-replayed")) {
+            (201, None) => created += 1,
+            (201, Some("true")) => {}
+            (409, _) => assert_eq!(r.body["error"], "IDEMPOTENCY_IN_PROGRESS"),
+            other => panic!("{other:?}: {}", r.text),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(app.count("leads").await, 1);
+    if !app.is_postgres() {
+        return;
+    }
+    // On PostgreSQL, hold the first request inside its write (the leads table locked from
+    // outside) and send the retry meanwhile: it is told the first still runs.
+    let outside = app.outside_connection().await;
+    use sea_orm::TransactionTrait;
+    let lock = outside.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE leads IN EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let slow = post_lead(&app, &t.key, Some("held"), JANE);
+    let retry = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let r = post_lead(&app, &t.key, Some("held"), JANE).await;
+        lock.rollback().await.expect("release");
+        r
+    };
+    let (first, retry) = tokio::join!(slow, retry);
+    assert_eq!(retry.status, 409, "{}", retry.text);
+    assert_eq!(retry.body["error"], "IDEMPOTENCY_IN_PROGRESS");
+    assert_eq!(first.status, 201, "{}", first.text);
+    let again = post_lead(&app, &t.key, Some("held"), JANE).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(app.count("leads").await, 2);
+}
+
+// ---- Batches, upsert, merge (SPEC.md section 14) ----
+
+const LEAD: &str = "id email firstName lastName phone score tags customFields duplicateOfId";
+
+fn field_names(r: &Resp) -> Vec<String> {
+    let list = if r.body["errors"].is_array() && r.body["errors"][0]["extensions"].is_object() {
+        r.body["errors"][0]["extensions"]["fields"].clone()
+    } else {
+        r.body["errors"].clone()
+    };
+    list.as_array()
+        .map(|l| {
+            l.iter()
+                .map(|f| f["field"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn a_batch_is_created_whole_or_not_at_all(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let q = format!("mutation($i: [CreateLeadInput!]!) {{ createLeads(inputs: $i) {{ {LEAD} }} }}");
+    let item = |n: usize| json!({"email": format!("l{n}@example.com"), "firstName": "L", "lastName": "N", "tags": ["fair"]});
+    let audited = app.count("audit_log").await;
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            &q,
+            json!({"i": [item(0), item(1), item(2)]}),
+        )
+        .await;
+    assert_eq!(r.data()["createLeads"].as_array().map(Vec::len), Some(3));
+    assert_eq!(app.count("leads").await, 3);
+    let events = app.get("/v1/events", &t.key).await;
+    assert_eq!(
+        events.body["data"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        events.text
+    );
+    assert_eq!(app.count("audit_log").await - audited, 3);
+    app.settle().await;
+    let before = snapshot(&app).await;
+    // One bad item refuses the batch; each error names its item.
+    let bad = json!([item(3), {"email": "nope", "firstName": "A", "lastName": "B"}, {"email": "x@example.com", "firstName": "", "lastName": "B", "sourceId": "AAAAAAAAAAAAAAAA"}]);
+    let r = app.gql(Auth::Key(&t.key), &q, json!({"i": bad})).await;
+    assert_eq!(r.code(), Some("VALIDATION_FAILED"), "{}", r.text);
+    assert_eq!(
+        field_names(&r),
+        [
+            "inputs[1].email",
+            "inputs[2].firstName",
+            "inputs[2].sourceId"
+        ]
+    );
+    // A reference that does not resolve is found in the second pass, still naming the item.
+    let ghost = app.state.ids.encode(leadgraph::ids::Kind::Source, 999_999);
+    let r = app.gql(Auth::Key(&t.key), &q, json!({"i": [item(4), {"email": "y@example.com", "firstName": "A", "lastName": "B", "sourceId": ghost}]})).await;
+    assert_eq!(field_names(&r), ["inputs[1].sourceId"], "{}", r.text);
+    let many: Vec<_> = (0..101).map(item).collect();
+    let r = app.gql(Auth::Key(&t.key), &q, json!({"i": many})).await;
+    assert_eq!(field_names(&r), ["inputs"], "{}", r.text);
+    // REST names the items after its body.
+    let headers = [
+        ("x-api-key", t.key.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let post = |body: serde_json::Value| {
+        app.request(
+            Method::POST,
+            "/v1/leads/batch",
+            &headers,
+            Body::from(body.to_string()),
+        )
+    };
+    let r = post(json!({"leads": bad})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(
+        field_names(&r),
+        ["leads[1].email", "leads[2].firstName", "leads[2].sourceId"]
+    );
+    let r = post(json!({"leads": [item(5), {"email": "z@example.com", "firstName": "A", "lastName": "B", "extra": 1}]})).await;
+    assert_eq!(field_names(&r), ["leads[1].extra"], "{}", r.text);
+    let r = post(json!({"leads": []})).await;
+    assert_eq!(field_names(&r), ["leads"], "{}", r.text);
+    app.settle().await;
+    assert_eq!(snapshot(&app).await, before);
+    let r = post(json!({"leads": [item(6), item(7)]})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["data"][1]["email"], "l7@example.com");
+    assert_eq!(app.count("leads").await, 5);
+}
+
+async fn put_by_email(app: &TestApp, key: &str, email: &str, body: serde_json::Value) -> Resp {
+    app.request(
+        Method::PUT,
+        &format!("/v1/leads/by-email/{email}"),
+        &[("x-api-key", key), ("content-type", "application/json")],
+        Body::from(body.to_string()),
+    )
+    .await
+}
+
+async fn upsert_creates_then_updates_and_refuses_ambiguity(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let before = snapshot(&app).await;
+    // Creating needs the names.
+    let r = put_by_email(&app, &t.key, "ann@example.com", json!({"score": 10})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(field_names(&r), ["firstName", "lastName"]);
+    let r = put_by_email(
+        &app,
+        &t.key,
+        "not-an-email",
+        json!({"firstName": "A", "lastName": "B"}),
+    )
+    .await;
+    assert_eq!(field_names(&r), ["email"], "{}", r.text);
+    assert_eq!(snapshot(&app).await, before);
+    let r = put_by_email(
+        &app,
+        &t.key,
+        "Ann@Example.com",
+        json!({"firstName": "Ann", "lastName": "Lee"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["data"]["id"].clone();
+    let r = put_by_email(&app, &t.key, "ann@example.com", json!({"score": 40})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["id"], id);
+    assert_eq!(
+        (
+            r.body["data"]["score"].as_i64(),
+            r.body["data"]["firstName"].as_str()
+        ),
+        (Some(40), Some("Ann"))
+    );
+    assert_eq!(app.count("leads").await, 1);
+    // GraphQL says which it did.
+    let q = format!(
+        "mutation($i: UpsertLeadInput!) {{ upsertLead(input: $i) {{ outcome lead {{ {LEAD} }} }} }}"
+    );
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            &q,
+            json!({"i": {"email": "ANN@example.com", "tags": ["vip"]}}),
+        )
+        .await;
+    assert_eq!(r.data()["upsertLead"]["outcome"], "UPDATED");
+    assert_eq!(r.data()["upsertLead"]["lead"]["tags"], json!(["vip"]));
+    // Two leads with the email: which one is meant cannot be told.
+    let create = "mutation { createLead(input: {email: \"bo@example.com\", firstName: \"B\", lastName: \"O\"}) { id } }";
+    let a = app.gql(Auth::Key(&t.key), create, json!({})).await.data()["createLead"]["id"].clone();
+    let b = app.gql(Auth::Key(&t.key), create, json!({})).await.data()["createLead"]["id"].clone();
+    app.settle().await;
+    let before = snapshot(&app).await;
+    let r = put_by_email(&app, &t.key, "bo@example.com", json!({"score": 1})).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"], "AMBIGUOUS_MATCH");
+    assert_eq!(r.body["candidates"], json!([a, b]));
+    let r = app
+        .gql(
+            Auth::Key(&t.key),
+            &q,
+            json!({"i": {"email": "bo@example.com"}}),
+        )
+        .await;
+    assert_eq!(r.code(), Some("AMBIGUOUS_MATCH"));
+    assert_eq!(
+        r.body["errors"][0]["extensions"]["candidates"],
+        json!([a, b])
+    );
+    assert_eq!(snapshot(&app).await, before);
+    // Concurrent upserts of a new email create it once.
+    let runs = futures::future::join_all((0..6).map(|_| {
+        app.gql(
+            Auth::Key(&t.key),
+            &q,
+            json!({"i": {"email": "new@example.com", "firstName": "N", "lastName": "W"}}),
+        )
+    }))
+    .await;
+    let created = runs
+        .iter()
+        .filter(|r| r.data()["upsertLead"]["outcome"] == "CREATED")
+        .count();
+    assert_eq!(created, 1);
+    app.settle().await;
+    let row = app
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db().get_database_backend(),
+            "SELECT COUNT(*) AS n FROM leads WHERE email_normalized = 'new@example.com'".to_owned(),
+        ))
+        .await
+        .expect("query")
+        .expect("row");
+    assert_eq!(row.try_get::<i64>("", "n").expect("n"), 1);
+}
+
+/// Creates a lead through GraphQL; returns its ID.
+async fn lead(app: &TestApp, key: &str, input: serde_json::Value) -> String {
+    let r = app
+        .gql(
+            Auth::Key(key),
+            "mutation($i: CreateLeadInput!) { createLead(input: $i) { id } }",
+            json!({"i": input}),
+        )
+        .await;
+    r.data()["createLead"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+async fn merge_combines_duplicates_into_one_lead(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let k = t.key.as_str();
+    let email = "sam@example.com";
+    let d1 = lead(&app, k, json!({"email": email, "firstName": "Samuel", "lastName": "Old", "phone": "+1 555 0100", "tags": ["b"], "customFields": {"x": 2, "y": 1}})).await;
+    let d2 = lead(&app, k, json!({"email": email, "firstName": "Sam", "lastName": "Older", "phone": "+1 555 0200", "tags": ["c"], "customFields": {"z": 3}})).await;
+    let p = lead(&app, k, json!({"email": email, "firstName": "Sam", "lastName": "Primary", "tags": ["a"], "customFields": {"x": 1}})).await;
+    let copy = lead(
+        &app,
+        k,
+        json!({"email": email, "firstName": "S", "lastName": "Copy"}),
+    )
+    .await;
+    app.settle().await;
+    let q = format!(
+        "mutation($p: ID!, $d: [ID!]!, $dry: Boolean) {{ mergeLeads(primaryId: $p, duplicateIds: $d, dryRun: $dry) {{ merged dryRun lead {{ {LEAD} }} }} }}"
+    );
+    let before = snapshot(&app).await;
+    // Refusals write nothing.
+    for (dups, field) in [
+        (json!([p]), "duplicateIds[0]"),
+        (json!(["nope"]), "duplicateIds[0]"),
+        (json!([]), "duplicateIds"),
+        (
+            json!([
+                d1,
+                app.state.ids.encode(leadgraph::ids::Kind::Lead, 999_999)
+            ]),
+            "duplicateIds[1]",
+        ),
+    ] {
+        let r = app.gql(Auth::Key(k), &q, json!({"p": p, "d": dups})).await;
+        assert_eq!(field_names(&r), [field], "{}", r.text);
+    }
+    // A dry run shows the result and writes nothing.
+    let r = app
+        .gql(
+            Auth::Key(k),
+            &q,
+            json!({"p": p, "d": [d2, d1], "dry": true}),
+        )
+        .await;
+    let m = r.data()["mergeLeads"].clone();
+    assert_eq!(m["dryRun"], true);
+    let merged = &m["lead"];
+    assert_eq!(merged["id"], p.as_str());
+    assert_eq!(merged["lastName"], "Primary", "the primary's fields win");
+    assert_eq!(
+        merged["phone"], "+1 555 0100",
+        "nulls filled from the oldest duplicate"
+    );
+    assert_eq!(merged["tags"], json!(["a", "b", "c"]));
+    assert_eq!(merged["customFields"], json!({"x": 1, "y": 1, "z": 3}));
+    assert_eq!(
+        merged["duplicateOfId"],
+        serde_json::Value::Null,
+        "it pointed at a merged lead"
+    );
+    assert_eq!(snapshot(&app).await, before);
+    // The merge itself, through REST.
+    let r = app
+        .request(
+            Method::POST,
+            &format!("/v1/leads/{p}/merge"),
+            &[("x-api-key", k), ("content-type", "application/json")],
+            Body::from(json!({"duplicateIds": [d1, d2]}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["lead"]["tags"], json!(["a", "b", "c"]));
+    assert_eq!(r.body["data"]["merged"], json!([d1, d2]));
+    for gone in [&d1, &d2] {
+        assert_eq!(app.get(&format!("/v1/leads/{gone}"), k).await.status, 404);
+    }
+    let r = app.get(&format!("/v1/leads/{copy}"), k).await;
+    assert_eq!(
+        r.body["data"]["duplicateOf"],
+        p.as_str(),
+        "copies point to the primary"
+    );
+    let after = snapshot(&app).await;
+    let delta = |t: &str| {
+        let n = |s: &Vec<(&str, i64)>| {
+            s.iter()
+                .find(|(n, _)| *n == t)
+                .map(|(_, c)| *c)
+                .unwrap_or(0)
+        };
+        n(&after) - n(&before)
+    };
+    assert_eq!(
+        (delta("leads"), delta("audit_log"), delta("events")),
+        (-2, 1, 1)
+    );
+    let ev = app.get("/v1/events?type=lead.merged", k).await;
+    assert_eq!(
+        ev.body["data"][0]["changes"]["merged"]["from"],
+        json!([d1, d2]),
+        "{}",
+        ev.text
+    );
+}
+
+async fn concurrent_merges_lose_and_double_nothing(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let k = t.key.as_str();
+    let mk = |n: &str, tag: &str| {
+        lead(
+            &app,
+            k,
+            json!({"email": format!("{n}@example.com"), "firstName": "A", "lastName": n, "tags": [tag]}),
+        )
+    };
+    let (p, q, shared) = (mk("p", "p").await, mk("q", "q").await, mk("s", "s").await);
+    let m = "mutation($p: ID!, $d: [ID!]!) { mergeLeads(primaryId: $p, duplicateIds: $d) { lead { tags } } }";
+    let (a, b) = tokio::join!(
+        app.gql(Auth::Key(k), m, json!({"p": p, "d": [shared]})),
+        app.gql(Auth::Key(k), m, json!({"p": q, "d": [shared]})),
+    );
+    // One merge took the shared lead; the other found it gone. Its tag went to one lead only.
+    let ok: Vec<&Resp> = [&a, &b]
+        .into_iter()
+        .filter(|r| r.body.get("errors").is_none())
+        .collect();
+    assert_eq!(ok.len(), 1, "{} / {}", a.text, b.text);
+    let failed = if ok[0].text == a.text { &b } else { &a };
+    assert_eq!(field_names(failed), ["duplicateIds[0]"], "{}", failed.text);
+    assert_eq!(app.count("leads").await, 2);
+    let tagged = app
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db().get_database_backend(),
+            "SELECT COUNT(*) AS n FROM lead_tags WHERE tag = 's'".to_owned(),
+        ))
+        .await
+        .expect("query")
+        .expect("row");
+    assert_eq!(tagged.try_get::<i64>("", "n").expect("n"), 1);
+}
