@@ -253,6 +253,26 @@ pub struct Config {
     )]
     pub webhook_workers: usize,
 
+    /// Import workers this instance runs (each processes one job at a time); 0 for an instance
+    /// that receives imports only while others process them.
+    #[arg(
+        long,
+        env = "LEADGRAPH_IMPORT_WORKERS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub import_workers: usize,
+
+    /// Largest accepted import file, in bytes (413 beyond it); files are streamed to the
+    /// database, never held whole in memory.
+    #[arg(
+        long,
+        env = "LEADGRAPH_MAX_IMPORT_BYTES",
+        default_value_t = 100 * 1024 * 1024,
+        global = true
+    )]
+    pub max_import_bytes: usize,
+
     /// How often the webhook worker looks for due deliveries it was not told of (retries,
     /// other instances' events), in milliseconds.
     #[arg(

@@ -35,10 +35,12 @@ pub enum Kind {
     WebhookEndpoint = 11,
     /// A webhook delivery.
     WebhookDelivery = 12,
+    /// An import job.
+    ImportJob = 13,
 }
 
 impl Kind {
-    const ALL: [Kind; 12] = [
+    const ALL: [Kind; 13] = [
         Kind::Tenant,
         Kind::User,
         Kind::ApiKey,
@@ -51,6 +53,7 @@ impl Kind {
         Kind::EventCursor,
         Kind::WebhookEndpoint,
         Kind::WebhookDelivery,
+        Kind::ImportJob,
     ];
 
     fn from_tag(tag: u64) -> Option<Kind> {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod envelope;
 pub mod events;
 pub mod fields;
+pub mod imports;
 pub mod leads;
 pub mod openapi;
 pub mod pipelines;
@@ -35,6 +36,7 @@ pub static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(||
         api_keys::routes(),
         events::routes(),
         webhook_endpoints::routes(),
+        imports::routes(),
     ]
     .into_iter()
     .flatten()

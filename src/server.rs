@@ -128,12 +128,20 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         print_welcome(&b, bind);
     }
     let flusher = tokio::spawn(flush_usage(state.clone()));
-    // Webhook deliveries: stopped at shutdown between batches; a delivery in flight is sent
+    // Webhook deliveries and imports: stopped at shutdown between batches; a delivery in flight is sent
     // again by the next start (its lease runs out), so none is lost.
     let stop_deliveries = tokio_util::sync::CancellationToken::new();
     let deliveries: Vec<_> = (0..state.config.webhook_workers)
         .map(|_| {
             tokio::spawn(crate::service::delivery::run(
+                state.app.clone(),
+                stop_deliveries.clone(),
+            ))
+        })
+        .collect();
+    let imports: Vec<_> = (0..state.config.import_workers)
+        .map(|_| {
+            tokio::spawn(crate::service::import::run(
                 state.app.clone(),
                 stop_deliveries.clone(),
             ))
@@ -162,9 +170,13 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     .await;
     flusher.abort();
     stop_deliveries.cancel();
+    // Imports stop between chunks; the next start resumes after the last committed one.
     let _ = tokio::time::timeout(
         Duration::from_secs(15),
-        futures::future::join_all(deliveries),
+        futures::future::join(
+            futures::future::join_all(deliveries),
+            futures::future::join_all(imports),
+        ),
     )
     .await;
     if let Some(m) = metrics_server {

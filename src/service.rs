@@ -7,6 +7,7 @@ pub mod clock;
 pub mod delivery;
 pub mod event;
 pub mod idempotency;
+pub mod import;
 pub mod lead;
 pub mod page;
 pub mod pipeline;

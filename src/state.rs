@@ -42,6 +42,8 @@ pub struct App {
     /// Work started by requests that must finish even when the request does not wait
     /// (operations, duplicate detection); awaited at shutdown.
     pub tasks: tokio_util::task::TaskTracker,
+    /// Woken when an import file has been received, so a worker need not wait for its poll.
+    pub imports_due: std::sync::Arc<tokio::sync::Notify>,
     /// Just-created leads waiting for duplicate detection.
     pub duplicates: std::sync::Arc<crate::service::lead::duplicates::Pending>,
 }
@@ -80,6 +82,7 @@ impl App {
             dummy_hash: password::hash_async(password::generate()).await?,
             tasks: tokio_util::task::TaskTracker::new(),
             duplicates: Default::default(),
+            imports_due: Default::default(),
             delivery_stats: Default::default(),
             outbox,
             limits: RateLimits::new(&config),

@@ -21,6 +21,11 @@ db_tests!(
     upsert_creates_then_updates_and_refuses_ambiguity,
     merge_combines_duplicates_into_one_lead,
     concurrent_merges_lose_and_double_nothing,
+    a_csv_import_creates_leads_and_lists_bad_rows,
+    imports_skip_update_or_create_duplicates_and_dry_runs_write_nothing,
+    a_bad_header_or_body_refuses_the_import_whole,
+    an_export_imported_into_an_empty_tenant_reproduces_its_leads,
+    an_import_killed_mid_way_resumes_and_imports_each_row_once,
 );
 
 /// `POST /v1/leads` with `body` as `key`, and an `Idempotency-Key` when given.
@@ -673,4 +678,383 @@ async fn concurrent_merges_lose_and_double_nothing(app: TestApp) {
         .expect("query")
         .expect("row");
     assert_eq!(tagged.try_get::<i64>("", "n").expect("n"), 1);
+}
+
+// ---- Import and export (SPEC.md section 14) ----
+
+/// Starts an import worker for `app`; stopped when the token is cancelled.
+fn import_worker(app: &TestApp) -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(leadgraph::service::import::run(
+        app.state.app.clone(),
+        stop.clone(),
+    ));
+    stop
+}
+
+async fn upload(app: &TestApp, key: &str, media: &str, query: &str, body: &str) -> Resp {
+    app.request(
+        Method::POST,
+        &format!("/v1/imports{query}"),
+        &[("x-api-key", key), ("content-type", media)],
+        Body::from(body.to_owned()),
+    )
+    .await
+}
+
+/// Waits for an import job to finish; returns it.
+async fn finished(app: &TestApp, key: &str, id: &str) -> serde_json::Value {
+    for _ in 0..500 {
+        let r = app.get(&format!("/v1/imports/{id}"), key).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if !matches!(
+            r.body["data"]["status"].as_str(),
+            Some("queued" | "running")
+        ) {
+            return r.body["data"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the import did not finish");
+}
+
+async fn a_csv_import_creates_leads_and_lists_bad_rows(app: TestApp) {
+    let stop = import_worker(&app);
+    let t = app.tenant("Acme", Plan::Pro).await;
+    // A byte-order mark, columns in any order, a quoted cell holding a newline and a comma,
+    // tags separated by `;`, custom-field columns; a bad email and a short row.
+    let csv = "\u{feff}lastName,email,firstName,tags,customFields.note,customFields.size,score\r\n\
+               Doe,jane@example.com,Jane,fair;vip,\"line one\nline two, still\",12,40\r\n\
+               Roe,not-an-email,Rich,,,,\r\n\
+               Poe,edgar@example.com\r\n\
+               Moe,moe@example.com,Mo,,plain,,\r\n";
+    let r = upload(&app, &t.key, "text/csv", "", csv).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["data"]["total"], 4);
+    let id = r.body["data"]["id"].as_str().expect("id").to_owned();
+    let job = finished(&app, &t.key, &id).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        (
+            job["processed"].as_i64(),
+            job["created"].as_i64(),
+            job["failed"].as_i64()
+        ),
+        (Some(4), Some(2), Some(2)),
+        "{job}"
+    );
+    let errors = job["errors"].as_array().expect("errors");
+    assert_eq!(errors[0]["row"], 2);
+    assert_eq!(errors[0]["field"], "email");
+    assert_eq!(errors[0]["code"], "VALIDATION_FAILED");
+    assert_eq!(errors[1]["row"], 3);
+    assert!(
+        errors[1]["message"]
+            .as_str()
+            .expect("message")
+            .contains("cells"),
+        "{job}"
+    );
+    let leads = app
+        .get(&format!("/v1/leads?importId={id}&sort=lastName"), &t.key)
+        .await;
+    let jane = &leads.body["data"][0];
+    assert_eq!(jane["email"], "jane@example.com", "{}", leads.text);
+    assert_eq!(jane["tags"], json!(["fair", "vip"]));
+    assert_eq!(
+        jane["customFields"],
+        json!({"note": "line one\nline two, still", "size": 12})
+    );
+    assert_eq!(jane["score"], 40);
+    assert_eq!(jane["importId"], id.as_str());
+    assert_eq!(leads.body["data"].as_array().map(Vec::len), Some(2));
+    // One audit entry and one event for the job, none per row.
+    let events = app.get("/v1/events", &t.key).await;
+    let types: Vec<&str> = events.body["data"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(types, ["import.completed"], "{}", events.text);
+    assert_eq!(events.body["data"][0]["data"]["created"], 2);
+    let list = app.get("/v1/imports", &t.key).await;
+    assert_eq!(list.body["data"][0]["id"], id.as_str());
+    // A finished job cannot be cancelled.
+    let r = app
+        .request(
+            Method::DELETE,
+            &format!("/v1/imports/{id}"),
+            &[("x-api-key", t.key.as_str())],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    stop.cancel();
+}
+
+async fn imports_skip_update_or_create_duplicates_and_dry_runs_write_nothing(app: TestApp) {
+    let stop = import_worker(&app);
+    let t = app.tenant("Acme", Plan::Pro).await;
+    lead(
+        &app,
+        &t.key,
+        json!({"email": "ann@example.com", "firstName": "Ann", "lastName": "Lee", "score": 5}),
+    )
+    .await;
+    let ndjson = "{\"email\": \"ANN@example.com\", \"firstName\": \"Ann\", \"lastName\": \"Lee\", \"score\": 90}\n\n\
+                  {\"email\": \"bob@example.com\", \"firstName\": \"Bob\", \"lastName\": \"Ray\", \"tags\": [\"x\"]}\n\
+                  [1, 2]\n";
+    let run = |query: &'static str| {
+        let (app, key) = (&app, t.key.as_str());
+        async move {
+            let r = upload(app, key, "application/x-ndjson", query, ndjson).await;
+            assert_eq!(r.status, 202, "{}", r.text);
+            finished(app, key, r.body["data"]["id"].as_str().expect("id")).await
+        }
+    };
+    let counts = |j: &serde_json::Value| {
+        ["created", "updated", "skipped", "failed"].map(|k| j[k].as_i64().unwrap_or(-1))
+    };
+    app.settle().await;
+    let before = snapshot(&app).await;
+    let dry = run("?onDuplicate=update&dryRun=true").await;
+    assert_eq!(counts(&dry), [1, 1, 0, 1], "{dry}");
+    assert_eq!(dry["errors"][0]["row"], 3);
+    let after = snapshot(&app).await;
+    let leads_of = |s: &Vec<(&str, i64)>| s.iter().find(|(n, _)| *n == "leads").map(|(_, c)| *c);
+    assert_eq!(
+        leads_of(&after),
+        leads_of(&before),
+        "a dry run writes no lead"
+    );
+    let skip = run("").await;
+    assert_eq!(counts(&skip), [1, 0, 1, 1], "{skip}");
+    let update = run("?onDuplicate=update").await;
+    assert_eq!(counts(&update), [0, 2, 0, 1], "{update}");
+    let ann = app.get("/v1/leads?q=ann", &t.key).await;
+    assert_eq!(ann.body["data"][0]["score"], 90, "{}", ann.text);
+    let create = run("?onDuplicate=create").await;
+    assert_eq!(counts(&create), [2, 0, 0, 1], "{create}");
+    assert_eq!(app.count("leads").await, 4);
+    stop.cancel();
+}
+
+async fn a_bad_header_or_body_refuses_the_import_whole(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let (_, read) = app.key(&t.owner.token, "READ", "LIVE").await;
+    let before = snapshot(&app).await;
+    let r = upload(
+        &app,
+        &t.key,
+        "text/csv",
+        "",
+        "email,nickname\njane@example.com,JJ\n",
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "header");
+    let r = upload(
+        &app,
+        &t.key,
+        "text/csv",
+        "",
+        "firstName,lastName\nJane,Doe\n",
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = upload(&app, &t.key, "application/json", "", "[]").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = upload(&app, &t.key, "text/csv", "?onDuplicate=merge", "email\n").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = upload(&app, &read, "text/csv", "", "email\nx@example.com\n").await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(snapshot(&app).await, before);
+    assert_eq!(app.count("import_jobs").await, 0);
+    assert_eq!(app.count("import_rows").await, 0);
+}
+
+async fn an_export_imported_into_an_empty_tenant_reproduces_its_leads(app: TestApp) {
+    let stop = import_worker(&app);
+    let a = app.tenant("Acme", Plan::Pro).await;
+    let b = app.tenant("Beta", Plan::Pro).await;
+    let c = app.tenant("Gamma", Plan::Pro).await;
+    for i in 0..25 {
+        let status = ["NEW", "CONTACTED", "QUALIFIED"][i % 3];
+        let mut input = json!({
+            "email": format!("lead{i}@example.com"),
+            "firstName": format!("First{i}"),
+            "lastName": if i % 3 == 0 { "O'Brien, \"Jr\"".to_owned() } else { format!("Last{i}") },
+            "score": i * 4,
+            "status": status,
+            "tags": [format!("t{}", i % 4), "all"],
+            "customFields": {"plan": format!("p{}", i % 2), "seats": i, "paid": i % 2 == 0},
+        });
+        if i % 2 == 0 {
+            input["phone"] = json!(format!("+1 555 01{i:02}"));
+            input["source"] = json!("REFERRAL");
+        }
+        lead(&app, &a.key, input).await;
+    }
+    app.settle().await;
+    let fields = "email firstName lastName phone channel status score tags customFields";
+    let dump = |key: String| {
+        let app = &app;
+        async move {
+            let q = format!(
+                "{{ leads(first: 100, orderBy: {{field: CREATED_AT, direction: ASC}}) {{ edges {{ node {{ {fields} }} }} }} }}"
+            );
+            app.gql(Auth::Key(&key), &q, json!({})).await.data()["leads"]["edges"].clone()
+        }
+    };
+    let original = dump(a.key.clone()).await;
+    for (format, media, target) in [
+        ("csv", "text/csv", &b),
+        ("ndjson", "application/x-ndjson", &c),
+    ] {
+        let file = app
+            .get(&format!("/v1/leads/export?format={format}"), &a.key)
+            .await;
+        assert_eq!(file.status, 200);
+        assert!(
+            file.header("content-type")
+                .expect("type")
+                .starts_with(media)
+        );
+        let r = upload(&app, &target.key, media, "", &file.text).await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        let job = finished(
+            &app,
+            &target.key,
+            r.body["data"]["id"].as_str().expect("id"),
+        )
+        .await;
+        assert_eq!(job["created"], 25, "{format}: {job}");
+        assert_eq!(dump(target.key.clone()).await, original, "{format}");
+    }
+    // Filters narrow the export; a bad one is refused.
+    let file = app
+        .get("/v1/leads/export?format=ndjson&status=qualified", &a.key)
+        .await;
+    assert_eq!(file.text.lines().count(), 8);
+    let r = app.get("/v1/leads/export?format=xml", &a.key).await;
+    assert_eq!(r.status, 400);
+    stop.cancel();
+}
+
+/// A `leadgraph serve` process on `url`; killed (SIGKILL) when dropped.
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(url: &str) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_leadgraph"))
+            .args([
+                "serve",
+                "--no-bootstrap",
+                "--log",
+                "warn",
+                "--rate-limit-per-ip",
+                "0",
+            ])
+            .args(["--tenant-rate-limits=false", "--database-url", url])
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the server");
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..400 {
+            if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        Server { child, base }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn an_import_killed_mid_way_resumes_and_imports_each_row_once(app: TestApp) {
+    const ROWS: usize = 40_000;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let url = app.state.config.database_url();
+    let mut csv = String::from("email,firstName,lastName,tags\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("row{i}@example.com,Row,N{i},a;b\n"));
+    }
+    let http = reqwest::Client::new();
+    let job = |server: &Server, id: &str| {
+        let req = http
+            .get(format!("{}/v1/imports/{id}", server.base))
+            .header("x-api-key", &t.key);
+        async move {
+            let text = req.send().await.expect("get").text().await.expect("body");
+            let r: serde_json::Value = serde_json::from_str(&text).expect("json");
+            r["data"].clone()
+        }
+    };
+    let first = Server::start(&url).await;
+    let r: serde_json::Value = http
+        .post(format!("{}/v1/imports", first.base))
+        .header("x-api-key", &t.key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("upload")
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).expect("json"))
+        .expect("body");
+    let id = r["data"]["id"].as_str().expect("job id").to_owned();
+    assert_eq!(r["data"]["total"], ROWS, "{r}");
+    // Killed (SIGKILL, no shutdown) once some chunks are in and others not.
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..2000 {
+        seen = job(&first, &id).await;
+        if seen["processed"].as_i64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(first);
+    let processed = seen["processed"].as_i64().unwrap_or(0);
+    assert!(processed > 0 && processed < ROWS as i64, "killed at {seen}");
+    // Restarted: the job is taken up again once its lease has run out, and finishes.
+    app.db()
+        .execute_unprepared("UPDATE import_jobs SET lease_until = NULL")
+        .await
+        .expect("expire the dead worker's lease");
+    let second = Server::start(&url).await;
+    let mut done = serde_json::Value::Null;
+    for _ in 0..3000 {
+        done = job(&second, &id).await;
+        if done["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        (done["created"].as_i64(), done["failed"].as_i64()),
+        (Some(ROWS as i64), Some(0)),
+        "{done}"
+    );
+    assert_eq!(app.count("leads").await, ROWS as i64);
+    assert_eq!(app.count("lead_tags").await, 2 * ROWS as i64);
+    assert_eq!(app.count("import_rows").await, 0);
 }

@@ -1426,6 +1426,7 @@ async fn graphql_guide_examples_run(app: TestApp) {
             }
         };
         set("leadId", &d["createLead"]["id"]);
+        set("dupId", &d["createLeads"][0]["id"]);
         set("sourceId", &d["createSource"]["id"]);
         set("pipelineId", &d["createPipeline"]["id"]);
         set("stageId", &d["createPipeline"]["stages"][1]["id"]);

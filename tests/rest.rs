@@ -127,6 +127,7 @@ async fn lead_crud_with_the_envelope(app: TestApp) {
         "customFields",
         "tags",
         "duplicateOf",
+        "importId",
         "createdAt",
         "updatedAt",
     ];

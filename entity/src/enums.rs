@@ -110,3 +110,15 @@ string_enum!(
     /// Where a webhook delivery stands.
     DeliveryStatus { Pending = "pending", Succeeded = "succeeded", Failed = "failed" }
 );
+string_enum!(
+    /// Where an import job stands.
+    ImportStatus { Queued = "queued", Running = "running", Completed = "completed", Failed = "failed", Cancelled = "cancelled" }
+);
+string_enum!(
+    /// What an import does with a row whose email a lead already has.
+    OnDuplicate { Skip = "skip", Update = "update", Create = "create" }
+);
+string_enum!(
+    /// The format of an import file.
+    ImportFormat { Csv = "csv", Ndjson = "ndjson" }
+);

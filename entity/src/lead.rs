@@ -28,6 +28,8 @@ pub struct Model {
     pub assigned_to: Option<i64>,
     pub custom_fields: Json,
     pub duplicate_of: Option<i64>,
+    /// The import job that created it.
+    pub import_id: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -6,6 +6,8 @@ pub mod enums;
 pub mod event;
 pub mod event_stream;
 pub mod idempotency_key;
+pub mod import_job;
+pub mod import_row;
 pub mod lead;
 pub mod lead_tag;
 pub mod pipeline;

@@ -8,6 +8,7 @@ mod m20261205_000002_events;
 mod m20261205_000003_webhooks;
 mod m20261205_000004_stream_endpoints;
 mod m20261205_000005_idempotency;
+mod m20261205_000006_imports;
 
 /// Applies leadgraph's migrations in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000003_webhooks::Migration),
             Box::new(m20261205_000004_stream_endpoints::Migration),
             Box::new(m20261205_000005_idempotency::Migration),
+            Box::new(m20261205_000006_imports::Migration),
         ]
     }
 }

@@ -152,6 +152,10 @@ impl Lead {
     async fn duplicate_of_id(&self, ctx: &Context<'_>) -> Result<Option<ID>> {
         opt_id(ctx, Kind::Lead, self.row.duplicate_of)
     }
+    /// The import job that created it, if one did.
+    async fn import_id(&self, ctx: &Context<'_>) -> Result<Option<ID>> {
+        opt_id(ctx, Kind::ImportJob, self.row.import_id)
+    }
     /// The earliest lead with the same email or phone, once detection has run.
     async fn duplicate_of(&self, ctx: &Context<'_>) -> Result<Option<Lead>> {
         let Some(id) = self.row.duplicate_of else {

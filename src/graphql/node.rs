@@ -99,7 +99,11 @@ impl NodeQuery {
                 }
             }
             // Events are read through the feed; a cursor is no object.
-            Kind::Event | Kind::EventCursor | Kind::WebhookEndpoint | Kind::WebhookDelivery => None,
+            Kind::Event
+            | Kind::EventCursor
+            | Kind::WebhookEndpoint
+            | Kind::WebhookDelivery
+            | Kind::ImportJob => None,
         };
         Ok(found)
     }

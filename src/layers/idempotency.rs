@@ -29,7 +29,10 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         *req.method(),
         Method::POST | Method::PATCH | Method::PUT | Method::DELETE
     );
-    if !write || super::exempt(path) || super::is_webhook(path) {
+    // Files (imports, GraphQL uploads) are not read whole to be fingerprinted.
+    let media = crate::http::media_type(req.headers());
+    let file = !media.is_empty() && media != "application/json";
+    if !write || file || super::exempt(path) || super::is_webhook(path) {
         return next.run(req).await;
     }
     let graphql = path == "/graphql";

@@ -17,7 +17,7 @@ macro_rules! lead {
     () => {
         "id tenantId email firstName lastName phone source: channel sourceId pipelineId stageId \
          status score assignedTo: assignedToId customFields tags duplicateOf: duplicateOfId \
-         createdAt updatedAt"
+         importId createdAt updatedAt"
     };
 }
 
@@ -119,6 +119,15 @@ pub fn routes() -> Vec<Route> {
         .access(Access::Write)
         .body(MERGE_FIELDS)
         .reply(Reply::Ok, "MergedLeads"),
+        route(
+            Method::GET,
+            "/leads/export",
+            "exportLeads",
+            "Export leads as CSV or NDJSON, in the import's columns",
+            |c| Box::pin(export(c)),
+        )
+        .query(EXPORT_PARAMS)
+        .reply(Reply::File, "Lead"),
         route(Method::GET, "/leads/{id}", "getLead", "Get a lead", |c| {
             Box::pin(plain::by_id(c, &GET))
         })
@@ -265,6 +274,11 @@ const LIST_PARAMS: &[Param] = &[
         doc: "Only leads assigned to this user",
     },
     Param {
+        name: "importId",
+        ty: Ty::Id,
+        doc: "Only leads created by this import job",
+    },
+    Param {
         name: "q",
         ty: Ty::Str,
         doc: "Free text over name, email and phone",
@@ -296,6 +310,73 @@ const LIST_PARAMS: &[Param] = &[
     },
 ];
 
+/// `GET /leads/export`: the list's filters and the format.
+const EXPORT_PARAMS: &[Param] = &[
+    Param {
+        name: "format",
+        ty: Ty::Enum(&["csv", "ndjson"]),
+        doc: "csv (default) or ndjson",
+    },
+    LIST_PARAMS[2],
+    LIST_PARAMS[3],
+    LIST_PARAMS[4],
+    LIST_PARAMS[5],
+    LIST_PARAMS[6],
+    LIST_PARAMS[7],
+    LIST_PARAMS[8],
+    LIST_PARAMS[9],
+    LIST_PARAMS[10],
+    LIST_PARAMS[11],
+    LIST_PARAMS[12],
+    LIST_PARAMS[13],
+    LIST_PARAMS[14],
+];
+
+async fn export(c: Call) -> Result<Response, AppError> {
+    use crate::service::lead::export::{self, Format};
+    let filter = filter_of(&c.params);
+    let filter: crate::service::lead::LeadFilter = async_graphql::InputType::parse(Some(
+        async_graphql::Value::from_json(Value::Object(filter)).map_err(AppError::internal)?,
+    ))
+    .map_err(|e| AppError::BadRequest(e.into_server_error(Default::default()).message))?;
+    let (format, media, name) = match c.params.get("format").and_then(Value::as_str) {
+        Some("ndjson") => (Format::Ndjson, "application/x-ndjson", "leads.ndjson"),
+        Some("csv") | None => (Format::Csv, "text/csv; charset=utf-8", "leads.csv"),
+        Some(_) => {
+            return Err(AppError::BadQuery(vec![crate::error::FieldError::new(
+                "format",
+                "must be one of csv, ndjson",
+            )]));
+        }
+    };
+    let rc = c.request_ctx();
+    let chunks = export::export(&c.state.app, &rc, &filter, format)
+        .await
+        .map_err(|e| match e {
+            AppError::Validation(fields) => AppError::BadQuery(
+                fields
+                    .into_iter()
+                    .map(|mut f| {
+                        f.field = f.field.trim_start_matches("filter.").to_owned();
+                        f
+                    })
+                    .collect(),
+            ),
+            other => other,
+        })?;
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(chunks));
+    let mut resp = Response::new(body);
+    let headers = resp.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(media),
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(axum::http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
 /// `sort` values and the `LeadOrderField` each names.
 const SORT_FIELDS: &[(&str, &str)] = &[
     ("createdAt", "CREATED_AT"),
@@ -321,6 +402,7 @@ const FILTER_PARAMS: &[(&str, &str)] = &[
     ("stageId", "stageId"),
     ("tag", "tag"),
     ("assignedTo", "assignedTo"),
+    ("importId", "importId"),
     ("q", "search"),
     ("scoreMin", "scoreMin"),
     ("scoreMax", "scoreMax"),
@@ -328,9 +410,8 @@ const FILTER_PARAMS: &[(&str, &str)] = &[
     ("createdBefore", "createdBefore"),
 ];
 
-async fn list(c: Call) -> Result<Response, AppError> {
-    let p = &c.params;
-    let limit = p.get("limit").cloned().unwrap_or(Value::from(20));
+/// The `LeadFilter` (GraphQL's shape) of a list's query parameters.
+fn filter_of(p: &Map<String, Value>) -> Map<String, Value> {
     let mut filter = Map::new();
     // Comma-separated enum values become a list of GraphQL enum values.
     for (param, key) in [("status", "status"), ("source", "channel")] {
@@ -344,6 +425,13 @@ async fn list(c: Call) -> Result<Response, AppError> {
             filter.insert((*key).into(), v.clone());
         }
     }
+    filter
+}
+
+async fn list(c: Call) -> Result<Response, AppError> {
+    let p = &c.params;
+    let limit = p.get("limit").cloned().unwrap_or(Value::from(20));
+    let filter = filter_of(p);
     let sort = p
         .get("sort")
         .and_then(Value::as_str)

@@ -76,6 +76,8 @@ struct Lead {
     custom_fields: serde_json::Value,
     tags: Vec<String>,
     duplicate_of: Option<String>,
+    /// The import job that created it.
+    import_id: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -290,6 +292,44 @@ struct Me {
     auth_method: String,
     user: MeUser,
     tenant: MeTenant,
+}
+
+/// A problem with one row of an import.
+#[derive(Serialize, ToSchema)]
+struct ImportRowError {
+    /// 1 for the first row after the header.
+    row: i64,
+    /// The field, or empty for the row as a whole.
+    field: String,
+    /// `VALIDATION_FAILED`, `AMBIGUOUS_MATCH`.
+    code: String,
+    message: String,
+}
+
+/// An import job.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ImportJob {
+    id: String,
+    /// queued, running, completed, failed or cancelled.
+    status: String,
+    /// csv or ndjson.
+    format: String,
+    /// skip, update or create.
+    on_duplicate: String,
+    source_id: Option<String>,
+    dry_run: bool,
+    total: i64,
+    processed: i64,
+    created: i64,
+    updated: i64,
+    skipped: i64,
+    failed: i64,
+    /// The first 1000.
+    errors: Vec<ImportRowError>,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
 }
 
 /// The result of a merge.
@@ -616,6 +656,15 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
                 .schema(Some(schema)),
         );
     }
+    if route.upload {
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .content("text/csv", json_content(obj(Type::String)))
+                .content("application/x-ndjson", json_content(obj(Type::String)))
+                .required(Some(Required::True))
+                .build(),
+        ));
+    }
     if let Some(spec) = route.body {
         op = op.request_body(Some(
             RequestBodyBuilder::new()
@@ -630,10 +679,15 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
     };
     let (code, description) = match route.reply {
         Reply::Created | Reply::CreatedMany => ("201", "Resource created successfully"),
+        Reply::Accepted => ("202", "Accepted: the work goes on in the background"),
         _ => ("200", "Success"),
     };
-    op = op.response(
-        code,
+    let success = if route.reply == Reply::File {
+        ResponseBuilder::new()
+            .description("The file, streamed")
+            .content("text/csv", json_content(obj(Type::String)))
+            .content("application/x-ndjson", json_content(obj(Type::String)))
+    } else {
         ResponseBuilder::new().description(description).content(
             "application/json",
             json_content(match route.reply {
@@ -643,8 +697,9 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
                 }
                 _ => envelope(data, false),
             }),
-        ),
-    );
+        )
+    };
+    op = op.response(code, success);
     if route.path.ends_with("/by-email/{email}") {
         op = op.response(
             "201",
@@ -718,7 +773,7 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
     if !conflicts.is_empty() {
         op = op.response("409", error_response(&conflicts.join("; ")));
     }
-    if route.body.is_some() {
+    if route.body.is_some() || route.upload {
         op = op.response("413", error_response("PAYLOAD_TOO_LARGE"));
     }
     if route.body.is_some() || !route.query.is_empty() || write {
@@ -847,6 +902,8 @@ pub fn document() -> OpenApi {
         .schema_from::<Me>()
         .schema_from::<Deleted>()
         .schema_from::<MergedLeads>()
+        .schema_from::<ImportRowError>()
+        .schema_from::<ImportJob>()
         .schema_from::<StatusCount>()
         .schema_from::<ChannelCount>()
         .schema_from::<SourceName>()

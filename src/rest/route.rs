@@ -58,6 +58,10 @@ pub enum Reply {
     Created,
     /// `201` with an array of objects (a batch).
     CreatedMany,
+    /// `200` with a file (CSV or NDJSON), not an envelope.
+    File,
+    /// `202` with the object (work that goes on in the background).
+    Accepted,
     /// `200` with `{id, deleted: true}`.
     Deleted,
     /// `200` with an array and `meta.nextCursor`.
@@ -100,6 +104,8 @@ pub struct Route {
     pub schema: Option<&'static str>,
     /// Whether it may be refused with `409` (a delete while leads still use the row).
     pub conflicts: bool,
+    /// Whether its body is a file (CSV or NDJSON) rather than JSON fields.
+    pub upload: bool,
     /// Its code.
     pub handler: Handler,
 }
@@ -126,6 +132,7 @@ impl Route {
             reply: Reply::Ok,
             schema: None,
             conflicts: false,
+            upload: false,
             handler,
         }
     }
@@ -153,6 +160,14 @@ impl Route {
         Route {
             reply,
             schema: Some(schema),
+            ..self
+        }
+    }
+
+    /// Takes a file as its body.
+    pub fn upload(self) -> Route {
+        Route {
+            upload: true,
             ..self
         }
     }
@@ -199,6 +214,29 @@ impl Call {
         self.path
             .get("id")
             .map_or(Value::Null, |id| Value::String(id.clone()))
+    }
+
+    /// The request's headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The request's body, unread (for routes that stream it).
+    pub fn take_body(&self) -> Body {
+        match self.body.lock() {
+            Ok(mut b) => b.take().unwrap_or_else(Body::empty),
+            Err(_) => Body::empty(),
+        }
+    }
+
+    /// The request as the services see it, for routes that call a service directly.
+    pub fn request_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            principal: self.principal.clone(),
+            ip: self.ip,
+            request_id: self.request_id.clone(),
+            credential_checks: Default::default(),
+        }
     }
 
     /// A path segment (`{email}`), as a GraphQL variable value.

@@ -160,6 +160,7 @@ pub fn kind_of(resource_type: &str) -> Option<crate::ids::Kind> {
         "user" => Kind::User,
         "webhook_endpoint" => Kind::WebhookEndpoint,
         "webhook_delivery" => Kind::WebhookDelivery,
+        "import" => Kind::ImportJob,
         _ => return None,
     })
 }
@@ -176,6 +177,7 @@ pub fn type_of(kind: crate::ids::Kind) -> Option<&'static str> {
         Kind::User => "user",
         Kind::WebhookEndpoint => "webhook_endpoint",
         Kind::WebhookDelivery => "webhook_delivery",
+        Kind::ImportJob => "import",
         Kind::Tenant | Kind::AuditEntry | Kind::Event | Kind::EventCursor => return None,
     })
 }

@@ -480,6 +480,7 @@ pub fn json(ids: &Ids, e: &event::Model) -> Value {
     let id = |kind, v: Option<i64>| v.map(|v| ids.encode(kind, v));
     let resource_kind = match e.resource_type.as_str() {
         "lead" => Some(Kind::Lead),
+        "import" => Some(Kind::ImportJob),
         _ => None,
     };
     json!({

@@ -3,6 +3,8 @@
 
 pub mod bulk;
 pub mod duplicates;
+pub mod export;
+pub mod import;
 
 use std::collections::BTreeSet;
 
@@ -239,6 +241,7 @@ pub fn json(ids: &Ids, row: &LeadRow) -> Value {
         "customFields": l.custom_fields,
         "tags": row.tags,
         "duplicateOf": id(Kind::Lead, l.duplicate_of),
+        "importId": id(Kind::ImportJob, l.import_id),
         "createdAt": ts(l.created_at),
         "updatedAt": ts(l.updated_at),
     })
@@ -939,6 +942,8 @@ pub struct LeadFilter {
     pub created_before: Option<DateTime<Utc>>,
     /// Free text over name, email and phone (every word must match).
     pub search: Option<String>,
+    /// Created by this import job.
+    pub import_id: Option<ID>,
 }
 
 /// The rows a filter names, decoded.
@@ -948,6 +953,7 @@ struct FilterRows {
     pipeline_id: Option<i64>,
     stage_id: Option<i64>,
     assigned_to: Option<i64>,
+    import_id: Option<i64>,
 }
 
 impl LeadFilter {
@@ -968,6 +974,7 @@ impl LeadFilter {
             pipeline_id: decode("pipelineId", Kind::Pipeline, &self.pipeline_id),
             stage_id: decode("stageId", Kind::Stage, &self.stage_id),
             assigned_to: decode("assignedTo", Kind::User, &self.assigned_to),
+            import_id: decode("importId", Kind::ImportJob, &self.import_id),
         };
         errors.finish()?;
         Ok(rows)
@@ -1082,6 +1089,7 @@ fn condition(p: &Principal, f: &LeadFilter, rows: FilterRows) -> Condition {
         (lead::Column::PipelineId, rows.pipeline_id),
         (lead::Column::StageId, rows.stage_id),
         (lead::Column::AssignedTo, rows.assigned_to),
+        (lead::Column::ImportId, rows.import_id),
     ] {
         if let Some(id) = id {
             c = c.add(col.eq(id));
