@@ -35,6 +35,30 @@ pub enum Command {
     SetPlan(SetPlanArgs),
     /// Fill a new demo tenant with users, sources, pipelines and leads.
     SeedDemo(SeedArgs),
+    /// Import leads from a CSV or NDJSON file into a tenant, showing progress.
+    Import(ImportArgs),
+}
+
+/// Arguments of `leadgraph import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file: CSV (a header row of REST field names) or NDJSON (`.ndjson`, `.jsonl`).
+    pub file: std::path::PathBuf,
+    /// The tenant's slug.
+    #[arg(long)]
+    pub tenant: String,
+    /// live or sandbox.
+    #[arg(long, default_value = "live")]
+    pub environment: String,
+    /// A row whose email a lead has: skip, update or create.
+    #[arg(long, default_value = "skip")]
+    pub on_duplicate: String,
+    /// Count what would happen; write no lead.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the finished job as one JSON line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `leadgraph bootstrap`.

@@ -7,6 +7,7 @@ pub mod event;
 pub mod graphiql;
 pub mod guard;
 pub mod http;
+pub mod import;
 pub mod lead;
 pub mod limits;
 pub mod loaders;

@@ -85,8 +85,83 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("Tenant {} is now on the {} plan", t.slug, t.plan);
             Ok(())
         }
+        Command::Import(args) => import(config, args).await,
         Command::Serve => serve(config).await,
     }
+}
+
+/// `leadgraph import FILE --tenant SLUG`: the file is read as a request's body would be, and
+/// processed here with a progress bar (or by a server's worker if one takes it first).
+async fn import(
+    config: Config,
+    args: crate::config::ImportArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use entity::enums::{Environment, ImportFormat, OnDuplicate};
+    let environment =
+        Environment::parse(&args.environment).ok_or("--environment: live or sandbox")?;
+    let on_duplicate =
+        OnDuplicate::parse(&args.on_duplicate).ok_or("--on-duplicate: skip, update or create")?;
+    let name = args.file.to_string_lossy().to_ascii_lowercase();
+    let format = if name.ends_with(".ndjson") || name.ends_with(".jsonl") {
+        ImportFormat::Ndjson
+    } else {
+        ImportFormat::Csv
+    };
+    let file = tokio::fs::File::open(&args.file)
+        .await
+        .map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let state = open(config).await?;
+    let rc = tenant::owner_context(&state, &args.tenant, environment)
+        .await
+        .map_err(describe)?;
+    let opts = crate::service::import::Options {
+        format,
+        on_duplicate,
+        source_id: None,
+        dry_run: args.dry_run,
+    };
+    let body = tokio_util::io::ReaderStream::new(file);
+    let job = crate::service::import::receive(&state, &rc, opts, body)
+        .await
+        .map_err(describe)?;
+    let bar = indicatif::ProgressBar::new(job.total.max(0) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if args.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let done = crate::service::import::run_now(&state, job.id, |j| {
+        bar.set_position(j.processed.max(0) as u64);
+        bar.set_message(format!(
+            "{} created, {} updated, {} skipped, {} failed",
+            j.created, j.updated, j.skipped, j.failed
+        ));
+    })
+    .await
+    .map_err(describe)?;
+    bar.finish();
+    let shown = crate::service::import::json(&state.ids, &done);
+    if args.json {
+        println!("{}", serde_json::to_string(&shown)?);
+    } else {
+        println!(
+            "Import {}: {} rows, {} created, {} updated, {} skipped, {} failed",
+            done.status, done.total, done.created, done.updated, done.skipped, done.failed
+        );
+        for e in shown["errors"].as_array().into_iter().flatten().take(20) {
+            println!(
+                "  row {}: {} {}",
+                e["row"],
+                e["field"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn describe(e: AppError) -> Box<dyn std::error::Error> {

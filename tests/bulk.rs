@@ -26,6 +26,7 @@ db_tests!(
     a_bad_header_or_body_refuses_the_import_whole,
     an_export_imported_into_an_empty_tenant_reproduces_its_leads,
     an_import_killed_mid_way_resumes_and_imports_each_row_once,
+    graphql_uploads_a_file_to_import,
 );
 
 /// `POST /v1/leads` with `body` as `key`, and an `Idempotency-Key` when given.
@@ -1057,4 +1058,151 @@ async fn an_import_killed_mid_way_resumes_and_imports_each_row_once(app: TestApp
     assert_eq!(app.count("leads").await, ROWS as i64);
     assert_eq!(app.count("lead_tags").await, 2 * ROWS as i64);
     assert_eq!(app.count("import_rows").await, 0);
+}
+
+async fn graphql_uploads_a_file_to_import(app: TestApp) {
+    let stop = import_worker(&app);
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let upload = |name: &str, media: &str, content: &str| {
+        let body = format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n\
+             {{\"query\": \"mutation($f: Upload!) {{ importLeads(file: $f, onDuplicate: UPDATE) {{ id status format total }} }}\", \"variables\": {{\"f\": null}}}}\r\n\
+             --XyZ\r\nContent-Disposition: form-data; name=\"map\"\r\n\r\n{{\"0\": [\"variables.f\"]}}\r\n\
+             --XyZ\r\nContent-Disposition: form-data; name=\"0\"; filename=\"{name}\"\r\nContent-Type: {media}\r\n\r\n{content}\r\n--XyZ--\r\n"
+        );
+        let headers = [
+            ("x-api-key", t.key.clone()),
+            (
+                "content-type",
+                "multipart/form-data; boundary=XyZ".to_owned(),
+            ),
+        ];
+        let app = &app;
+        async move {
+            let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            app.request(Method::POST, "/graphql", &refs, Body::from(body))
+                .await
+        }
+    };
+    let r = upload(
+        "leads.csv",
+        "text/csv",
+        "email,firstName,lastName\nup@example.com,Up,Load\nbad,X,Y\n",
+    )
+    .await;
+    let job = r.data()["importLeads"].clone();
+    assert_eq!(
+        (
+            job["status"].as_str(),
+            job["format"].as_str(),
+            job["total"].as_i64()
+        ),
+        (Some("QUEUED"), Some("CSV"), Some(2)),
+        "{job}"
+    );
+    let q = "query($id: ID!) { importJob(id: $id) { status created failed errors { row field code } } }";
+    let mut done = serde_json::Value::Null;
+    for _ in 0..500 {
+        done = app
+            .gql(Auth::Key(&t.key), q, json!({"id": job["id"]}))
+            .await
+            .data()["importJob"]
+            .clone();
+        if done["status"] == "COMPLETED" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        done,
+        json!({"status": "COMPLETED", "created": 1, "failed": 1, "errors": [{"row": 2, "field": "email", "code": "VALIDATION_FAILED"}]})
+    );
+    let r = upload(
+        "more.ndjson",
+        "application/x-ndjson",
+        "{\"email\": \"nd@example.com\", \"firstName\": \"N\", \"lastName\": \"D\"}",
+    )
+    .await;
+    assert_eq!(r.data()["importLeads"]["format"], "NDJSON");
+    let jobs = app
+        .gql(Auth::Key(&t.key), "{ importJobs { id } }", json!({}))
+        .await;
+    assert_eq!(jobs.data()["importJobs"].as_array().map(Vec::len), Some(2));
+    stop.cancel();
+}
+
+/// `leadgraph import FILE --tenant SLUG` imports with a progress bar; `--json` prints the job.
+#[test]
+fn the_cli_imports_a_file_into_a_tenant() {
+    let bin = env!("CARGO_BIN_EXE_leadgraph");
+    let dir = std::env::temp_dir().join(format!(
+        "leadgraph-import-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let url = format!("sqlite://{}", dir.join("cli.db").display());
+    let out = std::process::Command::new(bin)
+        .args([
+            "bootstrap",
+            "--tenant",
+            "Acme Corp",
+            "--email",
+            "ops@acme.test",
+            "--json",
+        ])
+        .env("LEADGRAPH_DATABASE_URL", &url)
+        .output()
+        .expect("bootstrap");
+    let boot: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let slug = boot["tenantSlug"]
+        .as_str()
+        .expect("the slug is printed")
+        .to_owned();
+    let file = dir.join("leads.csv");
+    let mut csv = String::from("email,firstName,lastName,tags\n");
+    for i in 0..2500 {
+        csv.push_str(&format!("cli{i}@example.com,Cli,N{i},x;y\n"));
+    }
+    csv.push_str("broken,A,B,\n");
+    std::fs::write(&file, csv).expect("write");
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .arg("import")
+            .arg(&file)
+            .args(["--tenant", &slug])
+            .args(extra)
+            .env("LEADGRAPH_DATABASE_URL", &url)
+            .env("LEADGRAPH_LOG", "warn")
+            .output()
+            .expect("import");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let out = run(&["--json"]);
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(
+        (
+            job["status"].as_str(),
+            job["created"].as_i64(),
+            job["failed"].as_i64()
+        ),
+        (Some("completed"), Some(2500), Some(1)),
+        "{job}"
+    );
+    assert_eq!(job["errors"][0]["row"], 2501);
+    // Again: every email is taken now, so every row is skipped; the summary says so.
+    let out = run(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2500 skipped"), "{text}");
+    let out = std::process::Command::new(bin)
+        .args(["import", "nowhere.csv", "--tenant", &slug])
+        .env("LEADGRAPH_DATABASE_URL", &url)
+        .output()
+        .expect("import");
+    assert!(!out.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
 }

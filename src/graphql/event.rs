@@ -48,6 +48,7 @@ impl Event {
     async fn resource_id(&self, ctx: &Context<'_>) -> Result<Option<ID>> {
         match (self.0.resource_type.as_str(), self.0.resource_id) {
             ("lead", Some(id)) => Ok(Some(super::encode(ctx, Kind::Lead, id)?)),
+            ("import", Some(id)) => Ok(Some(super::encode(ctx, Kind::ImportJob, id)?)),
             _ => Ok(None),
         }
     }

@@ -170,23 +170,23 @@ pub async fn post(
     let Some(media) = negotiate(&headers) else {
         return StatusCode::NOT_ACCEPTABLE.into_response();
     };
-    if crate::http::media_type(&headers) != "application/json" {
-        let mut resp = bad_request(media, "Content-Type must be application/json");
-        *resp.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-        return resp;
-    }
-    let bytes = match crate::http::read_body(body, state.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return app_error_response(&e, media),
-    };
-    // The body's JSON nests the request, its variables and any batch around the values.
-    let depth = nesting::json(&bytes, nesting::MAX_NESTING + 3);
-    if depth > nesting::MAX_NESTING + 3 {
-        return app_error_response(&too_deep(depth), media);
-    }
-    let batch: BatchRequest = match serde_json::from_slice(&bytes) {
-        Ok(b) => b,
-        Err(e) => return bad_request(media, format!("Invalid GraphQL request body: {e}")),
+    let batch = match crate::http::media_type(&headers).as_str() {
+        "application/json" => match json_batch(&state, body).await {
+            Ok(b) => b,
+            Err(resp) => return resp(media),
+        },
+        "multipart/form-data" => match multipart_batch(&state, &headers, body).await {
+            Ok(b) => b,
+            Err(message) => return bad_request(media, message),
+        },
+        _ => {
+            let mut resp = bad_request(
+                media,
+                "Content-Type must be application/json (or multipart/form-data for uploads)",
+            );
+            *resp.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            return resp;
+        }
     };
     if let BatchRequest::Batch(list) = &batch {
         let max = state.config.graphql_max_batch;
@@ -202,6 +202,52 @@ pub async fn post(
         request_id,
     };
     execute(call, batch, media).await
+}
+
+/// Why a body holds no request: the response to send, once the media type is known.
+type Refusal = Box<dyn FnOnce(Media) -> Response + Send>;
+
+/// A JSON body's request or batch, its nesting bounded before it is parsed.
+async fn json_batch(state: &AppState, body: Body) -> Result<BatchRequest, Refusal> {
+    let bytes = match crate::http::read_body(body, state.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return Err(Box::new(move |media| app_error_response(&e, media))),
+    };
+    // The body's JSON nests the request, its variables and any batch around the values.
+    let depth = nesting::json(&bytes, nesting::MAX_NESTING + 3);
+    if depth > nesting::MAX_NESTING + 3 {
+        return Err(Box::new(move |media| {
+            app_error_response(&too_deep(depth), media)
+        }));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| -> Refusal {
+        let message = format!("Invalid GraphQL request body: {e}");
+        Box::new(move |media| bad_request(media, message))
+    })
+}
+
+/// A GraphQL multipart request (uploads): its files are spooled to temporary files as they
+/// arrive, at most one, of at most `--max-import-bytes`.
+async fn multipart_batch(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<BatchRequest, String> {
+    use futures::TryStreamExt;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let reader = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .into_async_read();
+    let opts = async_graphql::http::MultipartOptions::default()
+        .max_file_size(state.config.max_import_bytes)
+        .max_num_files(1);
+    async_graphql::http::receive_batch_body(content_type, reader, opts)
+        .await
+        .map_err(|e| format!("Invalid GraphQL multipart request: {e}"))
 }
 
 /// What the handlers hand to [`execute`].

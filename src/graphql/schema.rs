@@ -5,6 +5,7 @@ use async_graphql::{MergedObject, SDLExportOptions, Schema};
 use super::api_key::{ApiKeyMutation, ApiKeyQuery};
 use super::audit::AuditQuery;
 use super::event::EventQuery;
+use super::import::{ImportMutation, ImportQuery};
 use super::lead::{LeadMutation, LeadQuery};
 use super::node::NodeQuery;
 use super::pipeline::{PipelineMutation, PipelineQuery};
@@ -22,6 +23,7 @@ use crate::config::Config;
 /// The query root.
 #[derive(MergedObject, Default)]
 pub struct Query(
+    ImportQuery,
     WebhookQuery,
     ApiKeyQuery,
     UserQuery,
@@ -39,6 +41,7 @@ pub struct Query(
 /// The mutation root.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
+    ImportMutation,
     WebhookMutation,
     SessionMutation,
     ApiKeyMutation,

@@ -485,7 +485,7 @@ pub fn json(ids: &Ids, j: &import_job::Model) -> Value {
 /// `stop`.
 pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
     loop {
-        match claim(&app.db).await {
+        match claim(&app.db, None).await {
             Ok(Some(id)) => {
                 if let Err(e) = process(&app, id, &stop).await {
                     tracing::warn!(error = %e.message(), job = id, "import chunk failed; will retry");
@@ -503,12 +503,16 @@ pub async fn run(app: Arc<App>, stop: tokio_util::sync::CancellationToken) {
     }
 }
 
-/// Takes the oldest job no live worker holds; `SKIP LOCKED` lets several instances look at
-/// once.
-async fn claim(db: &DatabaseConnection) -> Result<Option<i64>, sea_orm::DbErr> {
+/// Takes the oldest job (or job `only`) no live worker holds; `SKIP LOCKED` lets several
+/// instances look at once.
+async fn claim(db: &DatabaseConnection, only: Option<i64>) -> Result<Option<i64>, sea_orm::DbErr> {
     let tx = begin_write(db).await?;
     let now = Utc::now();
-    let job = import_job::Entity::find()
+    let mut find = import_job::Entity::find();
+    if let Some(id) = only {
+        find = find.filter(import_job::Column::Id.eq(id));
+    }
+    let job = find
         .filter(import_job::Column::Ready.eq(true))
         .filter(import_job::Column::Status.is_in([ImportStatus::Queued, ImportStatus::Running]))
         .filter(
@@ -532,6 +536,40 @@ async fn claim(db: &DatabaseConnection) -> Result<Option<i64>, sea_orm::DbErr> {
     row.update(&tx).await?;
     tx.commit().await?;
     Ok(Some(id))
+}
+
+/// Processes job `id` here and now (the CLI), unless a worker already holds it; either way
+/// `progress` sees the job after every chunk until it is finished.
+pub async fn run_now(
+    app: &App,
+    id: i64,
+    mut progress: impl FnMut(&import_job::Model),
+) -> AppResult<import_job::Model> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mine = claim(&app.db, Some(id)).await?.is_some();
+    let work = async {
+        if mine {
+            process(app, id, &stop).await
+        } else {
+            Ok(())
+        }
+    };
+    let watch = async {
+        loop {
+            let job = import_job::Entity::find_by_id(id)
+                .one(&app.db)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            progress(&job);
+            if !matches!(job.status, ImportStatus::Queued | ImportStatus::Running) {
+                return Ok::<_, AppError>(job);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let (worked, job) = tokio::join!(work, watch);
+    worked?;
+    job
 }
 
 /// The job's caller, as its rows are checked (its tenant and environment).

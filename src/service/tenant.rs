@@ -4,7 +4,7 @@ use entity::enums::{Environment, Plan, Role, Scope};
 use entity::tenant;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter,
+    PaginatorTrait, QueryFilter, QueryOrder,
 };
 use serde::Serialize;
 
@@ -23,8 +23,7 @@ use crate::state::App;
 pub struct Bootstrapped {
     /// The tenant's opaque ID.
     pub tenant_id: String,
-    /// The tenant's slug.
-    #[serde(skip)]
+    /// The tenant's slug (what operator commands such as `import` and `set-plan` take).
     pub tenant_slug: String,
     /// The owner's opaque ID.
     pub user_id: String,
@@ -153,6 +152,43 @@ pub async fn set_plan(db: &DatabaseConnection, slug: &str, plan: Plan) -> AppRes
     row.plan = Set(plan);
     row.updated_at = Set(chrono::Utc::now());
     Ok(row.update(db).await?)
+}
+
+/// The request context of a tenant's (first active) owner in `environment`, for operator
+/// commands that act for the tenant.
+pub async fn owner_context(
+    app: &App,
+    slug: &str,
+    environment: Environment,
+) -> AppResult<crate::context::RequestCtx> {
+    use entity::enums::Role;
+    let t = tenant::Entity::find()
+        .filter(tenant::Column::Slug.eq(slug))
+        .one(&app.db)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let owner = entity::user::Entity::find()
+        .filter(entity::user::Column::TenantId.eq(t.id))
+        .filter(entity::user::Column::Role.eq(Role::Owner))
+        .filter(entity::user::Column::Active.eq(true))
+        .order_by_asc(entity::user::Column::Id)
+        .one(&app.db)
+        .await?
+        .ok_or_else(|| AppError::Conflict("the tenant has no active owner".into()))?;
+    Ok(crate::context::RequestCtx {
+        principal: Some(crate::auth::principal::Principal {
+            tenant_id: t.id,
+            plan: t.plan,
+            environment,
+            user_id: owner.id,
+            role: Role::Owner,
+            actor_user_id: owner.id,
+            via: crate::auth::principal::Via::Session,
+        }),
+        ip: None,
+        request_id: "cli".into(),
+        credential_checks: Default::default(),
+    })
 }
 
 /// A tenant by ID.

@@ -54,3 +54,18 @@ test('examples/typescript/list-leads.ts runs with the generated types', async ()
   const total = byStatus.split(' ').reduce((n, kv) => n + Number(kv.split('=')[1]), 0);
   assert.equal(total, (await count('/v1/stats')).total, stdout);
 });
+
+test('examples/typescript/import-leads.ts uploads a CSV file and follows the job', async () => {
+  const { mkdtemp, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(join(tmpdir(), 'leadgraph-import-'));
+  const file = join(dir, 'fair.csv');
+  await writeFile(file, 'email,firstName,lastName,tags\nts1@example.com,Ts,One,fair\nts2@example.com,Ts,Two,fair;vip\nnope,Bad,Row,\n');
+  const script = join(root, 'target/ts-examples/examples/typescript/import-leads.js');
+  const { stdout } = await run('node', [script, file], { env: env() });
+  assert.match(stdout, /^queued import \S+ of 3 rows$/m);
+  assert.match(stdout, /^completed: 2 created, 0 updated, 0 skipped, 1 failed$/m);
+  assert.match(stdout, /^  row 3 email: /m);
+  const lead = await fetch(`${server.url}/v1/leads?q=ts2`, { headers: { 'X-API-Key': server.apiKey } });
+  assert.deepEqual((await lead.json()).data[0].tags, ['fair', 'vip']);
+});
