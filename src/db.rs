@@ -5,8 +5,8 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QuerySelect, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QuerySelect, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 use crate::config::{Config, SqliteSync};
@@ -50,9 +50,71 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     Database::connect(opts).await
 }
 
-/// Applies pending migrations.
+/// The advisory lock (PostgreSQL) under which one starting instance migrates at a time.
+const MIGRATION_LOCK: i64 = 0x6c65_6164_6772_6170; // "leadgrap"
+
+/// The setting naming the version that last migrated the database.
+const MIGRATED_BY: &str = "migrated_by";
+
+/// Applies pending migrations. On PostgreSQL, instances starting at once migrate one after
+/// the other under an advisory lock (the later ones find nothing left to do). A database that
+/// a newer leadgraph migrated (it holds migrations this build does not know) is refused, naming
+/// both versions, before anything is changed.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    // Held by a transaction of its own for as long as the migrations run on other connections.
+    let lock = if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let tx = db.begin().await?;
+        tx.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await?;
+        Some(tx)
+    } else {
+        None
+    };
+    Migrator::install(db).await?;
+    let known: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let applied: Vec<String> = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT version FROM seaql_migrations ORDER BY version",
+        ))
+        .await?
+        .iter()
+        .filter_map(|row| row.try_get::<String>("", "version").ok())
+        .collect();
+    if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
+        let by = match entity::setting::Entity::find_by_id(MIGRATED_BY.to_owned())
+            .one(db)
+            .await
+        {
+            Ok(Some(row)) => format!("leadgraph {}", row.value),
+            _ => "a newer leadgraph".to_owned(),
+        };
+        return Err(DbErr::Migration(format!(
+            "the database was migrated by {by}, which added migration {unknown}; this is \
+             leadgraph {}, which does not know it. Run {by} (or newer) on this database",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    Migrator::up(db, None).await?;
+    let version = entity::setting::ActiveModel {
+        key: sea_orm::ActiveValue::Set(MIGRATED_BY.to_owned()),
+        value: sea_orm::ActiveValue::Set(env!("CARGO_PKG_VERSION").to_owned()),
+    };
+    entity::setting::Entity::insert(version)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(entity::setting::Column::Key)
+                .update_column(entity::setting::Column::Value)
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    if let Some(tx) = lock {
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 /// Reads the row a write is about to change, locked until the transaction ends: `SELECT …

@@ -21,6 +21,7 @@ db_tests!(
     unknown_route_is_a_404_envelope,
     first_start_bootstraps_once,
     secrets_survive_restarts,
+    a_database_migrated_by_a_newer_version_is_refused,
 );
 
 async fn health_and_readiness(app: TestApp) {
@@ -546,4 +547,93 @@ async fn validated_documents_skip_revalidation_safely(app: TestApp) {
     assert!(bad.body.get("data").is_none(), "{}", bad.text);
     let message = bad.body["errors"][0]["message"].as_str().unwrap_or("");
     assert!(message.contains("Invalid value"), "{message}");
+}
+
+async fn a_database_migrated_by_a_newer_version_is_refused(app: TestApp) {
+    use sea_orm::ConnectionTrait;
+    let db = app.db();
+    db.execute_unprepared(
+        "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000001_future', 0)",
+    )
+    .await
+    .expect("a future migration");
+    db.execute_unprepared("UPDATE settings SET value = '9.9.9' WHERE key = 'migrated_by'")
+        .await
+        .expect("a future version");
+    let err = leadgraph::db::migrate(db)
+        .await
+        .expect_err("refused")
+        .to_string();
+    for part in [
+        "leadgraph 9.9.9",
+        "m20991231_000001_future",
+        env!("CARGO_PKG_VERSION"),
+    ] {
+        assert!(err.contains(part), "{part:?} missing from {err}");
+    }
+    // The binary refuses to start with the same words.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leadgraph"))
+        .args([
+            "migrate",
+            "--database-url",
+            &app.state.config.database_url(),
+        ])
+        .output()
+        .expect("run migrate");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leadgraph 9.9.9"));
+}
+
+/// Instances starting at once on one PostgreSQL database migrate it once, one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_migrate_once() {
+    use sea_orm::ConnectionTrait;
+    let Ok(admin_url) = std::env::var("LEADGRAPH_TEST_POSTGRES_URL") else {
+        return;
+    };
+    if admin_url.is_empty() {
+        return;
+    }
+    let name = format!("lg_migrate_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(&admin_url).await.expect("admin");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create");
+    let url = format!(
+        "{}/{name}",
+        admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b)
+    );
+    let a = sea_orm::Database::connect(&url).await.expect("a");
+    let b = sea_orm::Database::connect(&url).await.expect("b");
+    let c = sea_orm::Database::connect(&url).await.expect("c");
+    let (ra, rb, rc) = tokio::join!(
+        leadgraph::db::migrate(&a),
+        leadgraph::db::migrate(&b),
+        leadgraph::db::migrate(&c)
+    );
+    let applied = a
+        .query_one_raw(sea_orm::Statement::from_string(
+            a.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM seaql_migrations",
+        ))
+        .await
+        .expect("count")
+        .expect("row")
+        .try_get::<i64>("", "n")
+        .expect("n");
+    for db in [a, b, c] {
+        db.close().await.ok();
+    }
+    admin
+        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await
+        .ok();
+    ra.expect("first");
+    rb.expect("second");
+    rc.expect("third");
+    use migration::MigratorTrait;
+    assert_eq!(applied, migration::Migrator::migrations().len() as i64);
 }
