@@ -8,8 +8,9 @@ if ! [ -x "$tools/bin/oha" ]; then
   cargo install oha --locked --quiet --root "$tools"
 fi
 OHA="$tools/bin/oha"
-# compare.sh given both builds (COMPARE_NEW) needs none of this tree's.
-if [ -z "${COMPARE_NEW:-}" ]; then
+# compare.sh given both builds (COMPARE_NEW) needs none of this tree's; BENCH_NO_BUILD=1
+# measures the dist build as it is.
+if [ -z "${COMPARE_NEW:-}" ] && [ -z "${BENCH_NO_BUILD:-}" ]; then
   echo "building the binaries (--profile dist)" >&2
   cargo build --profile dist --quiet --bin leadgraph --example sql_baseline
 fi

@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod event;
 pub mod idempotency;
 pub mod import;
+pub mod invalidate;
 pub mod lead;
 pub mod page;
 pub mod pipeline;

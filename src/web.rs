@@ -54,15 +54,17 @@ impl AppState {
             None => None,
         };
         let schema = schema::build(&config);
-        let app = App::build(config, db).await?;
-        // On PostgreSQL, events committed by any instance reach this one's subscribers.
+        let app = Arc::new(App::build(config, db).await?);
+        // On PostgreSQL, events committed by any instance reach this one's subscribers, and
+        // credential changes made through any instance evict this one's cache.
         if app.db.get_database_backend() == sea_orm::DbBackend::Postgres {
             let url = app.config.database_url();
             let (db, outbox) = (app.db.clone(), app.outbox.clone());
-            tokio::spawn(crate::service::event::listen(db, url, outbox));
+            tokio::spawn(crate::service::event::listen(db, url.clone(), outbox));
+            tokio::spawn(crate::service::invalidate::listen(url, app.clone()));
         }
         Ok(AppState(Arc::new(Web {
-            app: Arc::new(app),
+            app,
             schema,
             documents: Documents::default(),
             graphiql_assets,

@@ -1,8 +1,8 @@
 //! Per-process cache of API key look-ups, so a key costs no database round trip per request.
 //!
-//! Entries live at most `ttl`: that is the bound on how long a key revoked, deleted or
-//! deactivated through another process keeps working here. Changes made through this
-//! process evict the entry at once.
+//! Entries live at most `ttl`. Changes made through this process evict the entry at once;
+//! on PostgreSQL, changes made through another process are announced to this one
+//! (`service::invalidate`), and the TTL is the bound only while that channel is down.
 
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,11 @@ impl KeyCache {
     /// Evicts the entry of key `id` (after it was changed or deleted).
     pub fn evict_key(&self, id: i64) {
         self.entries.retain(|_, (_, r)| r.id != id);
+    }
+
+    /// Evicts every entry.
+    pub fn clear(&self) {
+        self.entries.retain(|_, _| false);
     }
 
     /// Evicts every entry of a tenant (after a user or plan change).

@@ -16,6 +16,7 @@ use crate::db::{begin_write, one_locked};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
+use crate::service::invalidate::{self, Target};
 use crate::service::validate::Errors;
 use crate::state::App;
 
@@ -260,6 +261,7 @@ pub async fn update(
     }
     row.updated_at = Set(Utc::now());
     let after = row.update(&tx).await?;
+    invalidate::announce(&tx, Target::Key(id)).await?;
     audit::commit(
         tx,
         Actor::of(p),
@@ -287,6 +289,7 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     row.deleted_at = Set(Some(Utc::now()));
     row.updated_at = Set(Utc::now());
     row.update(&tx).await?;
+    invalidate::announce(&tx, Target::Key(id)).await?;
     audit::commit(
         tx,
         Actor::of(p),

@@ -151,7 +151,11 @@ pub async fn set_plan(db: &DatabaseConnection, slug: &str, plan: Plan) -> AppRes
     let mut row: tenant::ActiveModel = t.into();
     row.plan = Set(plan);
     row.updated_at = Set(chrono::Utc::now());
-    Ok(row.update(db).await?)
+    let t = row.update(db).await?;
+    // Keys cached by running instances carry the old plan.
+    let target = crate::service::invalidate::Target::Tenant(t.id);
+    crate::service::invalidate::announce(db, target).await?;
+    Ok(t)
 }
 
 /// The request context of a tenant's (first active) owner in `environment`, for operator

@@ -14,6 +14,7 @@ use crate::db::{begin_write, one_locked};
 use crate::error::{AppError, AppResult};
 use crate::ids::{Ids, Kind};
 use crate::service::audit::{self, Actor, Entry};
+use crate::service::invalidate::{self, Target};
 use crate::service::validate::Errors;
 use crate::state::App;
 
@@ -182,6 +183,7 @@ pub async fn update(
     }
     row.updated_at = Set(chrono::Utc::now());
     let after = row.update(&tx).await?;
+    invalidate::announce(&tx, Target::Tenant(p.tenant_id)).await?;
     audit::commit(
         tx,
         Actor::of(p),
