@@ -277,6 +277,29 @@ pub struct Config {
     )]
     pub webhook_workers: usize,
 
+    /// Redis for rate limits shared by every instance (`redis://host:6379/0`); without it
+    /// each instance counts on its own.
+    #[arg(long, env = "LEADGRAPH_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of the rate-limit keys in Redis (to share one Redis between deployments).
+    #[arg(
+        long,
+        env = "LEADGRAPH_REDIS_PREFIX",
+        default_value = "leadgraph:rl:",
+        global = true
+    )]
+    pub redis_prefix: String,
+
+    /// Milliseconds Redis has to answer a limit check before the local limiter answers.
+    #[arg(
+        long,
+        env = "LEADGRAPH_REDIS_TIMEOUT_MS",
+        default_value_t = 50,
+        global = true
+    )]
+    pub redis_timeout_ms: u64,
+
     /// Import workers this instance runs (each processes one job at a time); 0 for an instance
     /// that receives imports only while others process them.
     #[arg(

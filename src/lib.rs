@@ -38,6 +38,7 @@ pub mod server;
 pub mod service;
 /// Deployment settings kept in the database.
 pub mod settings;
+pub mod shared_limit;
 /// The services' state.
 pub mod state;
 /// Serving HTTP connections with transport limits.

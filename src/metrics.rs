@@ -175,6 +175,7 @@ impl Metrics {
         db: &DatabaseConnection,
         caches: &[(&'static str, usize)],
         webhooks: &DeliveryStats,
+        limit_fallbacks: u64,
     ) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let (size, idle, max) = pool_state(db);
@@ -194,6 +195,7 @@ impl Metrics {
                 .set(webhooks.latency_micros.load(Relaxed) as f64 / 1e6);
             metrics::gauge!("leadgraph_webhook_queue_depth")
                 .set(webhooks.queue_depth.load(Relaxed) as f64);
+            metrics::counter!("leadgraph_rate_limit_fallbacks_total").absolute(limit_fallbacks);
             metrics::gauge!("leadgraph_db_pool_connections", "state" => "in_use")
                 .set(size.saturating_sub(idle) as f64);
             metrics::gauge!("leadgraph_db_pool_connections", "state" => "idle").set(idle as f64);

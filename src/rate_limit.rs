@@ -144,6 +144,8 @@ pub struct RateLimits {
     per_ip: Option<(Keyed<IpAddr>, Rate)>,
     tenants: Option<TenantLimiters>,
     login_failures: LoginFailures,
+    /// The per-IP and tenant limits counted in Redis (`--redis-url`), shared by instances.
+    pub shared: Option<crate::shared_limit::SharedLimiter>,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -188,7 +190,20 @@ impl RateLimits {
             per_ip,
             tenants,
             login_failures: LoginFailures::default(),
+            shared: None,
         }
+    }
+
+    /// The same limits counted in Redis when `--redis-url` is set.
+    pub fn with_redis(mut self, config: &Config) -> Result<Self, String> {
+        if let Some(url) = config.redis_url.as_deref().filter(|u| !u.is_empty()) {
+            self.shared = Some(crate::shared_limit::SharedLimiter::new(
+                url,
+                &config.redis_prefix,
+                Duration::from_millis(config.redis_timeout_ms.max(1)),
+            )?);
+        }
+        Ok(self)
     }
 
     /// Counts one more credential check (password, refresh token) of a request against its
@@ -280,6 +295,30 @@ impl RateLimits {
         let tenants = self.tenants.as_ref()?;
         let (_, limiter, rate) = tenants.iter().find(|(plan, _, _)| *plan == p.plan)?;
         Some(self.decide(limiter, *rate, &(p.tenant_id, p.environment)))
+    }
+
+    /// [`RateLimits::check_ip`], counted in Redis when it is configured and answers.
+    pub async fn count_ip(&self, ip: IpAddr) -> Option<Decision> {
+        let (_, rate) = self.per_ip.as_ref()?;
+        if let Some(shared) = &self.shared
+            && let Some(d) = shared.check(&format!("ip:{ip}"), *rate).await
+        {
+            return Some(d);
+        }
+        self.check_ip(ip)
+    }
+
+    /// [`RateLimits::check_tenant`], counted in Redis when it is configured and answers.
+    pub async fn count_tenant(&self, p: &Principal) -> Option<Decision> {
+        let tenants = self.tenants.as_ref()?;
+        let (_, _, rate) = tenants.iter().find(|(plan, _, _)| *plan == p.plan)?;
+        if let Some(shared) = &self.shared {
+            let key = format!("tenant:{}:{}", p.tenant_id, p.environment.as_str());
+            if let Some(d) = shared.check(&key, *rate).await {
+                return Some(d);
+            }
+        }
+        self.check_tenant(p)
     }
 
     /// Forgets callers whose budget is full again, so memory stays flat.

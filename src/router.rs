@@ -124,6 +124,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
             ("documents", state.documents.len()),
         ],
         &state.delivery_stats,
+        state.limits.shared.as_ref().map_or(0, |s| {
+            s.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
+        }),
     );
     (
         [(

@@ -85,7 +85,9 @@ impl App {
             imports_due: Default::default(),
             delivery_stats: Default::default(),
             outbox,
-            limits: RateLimits::new(&config),
+            limits: RateLimits::new(&config)
+                .with_redis(&config)
+                .map_err(AppError::BadRequest)?,
             config,
             db,
         })

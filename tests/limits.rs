@@ -893,3 +893,166 @@ async fn headers_describe_the_limit_that_binds(app: TestApp) {
     let r = list().await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+// ---- Limits shared through Redis (SPEC.md section 15) ----
+
+/// `GET uri` with `key` through another instance's router.
+async fn get_via(state: &leadgraph::web::AppState, uri: &str, key: &str) -> StatusCode {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder()
+        .uri(uri)
+        .header("x-api-key", key)
+        .body(Body::empty())
+        .expect("request");
+    req.extensions_mut().insert(axum::extract::ConnectInfo(
+        "127.0.0.1:40001"
+            .parse::<std::net::SocketAddr>()
+            .expect("addr"),
+    ));
+    leadgraph::router::build_router(state.clone())
+        .oneshot(req)
+        .await
+        .expect("infallible")
+        .status()
+}
+
+/// Two instances on one database counting in the Redis at `url`, under a prefix of their own.
+async fn two_instances(url: &str) -> (TestApp, leadgraph::web::AppState) {
+    let prefix = format!("leadgraph-test:{}:", uuid::Uuid::new_v4().simple());
+    let url = url.to_owned();
+    let app = TestApp::sqlite_with(move |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = prefix;
+        c.redis_timeout_ms = 200;
+        c.tenant_rate_limits = true;
+        c.rate_limit_per_ip = 0;
+    })
+    .await;
+    let b =
+        leadgraph::web::AppState::build(app.state.config.clone(), app.outside_connection().await)
+            .await
+            .expect("second instance");
+    (app, b)
+}
+
+/// A tenant on the free plan (burst 10) sending to two instances in turn gets 10 requests in
+/// all, then 429: the budget is one, in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_budget_in_redis() {
+    let (a, b) = two_instances("redis://127.0.0.1:6379").await;
+    let t = a.tenant("Acme", Plan::Free).await;
+    let mut statuses = Vec::new();
+    for i in 0..14 {
+        let status = if i % 2 == 0 {
+            a.get("/v1/leads", &t.key).await.status
+        } else {
+            get_via(&b, "/v1/leads", &t.key).await
+        };
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(&statuses[10..], &[429, 429, 429, 429], "{statuses:?}");
+    let r = a.get("/v1/leads", &t.key).await;
+    assert_eq!(budget(&r).0, Some("60"));
+    assert!(r.header("retry-after").is_some());
+    let fallbacks = a
+        .state
+        .limits
+        .shared
+        .as_ref()
+        .expect("shared")
+        .fallbacks
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(fallbacks, 0);
+}
+
+/// A Redis of the test's own on a free port.
+struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    async fn start(port: u16) -> PrivateRedis {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt install redis-server)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        PrivateRedis { child, port }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// With Redis stopped, both instances keep serving on their local limiters (no 5xx), counting
+/// the fallbacks; when it is back they share the budget again by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_instances_fall_back_and_recover() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let redis = PrivateRedis::start(port).await;
+    let (a, b) = two_instances(&format!("redis://127.0.0.1:{}", redis.port)).await;
+    let t = a.tenant("Acme", Plan::Pro).await;
+    assert_eq!(a.get("/v1/leads", &t.key).await.status, 200);
+    drop(redis);
+    for _ in 0..5 {
+        assert_eq!(a.get("/v1/leads", &t.key).await.status, 200);
+        assert_eq!(get_via(&b, "/v1/leads", &t.key).await, 200);
+    }
+    let fallbacks = |s: &leadgraph::web::AppState| {
+        s.limits
+            .shared
+            .as_ref()
+            .expect("shared")
+            .fallbacks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(fallbacks(&a.state) >= 5 && fallbacks(&b) >= 5);
+    let metrics = a.request(Method::GET, "/metrics", &[], Body::empty()).await;
+    assert!(
+        metrics
+            .text
+            .contains("leadgraph_rate_limit_fallbacks_total"),
+        "{}",
+        metrics.text
+    );
+    // Back: within a couple of seconds the checks are answered by Redis again.
+    let _redis = PrivateRedis::start(port).await;
+    let mut shared_again = false;
+    for _ in 0..60 {
+        let before = fallbacks(&a.state);
+        assert_eq!(a.get("/v1/leads", &t.key).await.status, 200);
+        if fallbacks(&a.state) == before {
+            shared_again = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(shared_again, "still falling back");
+}

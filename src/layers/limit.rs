@@ -78,7 +78,11 @@ pub async fn per_ip(State(state): State<AppState>, mut req: Request, next: Next)
     }
     let graphql = path == "/graphql";
     let ip = req.extensions().get::<ClientIp>().and_then(|c| c.0);
-    let budget = match ip.and_then(|ip| state.limits.check_ip(ip)) {
+    let decision = match ip {
+        Some(ip) => state.limits.count_ip(ip).await,
+        None => None,
+    };
+    let budget = match decision {
         Some(Decision::Refused(b, retry)) => return refuse(graphql, "ip", b, retry),
         Some(Decision::Allowed(b)) => Some(b),
         None => None,
@@ -97,12 +101,12 @@ pub async fn per_ip(State(state): State<AppState>, mut req: Request, next: Next)
 /// Counts a request of `p` against its tenant's limit. `Ok(Some(b))`: go ahead, reporting `b`,
 /// the tighter of the tenant's budget and `reported`; `Ok(None)`: tenant limits are off;
 /// `Err`: refused, with the budget and the seconds to wait, for [`refuse`].
-pub fn charge_tenant(
+pub async fn charge_tenant(
     limits: &RateLimits,
     p: &Principal,
     reported: Option<Budget>,
 ) -> Result<Option<Budget>, (Budget, u64)> {
-    match limits.check_tenant(p) {
+    match limits.count_tenant(p).await {
         Some(Decision::Refused(b, retry)) => Err((b, retry)),
         Some(Decision::Allowed(b)) => Ok(Some(tighter(reported, b))),
         None => Ok(None),
@@ -114,7 +118,7 @@ pub async fn per_tenant(State(state): State<AppState>, mut req: Request, next: N
     let graphql = req.uri().path() == "/graphql";
     let reported = req.extensions().get::<ReportedBudget>().and_then(|b| b.0);
     let charged = match req.extensions().get::<Authenticated>() {
-        Some(Authenticated(Ok(Some(p)))) => charge_tenant(&state.limits, p, reported),
+        Some(Authenticated(Ok(Some(p)))) => charge_tenant(&state.limits, p, reported).await,
         _ => Ok(None),
     };
     let budget = match charged {

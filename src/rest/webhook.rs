@@ -81,7 +81,7 @@ async fn accept(
     };
     // Charged to the source's tenant, like any of its requests; the headers describe the
     // budget with less left.
-    let budget = match charge_tenant(&state.limits, &principal, ip_budget) {
+    let budget = match charge_tenant(&state.limits, &principal, ip_budget).await {
         Ok(charged) => charged.or(ip_budget),
         Err((b, retry)) => return Ok(refuse(false, "tenant", b, retry)),
     };

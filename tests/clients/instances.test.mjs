@@ -134,3 +134,81 @@ test('two processes on one PostgreSQL share subscriptions and the delivery queue
     psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   }
 });
+
+test('two processes share rate limits in Redis, evict revoked keys at once, and survive Redis going away', { skip: !admin }, async () => {
+  const name = `leadgraph_limits_${process.pid}`;
+  const psql = (sql) => execFileSync('psql', [admin, '-qc', sql], { stdio: ['ignore', 'ignore', 'inherit'] });
+  psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  psql(`CREATE DATABASE ${name}`);
+  // A Redis of this test's own, so stopping it touches nothing else.
+  const redisPort = await freePort();
+  const startRedis = () => spawn('redis-server', ['--port', String(redisPort), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  let redis = startRedis();
+  await until('redis', () => true, 1);
+  await new Promise((r) => setTimeout(r, 300));
+  const env = {
+    ...process.env,
+    LEADGRAPH_DATABASE_URL: admin.replace(/\/[^/]*$/, `/${name}`),
+    LEADGRAPH_NO_BOOTSTRAP: 'true',
+    LEADGRAPH_LOG: 'error',
+    LEADGRAPH_RATE_LIMIT_PER_IP: '0',
+    LEADGRAPH_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    LEADGRAPH_KEY_CACHE_TTL_SECS: '300',
+  };
+  const boot = JSON.parse(
+    execFileSync(bin, ['bootstrap', '--tenant', 'Free Co', '--email', 'free@example.com', '--plan', 'free', '--json'], { env, stdio: ['ignore', 'pipe', 'ignore'] }).toString(),
+  );
+  const [a, b] = await Promise.all([start(env), start(env)]);
+  try {
+    const get = (s, key) => fetch(`${s.url}/v1/leads`, { headers: { 'X-API-Key': key } }).then((r) => r.status);
+    // The free plan's burst is 10: alternating between the two processes gets 10 in all.
+    const statuses = [];
+    for (let i = 0; i < 14; i++) statuses.push(await get(i % 2 ? b : a, boot.apiKey));
+    assert.equal(statuses.filter((s) => s === 200).length, 10, statuses.join(' '));
+    assert.deepEqual(statuses.slice(10), [429, 429, 429, 429]);
+
+    // A key revoked through A is refused by B within a second (its cache holds it for 300 s).
+    await new Promise((r) => setTimeout(r, 10000)); // the budget refills (60 a minute)
+    const login = await fetch(`${a.url}/v1/auth/login`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ email: 'free@example.com', password: boot.password }),
+    }).then((r) => r.json());
+    const keys = await fetch(`${a.url}/v1/api-keys`, { headers: { Authorization: `Bearer ${login.data.token}` } }).then((r) => r.json());
+    assert.equal(await get(b, boot.apiKey), 200);
+    const del = await fetch(`${a.url}/v1/api-keys/${keys.data[0].id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${login.data.token}` } });
+    assert.equal(del.status, 200);
+    const revokedAt = Date.now();
+    let status = 200;
+    while (Date.now() - revokedAt < 1000 && status !== 401) {
+      status = await get(b, boot.apiKey);
+      if (status !== 401) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(status, 401, 'B still accepted the revoked key a second later');
+
+    // Redis stops: both processes keep answering (their local limiters), never 5xx.
+    redis.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 200));
+    const me = (s) => fetch(`${s.url}/v1/me`, { headers: { Authorization: `Bearer ${login.data.token}` } }).then((r) => r.status);
+    for (let i = 0; i < 4; i++) {
+      assert.equal(await me(a), 200);
+      assert.equal(await me(b), 200);
+    }
+    const metrics = await fetch(`${a.url}/metrics`).then((r) => r.text());
+    const fallbacks = Number(metrics.match(/^leadgraph_rate_limit_fallbacks_total (\d+)/m)?.[1] ?? 0);
+    assert.ok(fallbacks >= 4, metrics);
+    // It comes back: the processes count in it again by themselves.
+    redis = startRedis();
+    let back = false;
+    for (let i = 0; i < 50 && !back; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      await me(a);
+      const keysNow = execFileSync('redis-cli', ['-p', String(redisPort), '--scan', '--pattern', 'leadgraph:rl:*']).toString();
+      back = keysNow.trim().length > 0;
+    }
+    assert.ok(back, 'no limit counted in Redis after it came back');
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+    redis.kill('SIGKILL');
+    psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  }
+});
