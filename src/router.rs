@@ -35,6 +35,7 @@ pub fn build_router(state: AppState) -> Router {
             "/graphiql/{file}",
             get(crate::graphql::http::graphiql_asset),
         )
+        .route("/", get(root))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/v1", crate::rest::router())
@@ -92,6 +93,50 @@ pub fn build_router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .service(inner);
     Router::new().fallback_service(outer)
+}
+
+/// `GET /`: where things are, as a small page for browsers and JSON for everything else.
+async fn root(headers: axum::http::HeaderMap) -> Response {
+    let links = [
+        ("GraphQL endpoint and GraphiQL", "/graphql"),
+        ("REST API (OpenAPI 3.1 document)", "/v1/openapi.json"),
+        ("Health", "/healthz"),
+        ("Readiness", "/readyz"),
+    ];
+    if crate::graphql::response::wants_html(&headers) {
+        let items: String = links
+            .iter()
+            .map(|(what, path)| {
+                format!("<li><a href=\"{path}\">{what}</a>: <code>{path}</code></li>")
+            })
+            .collect();
+        let page = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>leadgraph</title></head>\
+             <body><h1>leadgraph {}</h1><p>A lead-management API.</p><ul>{items}</ul>\
+             <p>Documentation: the repository's <code>docs/</code> (start with <code>docs/graphql.md</code> \
+             and <code>docs/rest.md</code>).</p></body></html>",
+            env!("CARGO_PKG_VERSION")
+        );
+        return (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            page,
+        )
+            .into_response();
+    }
+    Json(serde_json::json!({
+        "name": "leadgraph",
+        "version": env!("CARGO_PKG_VERSION"),
+        "graphql": "/graphql",
+        "openapi": "/v1/openapi.json",
+        "rest": ["/v1", "/api"],
+        "health": "/healthz",
+        "ready": "/readyz",
+        "docs": "docs/ in the repository: graphql.md, rest.md, authentication.md, events.md",
+    }))
+    .into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -14,9 +14,14 @@ use crate::{db, graphql, transport};
 
 /// Installs the global tracing subscriber (text or JSON lines).
 pub fn init_tracing(config: &Config) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: not in files, pipes or log collectors,
+    // and never when NO_COLOR is set (no-color.org).
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match config.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -22,6 +22,7 @@ db_tests!(
     first_start_bootstraps_once,
     secrets_survive_restarts,
     a_database_migrated_by_a_newer_version_is_refused,
+    the_root_url_points_to_the_api,
 );
 
 async fn health_and_readiness(app: TestApp) {
@@ -636,4 +637,44 @@ async fn concurrent_starts_migrate_once() {
     rc.expect("third");
     use migration::MigratorTrait;
     assert_eq!(applied, migration::Migrator::migrations().len() as i64);
+}
+
+async fn the_root_url_points_to_the_api(app: TestApp) {
+    let r = app.request(Method::GET, "/", &[], Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["graphql"], "/graphql");
+    assert_eq!(r.body["openapi"], "/v1/openapi.json");
+    let page = app
+        .request(
+            Method::GET,
+            "/",
+            &[("accept", "text/html,application/xhtml+xml")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html"))
+    );
+    assert!(page.text.contains("href=\"/graphql\"") && page.text.contains("/v1/openapi.json"));
+}
+
+/// Logs written to a file or a pipe carry no ANSI colour codes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = std::env::temp_dir().join(format!("leadgraph-log-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leadgraph"))
+        .args(["migrate", "--log", "info"])
+        .env(
+            "LEADGRAPH_DATABASE_URL",
+            format!("sqlite://{}", dir.join("log.db").display()),
+        )
+        .output()
+        .expect("run migrate");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("migrations applied"), "{err}");
+    assert!(!err.contains('\u{1b}'), "colour codes in {err:?}");
 }
