@@ -27,6 +27,7 @@ db_tests!(
     an_export_imported_into_an_empty_tenant_reproduces_its_leads,
     an_import_killed_mid_way_resumes_and_imports_each_row_once,
     graphql_uploads_a_file_to_import,
+    a_cancelled_import_writes_no_more,
 );
 
 /// `POST /v1/leads` with `body` as `key`, and an `Idempotency-Key` when given.
@@ -1205,4 +1206,45 @@ fn the_cli_imports_a_file_into_a_tenant() {
         .expect("import");
     assert!(!out.status.success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn a_cancelled_import_writes_no_more(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    // No worker yet: the job waits, queued.
+    let r = upload(
+        &app,
+        &t.key,
+        "text/csv",
+        "",
+        "email,firstName,lastName\na@example.com,A,B\nb@example.com,B,C\n",
+    )
+    .await;
+    assert_eq!(r.body["data"]["status"], "queued", "{}", r.text);
+    let id = r.body["data"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.count("import_rows").await, 2);
+    let (uri, headers) = (format!("/v1/imports/{id}"), [("x-api-key", t.key.as_str())]);
+    let cancel = || app.request(Method::DELETE, &uri, &headers, Body::empty());
+    let r = cancel().await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["status"], "cancelled");
+    assert!(r.body["data"]["finishedAt"].is_string());
+    assert_eq!(app.count("import_rows").await, 0);
+    assert_eq!(cancel().await.status, 409);
+    // A worker started now finds nothing to do.
+    let stop = import_worker(&app);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        app.get(&format!("/v1/imports/{id}"), &t.key).await.body["data"]["status"],
+        "cancelled"
+    );
+    assert_eq!(app.count("leads").await, 0);
+    // Another tenant cannot see or cancel it.
+    let other = app.tenant("Other", Plan::Pro).await;
+    assert_eq!(
+        app.get(&format!("/v1/imports/{id}"), &other.key)
+            .await
+            .status,
+        404
+    );
+    stop.cancel();
 }
