@@ -946,7 +946,7 @@ async fn a_stream_counts_its_enabled_endpoints(app: TestApp) {
 
 // ---- Several instances on one PostgreSQL database (SPEC.md section 15) ----
 
-db_tests!(
+pg_tests!(
     a_subscriber_hears_events_committed_by_another_instance,
     two_instances_share_the_delivery_queue_without_sending_twice,
     a_key_revoked_through_one_instance_is_refused_by_another_within_a_second,
@@ -960,9 +960,6 @@ async fn second_instance(app: &TestApp) -> leadgraph::web::AppState {
 }
 
 async fn a_subscriber_hears_events_committed_by_another_instance(app: TestApp) {
-    if !app.is_postgres() {
-        return; // SQLite serves one instance; its subscribers hear the commit itself.
-    }
     let b = second_instance(&app).await;
     let mut heard = b.outbox.committed.subscribe();
     // The listener of instance B needs a moment to LISTEN.
@@ -979,9 +976,6 @@ async fn a_subscriber_hears_events_committed_by_another_instance(app: TestApp) {
 }
 
 async fn two_instances_share_the_delivery_queue_without_sending_twice(app: TestApp) {
-    if !app.is_postgres() {
-        return; // one instance on SQLite
-    }
     let (app, stop) = with_worker(&app, true, 3600).await;
     let b = second_instance(&app).await;
     tokio::spawn(leadgraph::service::delivery::run(
@@ -1043,9 +1037,6 @@ async fn get_via(state: &leadgraph::web::AppState, uri: &str, key: &str) -> axum
 }
 
 async fn a_key_revoked_through_one_instance_is_refused_by_another_within_a_second(app: TestApp) {
-    if !app.is_postgres() {
-        return; // SQLite serves one instance, which evicts its own cache.
-    }
     let b = second_instance(&app).await;
     let t = app.tenant("Acme", Plan::Pro).await;
     let (key_id, key) = app.key(&t.owner.token, "FULL", "LIVE").await;

@@ -704,10 +704,9 @@ async fn connections_dropped_while_idle_are_replaced_before_use() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(leadgraph_no_postgres, ignore = "needs LEADGRAPH_TEST_POSTGRES_URL")]
 async fn database_outage_is_503_and_the_server_recovers() {
-    let Some(pg) = PrivatePostgres::start() else {
-        return;
-    };
+    let pg = PrivatePostgres::start().expect("LEADGRAPH_TEST_POSTGRES_URL");
     let app = TestApp::postgres_at(pg.url(), |c| c.db_acquire_timeout_ms = 1000).await;
     let t = app.tenant("Acme", Plan::Pro).await;
     let auth = [("x-api-key", t.key.as_str())];

@@ -28,10 +28,23 @@ macro_rules! db_tests {
                 super::$name($crate::common::TestApp::sqlite().await).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(leadgraph_no_postgres, ignore = "needs LEADGRAPH_TEST_POSTGRES_URL")]
             async fn postgres() {
-                if let Some(app) = $crate::common::TestApp::postgres().await {
-                    super::$name(app).await
-                }
+                super::$name($crate::common::TestApp::postgres_required().await).await
+            }
+        }
+    )+};
+}
+
+/// Tests of what only PostgreSQL does (several instances on one database): no SQLite twin.
+#[allow(unused_macros)]
+macro_rules! pg_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(leadgraph_no_postgres, ignore = "needs LEADGRAPH_TEST_POSTGRES_URL")]
+            async fn postgres() {
+                super::$name($crate::common::TestApp::postgres_required().await).await
             }
         }
     )+};
@@ -160,6 +173,14 @@ impl TestApp {
 
     pub async fn postgres() -> Option<Self> {
         Self::postgres_with(|_| {}).await
+    }
+
+    /// A PostgreSQL app for a test built with `LEADGRAPH_TEST_POSTGRES_URL`: without it at run
+    /// time the test fails rather than pass having tested nothing.
+    pub async fn postgres_required() -> Self {
+        Self::postgres()
+            .await
+            .expect("LEADGRAPH_TEST_POSTGRES_URL is not set (the test was built with it)")
     }
 
     pub async fn postgres_with(f: impl FnOnce(&mut Config)) -> Option<Self> {
