@@ -37,6 +37,16 @@ pub enum Command {
     SeedDemo(SeedArgs),
     /// Import leads from a CSV or NDJSON file into a tenant, showing progress.
     Import(ImportArgs),
+    /// Copy a live SQLite database into a new file (PostgreSQL: use pg_dump).
+    Backup(BackupArgs),
+}
+
+/// Arguments of `leadgraph backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The new file; it must not exist. Restore by serving it (`--database-url sqlite://FILE`).
+    #[arg(long)]
+    pub to: std::path::PathBuf,
 }
 
 /// Arguments of `leadgraph import`.

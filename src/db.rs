@@ -138,3 +138,35 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     })
     .await
 }
+
+/// Ends the pool at shutdown. On SQLite the WAL is first checkpointed into the database file
+/// and truncated, so the `.db` file alone holds every committed write (a copy of it is whole).
+pub async fn close(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+            .await?;
+    }
+    db.clone().close().await
+}
+
+/// `leadgraph backup --to FILE`: a consistent copy of a live SQLite database (`VACUUM INTO`,
+/// which readers and writers may use meanwhile). PostgreSQL is backed up with `pg_dump`.
+pub async fn backup(db: &DatabaseConnection, to: &std::path::Path) -> Result<(), DbErr> {
+    if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return Err(DbErr::Custom(
+            "backup copies SQLite databases; for PostgreSQL use pg_dump (pg_dump -Fc DBNAME > FILE, \
+             restored with pg_restore)"
+                .into(),
+        ));
+    }
+    if to.exists() {
+        return Err(DbErr::Custom(format!(
+            "{} exists; backup writes a new file",
+            to.display()
+        )));
+    }
+    let path = to.to_string_lossy().replace('\'', "''");
+    db.execute_unprepared(&format!("VACUUM INTO '{path}'"))
+        .await?;
+    Ok(())
+}

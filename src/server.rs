@@ -91,6 +91,13 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Import(args) => import(config, args).await,
+        Command::Backup(args) => {
+            let db = db::connect(&config).await?;
+            db::backup(&db, &args.to).await?;
+            db::close(&db).await?;
+            println!("Backed up to {}", args.to.display());
+            Ok(())
+        }
         Command::Serve => serve(config).await,
     }
 }
@@ -266,6 +273,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     state.tasks.wait().await;
     if let Err(e) = state.usage.flush(&state.db).await {
         tracing::error!(error = %e, "could not write key usage at shutdown");
+    }
+    if let Err(e) = db::close(&state.db).await {
+        tracing::error!(error = %e, "could not checkpoint and close the database");
     }
     tracing::info!("leadgraph stopped");
     Ok(())

@@ -675,3 +675,123 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     assert!(err.contains("migrations applied"), "{err}");
     assert!(!err.contains('\u{1b}'), "colour codes in {err:?}");
 }
+
+/// After a clean stop the SQLite file alone holds the data (the WAL was checkpointed), and
+/// `leadgraph backup --to FILE` makes a copy that serves as the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_sqlite_file_is_whole_and_backups_restore() {
+    use sea_orm::ConnectionTrait;
+    use std::io::{BufRead, BufReader};
+    let bin = env!("CARGO_BIN_EXE_leadgraph");
+    let dir = std::env::temp_dir().join(format!(
+        "leadgraph-backup-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = dir.join("live.db");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut server = std::process::Command::new(bin)
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--log",
+            "warn",
+        ])
+        .env(
+            "LEADGRAPH_DATABASE_URL",
+            format!("sqlite://{}", db.display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let key = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("API key:")
+                .map(|k| k.trim().to_owned())
+        })
+        .expect("the first start prints a key");
+    std::thread::spawn(move || lines.for_each(drop));
+    let created = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/leads"))
+        .header("x-api-key", &key)
+        .header("content-type", "application/json")
+        .body(r#"{"email": "kept@example.com", "firstName": "Kept", "lastName": "Lead"}"#)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    assert!(server.wait().expect("wait").success());
+    // The file alone, as a user copying it would take it.
+    let copy = dir.join("copy.db");
+    std::fs::copy(&db, &copy).expect("copy");
+    let leads = |path: std::path::PathBuf| async move {
+        let conn = sea_orm::Database::connect(format!("sqlite://{}?mode=ro", path.display()))
+            .await
+            .expect("open");
+        let n = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT COUNT(*) AS n FROM leads WHERE email = 'kept@example.com'",
+            ))
+            .await
+            .expect("query")
+            .expect("row")
+            .try_get::<i64>("", "n")
+            .expect("n");
+        conn.close().await.ok();
+        n
+    };
+    assert_eq!(
+        leads(copy).await,
+        1,
+        "the stopped database file holds the lead"
+    );
+    // A backup is a database of its own.
+    let backup = dir.join("backup.db");
+    let run = |args: &[&str], url: String| {
+        std::process::Command::new(bin)
+            .args(args)
+            .env("LEADGRAPH_DATABASE_URL", url)
+            .output()
+            .expect("run")
+    };
+    let url = format!("sqlite://{}", db.display());
+    let out = run(
+        &["backup", "--to", &backup.display().to_string()],
+        url.clone(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(leads(backup.clone()).await, 1);
+    let again = run(&["backup", "--to", &backup.display().to_string()], url);
+    assert!(
+        !again.status.success(),
+        "an existing file is not overwritten"
+    );
+    let restored = run(&["migrate"], format!("sqlite://{}", backup.display()));
+    assert!(restored.status.success(), "the backup serves as a database");
+    let pg = run(
+        &["backup", "--to", "x.dump"],
+        "postgres://nobody@127.0.0.1:1/none".into(),
+    );
+    assert!(!pg.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
