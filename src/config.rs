@@ -468,7 +468,7 @@ pub struct Config {
     )]
     pub rate_limit_per_ip: u32,
 
-    /// Apply the per-tenant limits of SPEC.md section 8 (`--tenant-rate-limits=false` turns them off).
+    /// Apply the per-tenant limits by plan (docs/limits.md; `--tenant-rate-limits=false` turns them off).
     #[arg(long, env = "LEADGRAPH_TENANT_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub tenant_rate_limits: bool,
 
