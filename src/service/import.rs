@@ -81,12 +81,10 @@ where
     let source_id = match opts.source_id {
         None => None,
         Some(Ok(id)) => {
-            let found = entity::source::Entity::find_by_id(id)
-                .filter(entity::source::Column::TenantId.eq(p.tenant_id))
-                .filter(entity::source::Column::Environment.eq(p.environment))
-                .one(&app.db)
-                .await?;
-            if found.is_none() {
+            if crate::service::lead::find_source(&app.db, p, id)
+                .await?
+                .is_none()
+            {
                 return Err(AppError::BadQuery(vec![FieldError::new(
                     "sourceId",
                     "not found",
@@ -409,14 +407,18 @@ pub async fn list(app: &App, rc: &RequestCtx) -> AppResult<Vec<import_job::Model
 
 /// One import job of the caller's tenant and environment.
 pub async fn get(app: &App, rc: &RequestCtx, id: i64) -> AppResult<import_job::Model> {
-    let p = rc.principal()?;
+    scoped(rc.principal()?, id)
+        .one(&app.db)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// Job `id` if the caller's tenant and environment received it whole.
+fn scoped(p: &Principal, id: i64) -> sea_orm::Select<import_job::Entity> {
     import_job::Entity::find_by_id(id)
         .filter(import_job::Column::TenantId.eq(p.tenant_id))
         .filter(import_job::Column::Environment.eq(p.environment))
         .filter(import_job::Column::Ready.eq(true))
-        .one(&app.db)
-        .await?
-        .ok_or(AppError::NotFound)
 }
 
 /// Cancels a queued or running job: the chunks already committed stay, the rest is dropped.
@@ -424,9 +426,8 @@ pub async fn get(app: &App, rc: &RequestCtx, id: i64) -> AppResult<import_job::M
 pub async fn cancel(app: &App, rc: &RequestCtx, id: i64) -> AppResult<import_job::Model> {
     let p = rc.principal()?;
     p.check_write()?;
-    get(app, rc, id).await?;
     let tx = begin_write(&app.db).await?;
-    let job = one_locked(&tx, import_job::Entity::find_by_id(id))
+    let job = one_locked(&tx, scoped(p, id))
         .await?
         .ok_or(AppError::NotFound)?;
     if !matches!(job.status, ImportStatus::Queued | ImportStatus::Running) {

@@ -296,7 +296,8 @@ struct Refs {
     assigned_to: Option<i64>,
 }
 
-async fn find_source<C: ConnectionTrait>(
+/// A source of the caller's tenant and environment.
+pub async fn find_source<C: ConnectionTrait>(
     db: &C,
     p: &Principal,
     id: i64,

@@ -45,23 +45,11 @@ pub struct Outcome {
     pub errors: Vec<RowError>,
 }
 
-/// The fields a row may have (REST names); `customFields` for NDJSON, `customFields.<key>`
-/// columns for CSV (already gathered into `customFields`).
-const FIELDS: &[&str] = &[
-    "email",
-    "firstName",
-    "lastName",
-    "phone",
-    "source",
-    "sourceId",
-    "pipelineId",
-    "stageId",
-    "status",
-    "score",
-    "assignedTo",
-    "tags",
-    "customFields",
-];
+/// Whether a row's field is one imports read (REST names): the export's columns, and
+/// `customFields` (NDJSON; CSV's `customFields.<key>` columns are gathered into it).
+fn known_field(name: &str) -> bool {
+    name == "customFields" || super::export::COLUMNS.contains(&name)
+}
 
 /// Applies rows `(row number, JSON text)` of `job` in `tx`. `source` is the job's source,
 /// given to rows that name none.
@@ -277,7 +265,7 @@ fn input_of(ids: &Ids, text: &str) -> Result<LeadInput, Vec<FieldError>> {
     }
     let mut errors = Vec::new();
     for key in row.keys() {
-        if !FIELDS.contains(&key.as_str()) {
+        if !known_field(key) {
             errors.push(FieldError::new(key.as_str(), "is not a known field"));
         }
     }
@@ -403,7 +391,7 @@ fn typed(cell: &str) -> Value {
 
 /// Whether a CSV header names a column imports read.
 pub fn known_column(name: &str) -> bool {
-    (FIELDS.contains(&name) && name != "customFields")
+    super::export::COLUMNS.contains(&name)
         || name
             .strip_prefix("customFields.")
             .is_some_and(|k| !k.is_empty())
