@@ -170,3 +170,44 @@ pub async fn backup(db: &DatabaseConnection, to: &std::path::Path) -> Result<(),
         .await?;
     Ok(())
 }
+
+/// Listens on PostgreSQL channel `channel` for as long as the process lives, on a connection
+/// of its own (not one of the pool's: it is held all along), reconnecting a second after it
+/// fails. `connected` runs at every (re)connect, so a caller can make up for notifications
+/// sent while it was away; `note` gets each notification's payload. `what` names the listener
+/// in the logs.
+pub async fn listen<F: Future<Output = ()>>(
+    url: String,
+    channel: &'static str,
+    what: &'static str,
+    mut connected: impl FnMut(),
+    mut note: impl FnMut(String) -> F,
+) {
+    use sea_orm::sqlx::postgres::PgListener;
+    let retry = Duration::from_secs(1);
+    loop {
+        let mut listener = match PgListener::connect(&url).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, listener = what, "cannot connect; retrying");
+                tokio::time::sleep(retry).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(channel).await {
+            tracing::warn!(error = %e, listener = what, "cannot listen; retrying");
+            tokio::time::sleep(retry).await;
+            continue;
+        }
+        connected();
+        loop {
+            match listener.recv().await {
+                Ok(n) => note(n.payload().to_owned()).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, listener = what, "lost its connection");
+                    break;
+                }
+            }
+        }
+    }
+}

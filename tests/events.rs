@@ -1016,32 +1016,12 @@ async fn two_instances_share_the_delivery_queue_without_sending_twice(app: TestA
     stop.cancel();
 }
 
-/// `GET uri` with `key` through another instance's router.
-async fn get_via(state: &leadgraph::web::AppState, uri: &str, key: &str) -> axum::http::StatusCode {
-    use tower::ServiceExt;
-    let mut req = axum::http::Request::builder()
-        .uri(uri)
-        .header("x-api-key", key)
-        .body(axum::body::Body::empty())
-        .expect("request");
-    req.extensions_mut().insert(axum::extract::ConnectInfo(
-        "127.0.0.1:40001"
-            .parse::<std::net::SocketAddr>()
-            .expect("addr"),
-    ));
-    leadgraph::router::build_router(state.clone())
-        .oneshot(req)
-        .await
-        .expect("infallible")
-        .status()
-}
-
 async fn a_key_revoked_through_one_instance_is_refused_by_another_within_a_second(app: TestApp) {
     let b = second_instance(&app).await;
     let t = app.tenant("Acme", Plan::Pro).await;
     let (key_id, key) = app.key(&t.owner.token, "FULL", "LIVE").await;
     // B has looked the key up and caches it (for --key-cache-ttl-secs, far over a second).
-    assert_eq!(get_via(&b, "/v1/leads", &key).await, 200);
+    assert_eq!(common::get_via(&b, "/v1/leads", &key).await, 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = app
         .request(
@@ -1055,7 +1035,7 @@ async fn a_key_revoked_through_one_instance_is_refused_by_another_within_a_secon
     let started = std::time::Instant::now();
     let mut status = axum::http::StatusCode::OK;
     while started.elapsed() < Duration::from_secs(1) {
-        status = get_via(&b, "/v1/leads", &key).await;
+        status = common::get_via(&b, "/v1/leads", &key).await;
         if status == 401 {
             break;
         }
@@ -1065,36 +1045,32 @@ async fn a_key_revoked_through_one_instance_is_refused_by_another_within_a_secon
     // A plan change (an operator command on another process) reaches B's cache too: the
     // tenant's key, cached as pro, may no longer write.
     let (_, writer) = app.key(&t.owner.token, "FULL", "LIVE").await;
-    assert_eq!(get_via(&b, "/v1/leads", &writer).await, 200);
+    assert_eq!(common::get_via(&b, "/v1/leads", &writer).await, 200);
     leadgraph::service::tenant::set_plan(app.db(), &t.slug, Plan::Free)
         .await
         .expect("set plan");
-    let create = |state: leadgraph::web::AppState, key: String| async move {
-        use tower::ServiceExt;
-        let mut req = axum::http::Request::builder()
-            .method("POST")
-            .uri("/v1/leads")
-            .header("x-api-key", key)
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(
-                r#"{"email": "p@example.com", "firstName": "P", "lastName": "Q"}"#,
-            ))
-            .expect("request");
-        req.extensions_mut().insert(axum::extract::ConnectInfo(
-            "127.0.0.1:40001"
-                .parse::<std::net::SocketAddr>()
-                .expect("addr"),
-        ));
-        leadgraph::router::build_router(state)
-            .oneshot(req)
+    let create = |key: String| {
+        let b = &b;
+        async move {
+            let headers = [
+                ("x-api-key", key.as_str()),
+                ("content-type", "application/json"),
+            ];
+            let body = r#"{"email": "p@example.com", "firstName": "P", "lastName": "Q"}"#;
+            common::status_via(
+                b,
+                axum::http::Method::POST,
+                "/v1/leads",
+                &headers,
+                body.into(),
+            )
             .await
-            .expect("infallible")
-            .status()
+        }
     };
     let started = std::time::Instant::now();
     let mut status = axum::http::StatusCode::CREATED;
     while started.elapsed() < Duration::from_secs(1) {
-        status = create(b.clone(), writer.clone()).await;
+        status = create(writer.clone()).await;
         if status == 403 {
             break;
         }

@@ -896,26 +896,6 @@ async fn headers_describe_the_limit_that_binds(app: TestApp) {
 
 // ---- Limits shared through Redis (SPEC.md section 15) ----
 
-/// `GET uri` with `key` through another instance's router.
-async fn get_via(state: &leadgraph::web::AppState, uri: &str, key: &str) -> StatusCode {
-    use tower::ServiceExt;
-    let mut req = axum::http::Request::builder()
-        .uri(uri)
-        .header("x-api-key", key)
-        .body(Body::empty())
-        .expect("request");
-    req.extensions_mut().insert(axum::extract::ConnectInfo(
-        "127.0.0.1:40001"
-            .parse::<std::net::SocketAddr>()
-            .expect("addr"),
-    ));
-    leadgraph::router::build_router(state.clone())
-        .oneshot(req)
-        .await
-        .expect("infallible")
-        .status()
-}
-
 /// Two instances on one database counting in the Redis at `url`, under a prefix of their own.
 async fn two_instances(url: &str) -> (TestApp, leadgraph::web::AppState) {
     let prefix = format!("leadgraph-test:{}:", uuid::Uuid::new_v4().simple());
@@ -946,7 +926,7 @@ async fn two_instances_share_one_budget_in_redis() {
         let status = if i % 2 == 0 {
             a.get("/v1/leads", &t.key).await.status
         } else {
-            get_via(&b, "/v1/leads", &t.key).await
+            common::get_via(&b, "/v1/leads", &t.key).await
         };
         statuses.push(status.as_u16());
     }
@@ -1023,7 +1003,7 @@ async fn without_redis_instances_fall_back_and_recover() {
     drop(redis);
     for _ in 0..5 {
         assert_eq!(a.get("/v1/leads", &t.key).await.status, 200);
-        assert_eq!(get_via(&b, "/v1/leads", &t.key).await, 200);
+        assert_eq!(common::get_via(&b, "/v1/leads", &t.key).await, 200);
     }
     let fallbacks = |s: &leadgraph::web::AppState| {
         s.limits

@@ -102,39 +102,14 @@ pub const CHANNEL: &str = "leadgraph_events";
 /// instance's subscribers. Reconnects when the connection drops (events committed meanwhile
 /// are in the feed).
 pub async fn listen(db: DatabaseConnection, url: String, out: Outbox) {
-    use sea_orm::sqlx::postgres::PgListener;
     out.notified
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    loop {
-        // A connection of its own, not one of the pool's: it is held for as long as it lives.
-        let mut listener = match PgListener::connect(&url).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "event listener cannot connect; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if let Err(e) = listener.listen(CHANNEL).await {
-            tracing::warn!(error = %e, "event listener cannot listen; retrying");
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            continue;
-        }
-        loop {
-            let note = match listener.recv().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "event listener lost its connection");
-                    break;
-                }
-            };
-            let ids: Vec<i64> = note
-                .payload()
-                .split(',')
-                .filter_map(|s| s.parse().ok())
-                .collect();
+    let announce = |payload: String| {
+        let (db, out) = (db.clone(), out.clone());
+        async move {
+            let ids: Vec<i64> = payload.split(',').filter_map(|s| s.parse().ok()).collect();
             if out.committed.receiver_count() == 0 || ids.is_empty() {
-                continue;
+                return;
             }
             match event::Entity::find()
                 .filter(event::Column::Id.is_in(ids))
@@ -150,7 +125,9 @@ pub async fn listen(db: DatabaseConnection, url: String, out: Outbox) {
                 Err(e) => tracing::warn!(error = %e, "could not load notified events"),
             }
         }
-    }
+    };
+    // Events committed while it was away are in the feed.
+    crate::db::listen(url, CHANNEL, "events", || {}, announce).await;
 }
 
 /// SQLite: bumps the stream's row (one atomic upsert; SQLite has one writer at a time) and

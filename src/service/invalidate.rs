@@ -68,36 +68,14 @@ pub fn evict(cache: &KeyCache, target: Target) {
 /// Listens for every instance's announcements and evicts them from this one's cache;
 /// reconnects by itself.
 pub async fn listen(url: String, app: Arc<crate::state::App>) {
-    use sea_orm::sqlx::postgres::PgListener;
-    let retry = std::time::Duration::from_secs(1);
-    loop {
-        let mut listener = match PgListener::connect(&url).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "invalidation listener cannot connect; retrying");
-                tokio::time::sleep(retry).await;
-                continue;
-            }
-        };
-        if let Err(e) = listener.listen(CHANNEL).await {
-            tracing::warn!(error = %e, "invalidation listener cannot listen; retrying");
-            tokio::time::sleep(retry).await;
-            continue;
+    // Announcements made while it was away are lost: every (re)connect starts from an empty
+    // cache.
+    let connected = || app.key_cache.clear();
+    let evict_noted = |payload: String| {
+        if let Some(target) = Target::parse(&payload) {
+            evict(&app.key_cache, target);
         }
-        // Announcements made while it was away are lost: start from an empty cache.
-        app.key_cache.clear();
-        loop {
-            match listener.recv().await {
-                Ok(note) => {
-                    if let Some(target) = Target::parse(note.payload()) {
-                        evict(&app.key_cache, target);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "invalidation listener lost its connection");
-                    break;
-                }
-            }
-        }
-    }
+        std::future::ready(())
+    };
+    crate::db::listen(url, CHANNEL, "invalidation", connected, evict_noted).await;
 }

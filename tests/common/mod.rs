@@ -528,6 +528,42 @@ impl TestApp {
     }
 }
 
+/// The status of a request sent from 127.0.0.1 through the router of `state`: another
+/// instance (a second server state on the same database) than the test's own app.
+pub async fn status_via(
+    state: &AppState,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> StatusCode {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut req = req.body(body).expect("request");
+    req.extensions_mut().insert(ConnectInfo(
+        "127.0.0.1:40001".parse::<SocketAddr>().expect("addr"),
+    ));
+    build_router(state.clone())
+        .oneshot(req)
+        .await
+        .expect("router is infallible")
+        .status()
+}
+
+/// `GET uri` with `key` as the API key through the router of `state` (see [`status_via`]).
+pub async fn get_via(state: &AppState, uri: &str, key: &str) -> StatusCode {
+    status_via(
+        state,
+        Method::GET,
+        uri,
+        &[("x-api-key", key)],
+        Body::empty(),
+    )
+    .await
+}
+
 /// Every table's row count, to prove a refusal wrote nothing.
 pub async fn snapshot(app: &TestApp) -> Vec<(&'static str, i64)> {
     let mut out = Vec::new();
