@@ -24,3 +24,11 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, AppError> {
         .await
         .map_err(|_| AppError::PayloadTooLarge(limit))
 }
+
+/// Whether a request sends a file: a REST import or a GraphQL multipart request. Files are
+/// streamed, so they are bounded by the time between their frames rather than as a whole.
+pub fn is_upload(method: &axum::http::Method, path: &str, media: &str) -> bool {
+    *method == axum::http::Method::POST
+        && (matches!(path, "/v1/imports" | "/api/imports")
+            || (path == "/graphql" && media == "multipart/form-data"))
+}

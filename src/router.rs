@@ -85,7 +85,10 @@ pub fn build_router(state: AppState) -> Router {
         .layer(axum::error_handling::HandleErrorLayer::new(transport_error))
         .load_shed()
         .concurrency_limit(state.config.max_concurrent_requests)
-        .timeout(state.config.request_timeout())
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.request_timeout(),
+            deadline,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
             tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
@@ -190,16 +193,71 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Timeouts and load shedding become `503 SERVICE_UNAVAILABLE` with the envelope.
+/// Load shedding becomes `503 SERVICE_UNAVAILABLE` with the envelope.
 async fn transport_error(err: tower::BoxError) -> Response {
-    if err.is::<tower::timeout::error::Elapsed>() {
-        tracing::warn!("request timed out");
-    } else if err.is::<tower::load_shed::error::Overloaded>() {
+    if err.is::<tower::load_shed::error::Overloaded>() {
         tracing::warn!("request shed: too many requests in flight");
-    } else {
-        return AppError::internal(err).into_response();
+        return AppError::Unavailable.into_response();
     }
-    AppError::Unavailable.into_response()
+    AppError::internal(err).into_response()
+}
+
+/// `--request-timeout-ms` bounds a request as a whole (`503 SERVICE_UNAVAILABLE` after it);
+/// an upload, which may rightly take longer, is bounded by the time between its body's
+/// frames, and then by the timeout once its body has arrived.
+async fn deadline(
+    State(limit): State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let timed_out = || {
+        tracing::warn!("request timed out");
+        AppError::Unavailable.into_response()
+    };
+    let media = crate::http::media_type(req.headers());
+    if !crate::http::is_upload(req.method(), req.uri().path(), &media) {
+        return tokio::time::timeout(limit, next.run(req))
+            .await
+            .unwrap_or_else(|_| timed_out());
+    }
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (parts, body) = req.into_parts();
+    let body = axum::body::Body::from_stream(idle_bounded(body, limit, arrived.clone()));
+    let run = next.run(axum::extract::Request::from_parts(parts, body));
+    tokio::pin!(run);
+    tokio::select! {
+        resp = &mut run => return resp,
+        () = arrived.notified() => {}
+    }
+    tokio::time::timeout(limit, run)
+        .await
+        .unwrap_or_else(|_| timed_out())
+}
+
+/// `body`, failing when no frame arrives for `limit`; `arrived` is told when it has ended.
+fn idle_bounded(
+    body: axum::body::Body,
+    limit: Duration,
+    arrived: std::sync::Arc<tokio::sync::Notify>,
+) -> impl futures::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Send + 'static {
+    use futures::StreamExt;
+    futures::stream::unfold(Some(body.into_data_stream()), move |frames| {
+        let arrived = arrived.clone();
+        async move {
+            let mut frames = frames?;
+            match tokio::time::timeout(limit, frames.next()).await {
+                Ok(Some(frame)) => Some((frame, Some(frames))),
+                Ok(None) => {
+                    arrived.notify_one();
+                    None
+                }
+                Err(_) => {
+                    let why = format!("no data for {} ms", limit.as_millis());
+                    Some((Err(axum::Error::new(why)), None))
+                }
+            }
+        }
+    })
 }
 
 async fn not_found() -> AppError {

@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::Method;
 use common::{Auth, Resp, TestApp, snapshot};
 use entity::enums::Plan;
+use futures::StreamExt;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
@@ -28,6 +29,8 @@ db_tests!(
     an_import_killed_mid_way_resumes_and_imports_each_row_once,
     graphql_uploads_a_file_to_import,
     a_cancelled_import_writes_no_more,
+    an_upload_under_a_key_is_received_once,
+    a_graphql_upload_retried_with_a_new_boundary_is_replayed,
 );
 
 /// `POST /v1/leads` with `body` as `key`, and an `Idempotency-Key` when given.
@@ -839,6 +842,20 @@ async fn imports_skip_update_or_create_duplicates_and_dry_runs_write_nothing(app
     let create = run("?onDuplicate=create").await;
     assert_eq!(counts(&create), [2, 0, 0, 1], "{create}");
     assert_eq!(app.count("leads").await, 4);
+    // Imported copies are linked to their originals, as a single create's would be.
+    for who in ["ann", "bob"] {
+        let r = app.get(&format!("/v1/leads?q={who}"), &t.key).await;
+        let leads = r.body["data"].as_array().cloned().unwrap_or_default();
+        let original = leads.iter().find(|l| l["duplicateOf"].is_null());
+        let copy = leads.iter().find(|l| !l["duplicateOf"].is_null());
+        match (original, copy) {
+            (Some(o), Some(c)) => assert_eq!(c["duplicateOf"], o["id"], "{}", r.text),
+            _ => panic!(
+                "{who}: one original and one linked copy expected: {}",
+                r.text
+            ),
+        }
+    }
     stop.cancel();
 }
 
@@ -1247,4 +1264,158 @@ async fn a_cancelled_import_writes_no_more(app: TestApp) {
         404
     );
     stop.cancel();
+}
+
+/// `POST /v1/imports` of a CSV `body` under `Idempotency-Key: idem`.
+async fn keyed_upload(app: &TestApp, key: &str, idem: &str, body: Body) -> Resp {
+    app.request(
+        Method::POST,
+        "/v1/imports",
+        &[
+            ("x-api-key", key),
+            ("content-type", "text/csv"),
+            ("idempotency-key", idem),
+        ],
+        body,
+    )
+    .await
+}
+
+async fn an_upload_under_a_key_is_received_once(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let (head, rest) = (
+        "email,firstName,lastName\nk1@example.com,K,One\n",
+        "k2@example.com,K,Two\n",
+    );
+    let whole = format!("{head}{rest}");
+    // While the first upload is still arriving, a second under its key is refused.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<bytes::Bytes, std::io::Error>>();
+    tx.unbounded_send(Ok(bytes::Bytes::from_static(head.as_bytes())))
+        .expect("send");
+    let (first, second) = tokio::join!(
+        keyed_upload(&app, &t.key, "file-1", Body::from_stream(rx)),
+        async {
+            // Once the first has claimed the key.
+            while app.count("idempotency_keys").await == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let r = keyed_upload(&app, &t.key, "file-1", Body::from(whole.clone())).await;
+            tx.unbounded_send(Ok(bytes::Bytes::from_static(rest.as_bytes())))
+                .expect("send");
+            drop(tx);
+            r
+        }
+    );
+    assert_eq!(second.status, 409, "{}", second.text);
+    assert_eq!(second.body["error"], "IDEMPOTENCY_IN_PROGRESS");
+    assert_eq!(first.status, 202, "{}", first.text);
+    assert_eq!(first.body["data"]["total"], 2, "{}", first.text);
+    // The same file again, sent whole: the first answer, and no second job.
+    let again = keyed_upload(&app, &t.key, "file-1", Body::from(whole.clone())).await;
+    assert_eq!(again.status, 202, "{}", again.text);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.text, first.text);
+    assert_eq!(app.count("import_jobs").await, 1);
+    // Another file under the key is refused, and nothing is written.
+    let before = snapshot(&app).await;
+    let other = keyed_upload(
+        &app,
+        &t.key,
+        "file-1",
+        Body::from(format!("{whole}x@example.com,X,Y\n")),
+    )
+    .await;
+    assert_eq!(other.status, 422, "{}", other.text);
+    assert_eq!(other.body["error"], "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(snapshot(&app).await, before);
+    // A file refused for its header is not kept: the key stays free for the corrected one.
+    let bad = keyed_upload(&app, &t.key, "file-2", Body::from("nickname\nJJ\n")).await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert_eq!(bad.body["error"], "VALIDATION_FAILED", "{}", bad.text);
+    let good = keyed_upload(&app, &t.key, "file-2", Body::from(whole)).await;
+    assert_eq!(good.status, 202, "{}", good.text);
+    assert_eq!(good.header("idempotent-replayed"), None);
+    assert_eq!(app.count("import_jobs").await, 2);
+}
+
+async fn a_graphql_upload_retried_with_a_new_boundary_is_replayed(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let send = |boundary: &'static str, content: &'static str| {
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n\
+             {{\"query\": \"mutation($f: Upload!) {{ importLeads(file: $f) {{ id total }} }}\", \"variables\": {{\"f\": null}}}}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"map\"\r\n\r\n{{\"0\": [\"variables.f\"]}}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"0\"; filename=\"leads.csv\"\r\nContent-Type: text/csv\r\n\r\n{content}\r\n--{boundary}--\r\n"
+        );
+        let media = format!("multipart/form-data; boundary={boundary}");
+        let (app, key) = (&app, t.key.clone());
+        async move {
+            let headers = [
+                ("x-api-key", key.as_str()),
+                ("content-type", media.as_str()),
+                ("idempotency-key", "gql-file-1"),
+            ];
+            app.request(Method::POST, "/graphql", &headers, Body::from(body))
+                .await
+        }
+    };
+    let csv = "email,firstName,lastName\ng1@example.com,G,One\n";
+    let first = send("----first7MA4YWxkTrZu0gW", csv).await;
+    assert_eq!(first.data()["importLeads"]["total"], 1, "{}", first.text);
+    let again = send("----second9XkQ2bLrYq", csv).await;
+    assert_eq!(
+        again.header("idempotent-replayed"),
+        Some("true"),
+        "{}",
+        again.text
+    );
+    assert_eq!(again.text, first.text);
+    let other = send(
+        "----third",
+        "email,firstName,lastName\ng2@example.com,G,Two\n",
+    )
+    .await;
+    assert_eq!(
+        other.code(),
+        Some("IDEMPOTENCY_KEY_REUSED"),
+        "{}",
+        other.text
+    );
+    assert_eq!(app.count("import_jobs").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_is_bounded_by_the_gaps_in_its_body_not_its_length() {
+    let app = TestApp::sqlite_with(|c| c.request_timeout_ms = 300).await;
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let slow = |gap_ms: u64| {
+        let rows = (0..4).map(|i| format!("slow{i}@example.com,S,{i}\n"));
+        let frames = std::iter::once("email,firstName,lastName\n".to_owned()).chain(rows);
+        futures::stream::iter(frames.enumerate()).then(move |(i, f)| async move {
+            if i > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(gap_ms)).await;
+            }
+            Ok::<_, std::io::Error>(bytes::Bytes::from(f))
+        })
+    };
+    // Five frames 150 ms apart: longer than the timeout as a whole, each gap within it.
+    let r = upload_stream(&app, &t.key, Body::from_stream(slow(150))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["data"]["total"], 4, "{}", r.text);
+    // A gap longer than the timeout ends the upload, and no job or row is left behind.
+    let r = upload_stream(&app, &t.key, Body::from_stream(slow(600))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("no data for 300 ms"), "{}", r.text);
+    assert_eq!(app.count("import_jobs").await, 1);
+    assert_eq!(app.count("import_rows").await, 4);
+}
+
+async fn upload_stream(app: &TestApp, key: &str, body: Body) -> Resp {
+    app.request(
+        Method::POST,
+        "/v1/imports",
+        &[("x-api-key", key), ("content-type", "text/csv")],
+        body,
+    )
+    .await
 }

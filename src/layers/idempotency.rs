@@ -3,7 +3,10 @@
 //! the first response (`Idempotent-Replayed: true`) and runs nothing; `service::idempotency`
 //! decides.
 
-use axum::body::Body;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -11,8 +14,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::authenticate::Authenticated;
 use crate::error::AppError;
-use crate::service::idempotency::{self, Begin, Kept, Owner};
+use crate::service::idempotency::{self, Begin, Fingerprint, Kept, Owner};
 use crate::web::AppState;
+use futures::StreamExt;
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -29,20 +33,15 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         *req.method(),
         Method::POST | Method::PATCH | Method::PUT | Method::DELETE
     );
-    // Files (imports, GraphQL uploads) are not read whole to be fingerprinted.
     let media = crate::http::media_type(req.headers());
-    let file = !media.is_empty() && media != "application/json";
-    if !write || file || super::exempt(path) || super::is_webhook(path) {
+    // Files (imports, GraphQL uploads) are fingerprinted as they stream past, not read whole.
+    let upload = crate::http::is_upload(req.method(), path, &media);
+    let other = !media.is_empty() && media != "application/json";
+    if !write || (other && !upload) || super::exempt(path) || super::is_webhook(path) {
         return next.run(req).await;
     }
     let graphql = path == "/graphql";
-    let refuse = |e: AppError| {
-        if graphql {
-            crate::graphql::response::error_response(&e)
-        } else {
-            e.into_response()
-        }
-    };
+    let refuse = |e: AppError| refusal(graphql, &e);
     let key = match idempotency::check_key(sent.as_bytes()) {
         Ok(k) => k.to_owned(),
         Err(e) => return refuse(e),
@@ -55,6 +54,9 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let Some(owner) = owner else {
         return next.run(req).await;
     };
+    if upload {
+        return run_upload(state, req, next, owner, key, graphql).await;
+    }
     let (parts, body) = req.into_parts();
     let bytes = match crate::http::read_body(body, state.config.max_body_bytes).await {
         Ok(b) => b,
@@ -73,9 +75,9 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let lease = chrono::Duration::from_std(state.config.request_timeout())
         .unwrap_or(chrono::Duration::MAX)
         + chrono::Duration::minutes(1);
-    let id = match idempotency::begin(&state.db, &owner, &key, &fingerprint, lease).await {
+    let id = match idempotency::begin(&state.db, &owner, &key, Some(&fingerprint), lease).await {
         Ok(Begin::Run(id)) => id,
-        Ok(Begin::Replay(kept)) => return replay(kept),
+        Ok(Begin::Replay(kept) | Begin::Compare(_, kept)) => return replay(kept),
         Err(e) => return refuse(e),
     };
     let req = Request::from_parts(parts, Body::from(bytes));
@@ -83,7 +85,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     // Runs to its end and keeps its response even when the client stops waiting.
     let run = state.tasks.spawn(async move {
         let resp = next.run(req).await;
-        keep(&db, id, resp).await
+        keep(&db, id, resp, None).await
     });
     match run.await {
         Ok(resp) => resp,
@@ -91,8 +93,189 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     }
 }
 
-/// Keeps `resp` for claimed key `id` when a retry should see it, else releases the key.
-async fn keep(db: &sea_orm::DatabaseConnection, id: i64, resp: Response) -> Response {
+/// How long a claimed upload's key waits for its first request before a retry may take it
+/// over: an upload is bounded by the time between its frames, not as a whole.
+const UPLOAD_LEASE: chrono::Duration = chrono::Duration::hours(1);
+
+/// An upload under a key: the key is claimed before the file arrives, the file fingerprinted
+/// as the handler reads it, and an accepted file's response kept with that fingerprint. A
+/// retry after it sends its file again, which is read through and compared.
+async fn run_upload(
+    state: AppState,
+    req: Request,
+    next: Next,
+    owner: Owner,
+    key: String,
+    graphql: bool,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let media = crate::http::media_type(&parts.headers);
+    let mut print = BodyPrint {
+        print: Fingerprint::new(parts.method.as_str(), &format!("{target} {media}")),
+        scrub: boundary(&parts.headers).map(|b| Scrub {
+            needle: format!("--{b}").into_bytes(),
+            carry: Vec::new(),
+        }),
+    };
+    match idempotency::begin(&state.db, &owner, &key, None, UPLOAD_LEASE).await {
+        Ok(Begin::Run(id)) => {
+            let print = Arc::new(Mutex::new(Some(print)));
+            let ended = Arc::new(AtomicBool::new(false));
+            let body = Body::from_stream(fingerprinted(body, print.clone(), ended.clone()));
+            let req = Request::from_parts(parts, body);
+            let db = state.db.clone();
+            let run = state.tasks.spawn(async move {
+                let resp = next.run(req).await;
+                let print = print.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match print.filter(|_| ended.load(Ordering::Acquire)) {
+                    Some(print) if resp.status().is_success() => {
+                        keep(&db, id, resp, Some(print.finish())).await
+                    }
+                    // A refused file may be refused before it has all arrived (a bad header,
+                    // too large): it is not known whole, wrote nothing, and is not kept.
+                    _ => {
+                        if let Err(e) = idempotency::abandon(&db, id).await {
+                            tracing::warn!(error = %e, "could not release an idempotency key");
+                        }
+                        resp
+                    }
+                }
+            });
+            match run.await {
+                Ok(resp) => resp,
+                Err(e) => refusal(graphql, &AppError::internal(e)),
+            }
+        }
+        Ok(Begin::Compare(first, kept)) => {
+            let limit = state.config.max_import_bytes + state.config.max_body_bytes;
+            let mut stream = body.into_data_stream();
+            let mut read = 0usize;
+            while let Some(frame) = stream.next().await {
+                let frame = match frame {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let e = AppError::BadRequest(format!("the upload broke off: {e}"));
+                        return refusal(graphql, &e);
+                    }
+                };
+                read += frame.len();
+                if read > limit {
+                    return refusal(graphql, &AppError::PayloadTooLarge(limit));
+                }
+                print.update(&frame);
+            }
+            if print.finish() == first {
+                replay(kept)
+            } else {
+                refusal(graphql, &AppError::IdempotencyKeyReused)
+            }
+        }
+        Ok(Begin::Replay(kept)) => replay(kept),
+        Err(e) => refusal(graphql, &e),
+    }
+}
+
+/// `body`, each frame added to `print` as it passes; `ended` once the last has.
+fn fingerprinted(
+    body: Body,
+    print: Arc<Mutex<Option<BodyPrint>>>,
+    ended: Arc<AtomicBool>,
+) -> impl futures::Stream<Item = Result<Bytes, axum::Error>> + Send + 'static {
+    let frames = body.into_data_stream().map(move |frame| {
+        if let (Ok(bytes), Some(p)) = (
+            &frame,
+            print.lock().unwrap_or_else(|p| p.into_inner()).as_mut(),
+        ) {
+            p.update(bytes);
+        }
+        frame
+    });
+    let end = futures::stream::once(async move {
+        ended.store(true, Ordering::Release);
+    })
+    .filter_map(|()| async { None });
+    frames.chain(end)
+}
+
+/// The boundary of a multipart body, which each client draws anew for each request.
+fn boundary(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let (kind, params) = value.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    params.split(';').find_map(|p| {
+        let (name, v) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_owned())
+            .filter(|b| !b.is_empty())
+    })
+}
+
+/// A body's fingerprint, blind to a multipart boundary so a retry's new one still matches.
+struct BodyPrint {
+    print: Fingerprint,
+    scrub: Option<Scrub>,
+}
+
+/// Drops every occurrence of `needle` from bytes that arrive in pieces.
+struct Scrub {
+    needle: Vec<u8>,
+    /// The tail of what arrived that may begin an occurrence.
+    carry: Vec<u8>,
+}
+
+impl BodyPrint {
+    fn update(&mut self, bytes: &[u8]) {
+        let Some(scrub) = &mut self.scrub else {
+            self.print.update(bytes);
+            return;
+        };
+        scrub.carry.extend_from_slice(bytes);
+        let n = scrub.needle.len();
+        let mut start = 0;
+        for at in memchr::memmem::find_iter(&scrub.carry, &scrub.needle) {
+            // Occurrences do not overlap: a boundary cannot contain itself shifted.
+            if at >= start {
+                self.print.update(&scrub.carry[start..at]);
+                start = at + n;
+            }
+        }
+        let keep_from = start.max(scrub.carry.len().saturating_sub(n - 1));
+        self.print.update(&scrub.carry[start..keep_from]);
+        scrub.carry.drain(..keep_from);
+    }
+
+    fn finish(mut self) -> String {
+        if let Some(scrub) = self.scrub.take() {
+            self.print.update(&scrub.carry);
+        }
+        self.print.finish()
+    }
+}
+
+/// A refusal in the envelope of the endpoint.
+fn refusal(graphql: bool, e: &AppError) -> Response {
+    if graphql {
+        crate::graphql::response::error_response(e)
+    } else {
+        e.clone().into_response()
+    }
+}
+
+/// Keeps `resp` for claimed key `id` (with the fingerprint of a file claimed without one)
+/// when a retry should see it, else releases the key.
+async fn keep(
+    db: &sea_orm::DatabaseConnection,
+    id: i64,
+    resp: Response,
+    fingerprint: Option<String>,
+) -> Response {
     let status = resp.status().as_u16();
     if !idempotency::keeps(status) {
         if let Err(e) = idempotency::abandon(db, id).await {
@@ -125,7 +308,7 @@ async fn keep(db: &sea_orm::DatabaseConnection, id: i64, resp: Response) -> Resp
         headers,
         body: text.to_owned(),
     };
-    if let Err(e) = idempotency::finish(db, id, kept).await {
+    if let Err(e) = idempotency::finish(db, id, kept, fingerprint).await {
         // The key stays claimed until its lease ends; a retry then runs the request again.
         tracing::warn!(error = %e, "could not keep an idempotent response");
     }

@@ -61,7 +61,13 @@ pub enum Begin {
     Run(i64),
     /// Answer with the response kept for it.
     Replay(Kept),
+    /// A file's key whose response is kept: answer with it if the file's fingerprint is
+    /// this one, else refuse with `IDEMPOTENCY_KEY_REUSED`.
+    Compare(String, Kept),
 }
+
+/// The fingerprint of a key claimed for a file still arriving: its own is known at the end.
+const PENDING: &str = "pending";
 
 /// Checks a key as sent: 1 to 255 printable ASCII characters.
 pub fn check_key(key: &[u8]) -> AppResult<&str> {
@@ -74,14 +80,35 @@ pub fn check_key(key: &[u8]) -> AppResult<&str> {
     }
 }
 
-/// The fingerprint of a request: SHA-256 of its method, path and query, and body (JSON bodies
-/// canonically: object keys sorted, insignificant whitespace dropped).
+/// A request's fingerprint as it is computed: SHA-256 of its method, target and body.
+pub struct Fingerprint(Sha256);
+
+impl Fingerprint {
+    /// Starts with the method and target (path and query, plus the media type of a file).
+    pub fn new(method: &str, target: &str) -> Fingerprint {
+        let mut h = Sha256::new();
+        h.update(method.as_bytes());
+        h.update(b" ");
+        h.update(target.as_bytes());
+        h.update(b"\n");
+        Fingerprint(h)
+    }
+
+    /// Adds body bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The fingerprint, as kept.
+    pub fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
+/// The fingerprint of a request with a body in memory (JSON bodies canonically: object keys
+/// sorted, insignificant whitespace dropped).
 pub fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(method.as_bytes());
-    h.update(b" ");
-    h.update(path_and_query.as_bytes());
-    h.update(b"\n");
+    let mut h = Fingerprint::new(method, path_and_query);
     // serde_json refuses nesting deeper than 128, which bounds `canonical`'s recursion;
     // anything else that is not JSON is hashed as sent.
     match serde_json::from_slice::<Value>(body) {
@@ -92,7 +119,7 @@ pub fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> String {
         }
         _ => h.update(body),
     }
-    hex::encode(h.finalize())
+    h.finish()
 }
 
 /// `v` with sorted object keys and no whitespace (`v` nests at most 128 deep, as parsed).
@@ -138,15 +165,17 @@ fn scoped(owner: &Owner, key: &str) -> Condition {
 /// response, `409 IDEMPOTENCY_IN_PROGRESS` while the first request runs, `422
 /// IDEMPOTENCY_KEY_REUSED` for a different request. A key whose response has expired, or
 /// whose first request was abandoned more than `lease` ago (the process died), is claimed
-/// anew.
+/// anew. A file's fingerprint is known only once it has arrived: `None` claims the key
+/// without one ([`finish`] sets it) or answers [`Begin::Compare`].
 pub async fn begin(
     db: &DatabaseConnection,
     owner: &Owner,
     key: &str,
-    fingerprint: &str,
+    fingerprint: Option<&str>,
     lease: Duration,
 ) -> AppResult<Begin> {
     let now = crate::service::clock::now();
+    let fingerprint = fingerprint.unwrap_or(PENDING);
     // The common case, a new key, in one statement; a conflict inserts nothing.
     let claimed = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
         tenant_id: Set(owner.tenant_id),
@@ -184,16 +213,25 @@ pub async fn begin(
     if stale {
         return take_over(db, row.id, fingerprint, now, lease).await;
     }
-    if row.fingerprint != fingerprint {
-        return Err(AppError::IdempotencyKeyReused);
-    }
-    match (row.status_code, row.response_body) {
-        (Some(status), Some(body)) => Ok(Begin::Replay(Kept {
+    let kept = match (row.status_code, row.response_body) {
+        (Some(status), Some(body)) => Kept {
             status: u16::try_from(status).unwrap_or(500),
             headers: headers_of(row.response_headers.as_ref()),
             body,
-        })),
-        _ => Err(AppError::IdempotencyInProgress),
+        },
+        // A file still arriving has no fingerprint to differ from yet.
+        _ if row.fingerprint == PENDING || fingerprint == PENDING => {
+            return Err(AppError::IdempotencyInProgress);
+        }
+        _ if row.fingerprint != fingerprint => return Err(AppError::IdempotencyKeyReused),
+        _ => return Err(AppError::IdempotencyInProgress),
+    };
+    if fingerprint == PENDING {
+        Ok(Begin::Compare(row.fingerprint, kept))
+    } else if row.fingerprint == fingerprint {
+        Ok(Begin::Replay(kept))
+    } else {
+        Err(AppError::IdempotencyKeyReused)
     }
 }
 
@@ -245,14 +283,23 @@ pub fn keeps(status: u16) -> bool {
     !(status >= 500 || matches!(status, 401 | 403 | 429))
 }
 
-/// Keeps the response of claimed row `id`.
-pub async fn finish(db: &DatabaseConnection, id: i64, kept: Kept) -> Result<(), DbErr> {
+/// Keeps the response of claimed row `id`, and the fingerprint of a file claimed without one.
+pub async fn finish(
+    db: &DatabaseConnection,
+    id: i64,
+    kept: Kept,
+    fingerprint: Option<String>,
+) -> Result<(), DbErr> {
     let headers: serde_json::Map<String, Value> = kept
         .headers
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    idempotency_key::Entity::update_many()
+    let mut update = idempotency_key::Entity::update_many();
+    if let Some(fingerprint) = fingerprint {
+        update = update.col_expr(C::Fingerprint, Expr::value(fingerprint));
+    }
+    update
         .col_expr(C::StatusCode, Expr::value(i32::from(kept.status)))
         .col_expr(C::ResponseHeaders, Expr::value(Value::Object(headers)))
         .col_expr(C::ResponseBody, Expr::value(kept.body))

@@ -184,8 +184,12 @@ where
     };
     let (fed, stored) = tokio::join!(feed, store);
     let _ = reader.await;
-    let (job, total, rows_stored) = stored?;
-    if let Err(e) = fed.and(rows_stored) {
+    // A broken upload explains a header the reader found missing.
+    let (job, total, rows_stored) = match (fed, stored) {
+        (Err(e), Err(_)) | (Ok(()), Err(e)) => return Err(e),
+        (fed, Ok((job, total, rows_stored))) => (job, total, fed.and(rows_stored)),
+    };
+    if let Err(e) = rows_stored {
         discard(&app.db, job.id).await?;
         return Err(e);
     }

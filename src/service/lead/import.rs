@@ -100,7 +100,7 @@ pub async fn apply(
         let mut matches = existing.get(&email).cloned().unwrap_or_default();
         if matches.contains(&PENDING) && job.on_duplicate == OnDuplicate::Update && !job.dry_run {
             // An earlier row of this chunk creates it: written now, so this row can update it.
-            insert(tx, std::mem::take(&mut creates), &mut existing).await?;
+            insert(tx, job.id, std::mem::take(&mut creates), &mut existing).await?;
             matches = existing.get(&email).cloned().unwrap_or_default();
         }
         match (job.on_duplicate, matches.as_slice()) {
@@ -175,7 +175,7 @@ pub async fn apply(
             creates.push(new);
         }
     }
-    insert(tx, creates, &mut existing).await?;
+    insert(tx, job.id, creates, &mut existing).await?;
     // Unreadable rows were found before the others' checks: the list goes by row.
     out.errors.sort_by_key(|e| e.row);
     Ok(out)
@@ -184,10 +184,11 @@ pub async fn apply(
 /// The ID standing for a lead of this chunk not inserted yet.
 const PENDING: i64 = 0;
 
-/// Inserts the chunk's new leads with their tags, in one statement each; their emails then
-/// name their IDs in `existing`.
+/// Inserts the chunk's new leads with their tags, in one statement each, and links those
+/// that duplicate a lead; their emails then name their IDs in `existing`.
 async fn insert(
     tx: &DatabaseTransaction,
+    job_id: i64,
     creates: Vec<super::NewLead>,
     existing: &mut HashMap<String, Vec<i64>>,
 ) -> AppResult<()> {
@@ -224,6 +225,53 @@ async fn insert(
                 .await?;
         }
     }
+    let first = inserted.iter().map(|l| l.id).min().unwrap_or_default();
+    let last = inserted.iter().map(|l| l.id).max().unwrap_or_default();
+    link_duplicates(tx, job_id, first, last).await?;
+    Ok(())
+}
+
+/// Links the leads job `job_id` inserted with IDs `first..=last` to the earliest earlier lead
+/// of their stream with the same email or phone, as detection does for a single create, in
+/// one statement: per-lead detection would cost a transaction per row. Imports announce one
+/// `import.completed`, so no `lead.duplicate_detected` event is written for these.
+async fn link_duplicates(
+    tx: &DatabaseTransaction,
+    job_id: i64,
+    first: i64,
+    last: i64,
+) -> AppResult<()> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let earliest = |column: &str| {
+        format!(
+            "(SELECT MIN(o.id) FROM leads o WHERE o.tenant_id = l.tenant_id \
+             AND o.environment = l.environment AND o.{column} = l.{column} AND o.id < l.id)"
+        )
+    };
+    let (email, phone) = (earliest("email_normalized"), earliest("phone_normalized"));
+    let backend = tx.get_database_backend();
+    // The smaller of the two that exist: PostgreSQL's LEAST skips NULLs, SQLite's min() not.
+    let original = match backend {
+        DbBackend::Postgres => format!("LEAST({email}, {phone})"),
+        _ => format!("min(coalesce({email}, {phone}), coalesce({phone}, {email}))"),
+    };
+    let [a, b, c] = match backend {
+        DbBackend::Postgres => ["$1", "$2", "$3"],
+        _ => ["?", "?", "?"],
+    };
+    // Each lookup is one probe of an (tenant, environment, email or phone) index.
+    let sql = format!(
+        "UPDATE leads SET duplicate_of = d.original FROM \
+         (SELECT l.id, {original} AS original FROM leads l \
+         WHERE l.import_id = {a} AND l.id BETWEEN {b} AND {c} AND l.duplicate_of IS NULL) AS d \
+         WHERE leads.id = d.id AND d.original IS NOT NULL"
+    );
+    tx.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [job_id.into(), first.into(), last.into()],
+    ))
+    .await?;
     Ok(())
 }
 
