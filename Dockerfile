@@ -16,6 +16,8 @@ RUN mkdir -p src bench && echo 'fn main() {}' > src/main.rs && touch src/lib.rs 
     && echo 'fn main() {}' > bench/sql_baseline.rs \
     && cargo build --profile dist --locked --bin leadgraph \
     && rm -rf src
+COPY build.rs ./
+COPY assets assets
 COPY src src
 COPY schema.graphql ./
 RUN touch src/main.rs src/lib.rs && cargo build --profile dist --locked --bin leadgraph

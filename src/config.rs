@@ -9,30 +9,75 @@ use entity::enums::Plan;
 /// leadgraph: a self-hostable, multi-tenant lead-management API server (GraphQL first, REST compatible).
 #[derive(Debug, Parser)]
 #[command(name = "leadgraph", version, about, long_about = None)]
+// `leadgraph --bind … serve` would drop the first flags: server flags go on one side only.
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// What to do; `serve` when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Options shared by every command.
+    /// The server's options, for `leadgraph` without a command (which serves).
     #[command(flatten)]
     pub config: Config,
+}
+
+impl Cli {
+    /// The command to run and the configuration in force for it: a command's own
+    /// `--database-url` and `--log` over the `LEADGRAPH_*` environment and the defaults.
+    pub fn resolve(self) -> (Command, Config) {
+        let mut config = self.config;
+        let command = self.command.unwrap_or_else(|| {
+            Command::Serve(ServeArgs {
+                config: Box::new(config.clone()),
+            })
+        });
+        match &command {
+            Command::Serve(args) => config = (*args.config).clone(),
+            other => {
+                if let Some(store) = other.store() {
+                    if let Some(url) = &store.database_url {
+                        config.database_url = Some(url.clone());
+                    }
+                    match &store.log {
+                        Some(log) => config.log = log.clone(),
+                        // A command's output is what it prints: the server's start-up chatter
+                        // (migrations) only when asked for.
+                        None if std::env::var_os("LEADGRAPH_LOG").is_none()
+                            && !matches!(other, Command::Migrate(_)) =>
+                        {
+                            config.log = "warn".into();
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        (command, config)
+    }
 }
 
 /// Operator commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the GraphQL and REST API (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate(Store),
     /// Print the GraphQL schema (SDL) and exit.
     Schema,
     /// Print the REST API's OpenAPI 3.1 document and exit.
     Openapi,
     /// Create a tenant, its owner and a live full-scope API key; print the key once.
     Bootstrap(BootstrapArgs),
+    /// List the tenants: slug, name, plan, users and API keys.
+    Tenants(TenantsArgs),
     /// Change a tenant's plan (there is no API for it).
     SetPlan(SetPlanArgs),
+    /// Manage users from the server's machine.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Create or revoke API keys from the server's machine.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Fill a new demo tenant with users, sources, pipelines and leads.
     SeedDemo(SeedArgs),
     /// Import leads from a CSV or NDJSON file into a tenant, showing progress.
@@ -41,12 +86,127 @@ pub enum Command {
     Backup(BackupArgs),
 }
 
+impl Command {
+    /// The command's own database and log options.
+    fn store(&self) -> Option<&Store> {
+        match self {
+            Command::Serve(_) | Command::Schema | Command::Openapi => None,
+            Command::Migrate(s) => Some(s),
+            Command::Backup(a) => Some(&a.store),
+            Command::Bootstrap(a) => Some(&a.store),
+            Command::SetPlan(a) => Some(&a.store),
+            Command::SeedDemo(a) => Some(&a.store),
+            Command::Import(a) => Some(&a.store),
+            Command::Tenants(a) => Some(&a.store),
+            Command::Users(UsersCommand::ResetPassword(a)) => Some(&a.store),
+            Command::Keys(KeysCommand::Create(a)) => Some(&a.store),
+            Command::Keys(KeysCommand::Revoke(a)) => Some(&a.store),
+        }
+    }
+}
+
+/// Arguments of `leadgraph serve`: every server option.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The server's options.
+    #[command(flatten)]
+    pub config: Box<Config>,
+}
+
+/// Where an operator command finds the data, and what it logs (also `LEADGRAPH_DATABASE_URL`
+/// and `LEADGRAPH_LOG`, as for the server).
+#[derive(Debug, Clone, Args)]
+pub struct Store {
+    /// Database URL: `sqlite://FILE` (default `sqlite://leadgraph.db`) or `postgres://…`.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Log filter in `tracing` syntax (default `warn`; `info` for `migrate`).
+    #[arg(long)]
+    pub log: Option<String>,
+}
+
+/// Arguments of `leadgraph tenants`.
+#[derive(Debug, Args)]
+pub struct TenantsArgs {
+    /// Print one JSON object per tenant, one per line.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: Store,
+}
+
+/// `leadgraph users …`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Give a user a new password (printed once) and end their sessions.
+    ResetPassword(ResetPasswordArgs),
+}
+
+/// Arguments of `leadgraph users reset-password`.
+#[derive(Debug, Args)]
+pub struct ResetPasswordArgs {
+    /// The user's email address.
+    #[arg(long)]
+    pub email: String,
+    /// The tenant (slug, name or ID), when the email belongs to users of several.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Print `{"tenantSlug","userId","email","password"}` as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: Store,
+}
+
+/// `leadgraph keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key for a tenant, acting as its owner; print it once.
+    Create(KeyCreateArgs),
+    /// Revoke the API key with this prefix (as listed by the API: `lg_live_sk_…`).
+    Revoke(KeyRevokeArgs),
+}
+
+/// Arguments of `leadgraph keys create`.
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    /// The tenant: its slug, its name or its ID.
+    #[arg(long)]
+    pub tenant: String,
+    /// What the key may do: `full` or `read`.
+    #[arg(long, value_parser = ["full", "read"], default_value = "full")]
+    pub scope: String,
+    /// `live` or `sandbox`.
+    #[arg(long, value_parser = ["live", "sandbox"], default_value = "live")]
+    pub environment: String,
+    /// The key's label.
+    #[arg(long, default_value = "Created with leadgraph keys create")]
+    pub label: String,
+    /// Print `{"id","prefix","apiKey",…}` as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: Store,
+}
+
+/// Arguments of `leadgraph keys revoke`.
+#[derive(Debug, Args)]
+pub struct KeyRevokeArgs {
+    /// The key's prefix, or the whole key.
+    #[arg(long)]
+    pub prefix: String,
+    #[command(flatten)]
+    pub store: Store,
+}
+
 /// Arguments of `leadgraph backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// The new file; it must not exist. Restore by serving it (`--database-url sqlite://FILE`).
     #[arg(long)]
     pub to: std::path::PathBuf,
+    #[command(flatten)]
+    pub store: Store,
 }
 
 /// Arguments of `leadgraph import`.
@@ -69,6 +229,8 @@ pub struct ImportArgs {
     /// Print the finished job as one JSON line.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub store: Store,
 }
 
 /// Arguments of `leadgraph bootstrap`.
@@ -89,6 +251,8 @@ pub struct BootstrapArgs {
     /// Print `{"tenantId","userId","email","password","apiKey"}` as one JSON line.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub store: Store,
 }
 
 /// Arguments of `leadgraph seed-demo`.
@@ -109,17 +273,21 @@ pub struct SeedArgs {
     /// Seed of the generated data: the same seed gives the same leads (random when omitted).
     #[arg(long)]
     pub seed: Option<u64>,
+    #[command(flatten)]
+    pub store: Store,
 }
 
 /// Arguments of `leadgraph set-plan`.
 #[derive(Debug, Args)]
 pub struct SetPlanArgs {
-    /// The tenant's slug.
+    /// The tenant: its slug, its name or its ID.
     #[arg(long)]
     pub tenant: String,
     /// The new plan: free, starter, pro, team or enterprise.
     #[arg(long, value_parser = parse_plan)]
     pub plan: Plan,
+    #[command(flatten)]
+    pub store: Store,
 }
 
 fn parse_plan(s: &str) -> Result<Plan, String> {
@@ -145,93 +313,63 @@ pub enum SqliteSync {
     Normal,
 }
 
-/// Options shared by every command.
+/// The server's options (`leadgraph serve --help`).
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Database URL: `sqlite://FILE` (default `sqlite://leadgraph.db`) or `postgres://…`.
     /// Also read from `DATABASE_URL`.
-    #[arg(long, env = "LEADGRAPH_DATABASE_URL", global = true)]
+    #[arg(long, env = "LEADGRAPH_DATABASE_URL")]
     pub database_url: Option<String>,
 
     /// Maximum database connections in the pool (default: 4 per CPU core, at least 8).
-    #[arg(long, env = "LEADGRAPH_DB_POOL_SIZE", global = true)]
+    #[arg(long, env = "LEADGRAPH_DB_POOL_SIZE")]
     pub db_pool_size: Option<u32>,
 
     /// How long a request waits for a pooled database connection before failing with 503.
-    #[arg(
-        long,
-        env = "LEADGRAPH_DB_ACQUIRE_TIMEOUT_MS",
-        default_value_t = 5000,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 5000)]
     pub db_acquire_timeout_ms: u64,
 
     /// SQLite durability: `full` (default) or `normal`.
-    #[arg(long, env = "LEADGRAPH_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSync::Full, global = true)]
+    #[arg(long, env = "LEADGRAPH_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSync::Full)]
     pub sqlite_synchronous: SqliteSync,
 
     /// Address to listen on.
-    #[arg(
-        long,
-        env = "LEADGRAPH_BIND",
-        default_value = "127.0.0.1:8000",
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
 
     /// Log format: `text` or `json`.
-    #[arg(long, env = "LEADGRAPH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, env = "LEADGRAPH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     /// Log filter in `tracing` syntax, e.g. `info,leadgraph=debug`.
-    #[arg(long, env = "LEADGRAPH_LOG", default_value = "info", global = true)]
+    #[arg(long, env = "LEADGRAPH_LOG", default_value = "info")]
     pub log: String,
 
     /// HS256 signing key for access tokens (at least 32 bytes); generated once and stored
     /// in the database when unset.
-    #[arg(
-        long,
-        env = "LEADGRAPH_JWT_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
     /// Alphabet for opaque IDs (a permutation of `[a-zA-Z0-9]`); generated once and stored in
     /// the database when unset. Changing it changes every ID clients hold.
-    #[arg(
-        long,
-        env = "LEADGRAPH_ID_ALPHABET",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_ID_ALPHABET", hide_env_values = true)]
     pub id_alphabet: Option<String>,
 
     /// Email of the owner created on first start (default `admin@leadgraph.local`).
-    #[arg(long, env = "LEADGRAPH_ADMIN_EMAIL", global = true)]
+    #[arg(long, env = "LEADGRAPH_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
 
     /// Password of the owner created on first start (generated and printed when unset).
-    #[arg(
-        long,
-        env = "LEADGRAPH_ADMIN_PASSWORD",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
 
     /// Skip creating a tenant on first start.
-    #[arg(long, env = "LEADGRAPH_NO_BOOTSTRAP", global = true)]
+    #[arg(long, env = "LEADGRAPH_NO_BOOTSTRAP")]
     pub no_bootstrap: bool,
 
     /// Seconds an API key look-up may be served from this process's cache; the bound on how
     /// long a key revoked through another process keeps working here.
-    #[arg(
-        long,
-        env = "LEADGRAPH_KEY_CACHE_TTL_SECS",
-        default_value_t = 5,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_KEY_CACHE_TTL_SECS", default_value_t = 5)]
     pub key_cache_ttl_secs: u64,
 
     /// Days the change feed keeps events; a cursor older than that is `410 CURSOR_EXPIRED`.
@@ -239,85 +377,51 @@ pub struct Config {
         long,
         env = "LEADGRAPH_EVENT_RETENTION_DAYS",
         default_value_t = 30,
-        value_parser = clap::value_parser!(u32).range(1..),
-        global = true
-    )]
+        value_parser = clap::value_parser!(u32).range(1..))]
     pub event_retention_days: u32,
 
     /// Let webhooks reach loopback, private and link-local addresses (refused by default:
     /// a tenant must not make the server call into its own network).
-    #[arg(long, env = "LEADGRAPH_WEBHOOK_ALLOW_PRIVATE_TARGETS", global = true)]
+    #[arg(long, env = "LEADGRAPH_WEBHOOK_ALLOW_PRIVATE_TARGETS")]
     pub webhook_allow_private_targets: bool,
 
     /// Multiplies the webhook retry schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h);
     /// tests shrink it.
-    #[arg(
-        long,
-        env = "LEADGRAPH_WEBHOOK_RETRY_SCALE",
-        default_value_t = 1.0,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_WEBHOOK_RETRY_SCALE", default_value_t = 1.0)]
     pub webhook_retry_scale: f64,
 
     /// How long a webhook endpoint has to answer, in milliseconds.
-    #[arg(
-        long,
-        env = "LEADGRAPH_WEBHOOK_TIMEOUT_MS",
-        default_value_t = 10_000,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
 
     /// An endpoint whose every attempt failed for this long is disabled (default 5 days).
     #[arg(
         long,
         env = "LEADGRAPH_WEBHOOK_DISABLE_AFTER_SECS",
-        default_value_t = 5 * 24 * 3600,
-        global = true
-    )]
+        default_value_t = 5 * 24 * 3600)]
     pub webhook_disable_after_secs: u64,
 
     /// Webhook delivery workers this instance runs (each sends up to 32 at once); 0 for an
     /// instance that serves the API only while others deliver.
-    #[arg(
-        long,
-        env = "LEADGRAPH_WEBHOOK_WORKERS",
-        default_value_t = 1,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_WEBHOOK_WORKERS", default_value_t = 1)]
     pub webhook_workers: usize,
 
     /// Redis for rate limits shared by every instance (`redis://host:6379/0`); without it
     /// each instance counts on its own.
-    #[arg(long, env = "LEADGRAPH_REDIS_URL", global = true)]
+    #[arg(long, env = "LEADGRAPH_REDIS_URL")]
     pub redis_url: Option<String>,
 
     /// Prefix of the rate-limit keys in Redis (to share one Redis between deployments).
-    #[arg(
-        long,
-        env = "LEADGRAPH_REDIS_PREFIX",
-        default_value = "leadgraph:rl:",
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_REDIS_PREFIX", default_value = "leadgraph:rl:")]
     pub redis_prefix: String,
 
     /// Milliseconds Redis has to answer a limit check before the local limiter answers.
-    #[arg(
-        long,
-        env = "LEADGRAPH_REDIS_TIMEOUT_MS",
-        default_value_t = 50,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_REDIS_TIMEOUT_MS", default_value_t = 50)]
     pub redis_timeout_ms: u64,
 
     /// Import workers this instance runs (each processes one job at a time); 0 for an instance
     /// that receives imports only while others process them.
-    #[arg(
-        long,
-        env = "LEADGRAPH_IMPORT_WORKERS",
-        default_value_t = 1,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_IMPORT_WORKERS", default_value_t = 1)]
     pub import_workers: usize,
 
     /// Largest accepted import file, in bytes (413 beyond it); files are streamed to the
@@ -325,28 +429,16 @@ pub struct Config {
     #[arg(
         long,
         env = "LEADGRAPH_MAX_IMPORT_BYTES",
-        default_value_t = 100 * 1024 * 1024,
-        global = true
-    )]
+        default_value_t = 100 * 1024 * 1024)]
     pub max_import_bytes: usize,
 
     /// How often the webhook worker looks for due deliveries it was not told of (retries,
     /// other instances' events), in milliseconds.
-    #[arg(
-        long,
-        env = "LEADGRAPH_WEBHOOK_POLL_MS",
-        default_value_t = 1000,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_WEBHOOK_POLL_MS", default_value_t = 1000)]
     pub webhook_poll_ms: u64,
 
     /// How often accumulated `lastUsedAt`/`usageCount` updates are written to the database.
-    #[arg(
-        long,
-        env = "LEADGRAPH_USAGE_FLUSH_SECS",
-        default_value_t = 5,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_USAGE_FLUSH_SECS", default_value_t = 5)]
     pub usage_flush_secs: u64,
 
     /// How long a rotated refresh token may still be presented by a concurrent refresh (two
@@ -354,22 +446,16 @@ pub struct Config {
     #[arg(
         long,
         env = "LEADGRAPH_REFRESH_REUSE_INTERVAL_MS",
-        default_value_t = 10_000,
-        global = true
+        default_value_t = 10_000
     )]
     pub refresh_reuse_interval_ms: u64,
 
     /// Largest accepted request body, in bytes (413 beyond it).
-    #[arg(long, env = "LEADGRAPH_MAX_BODY_BYTES", default_value_t = 1024 * 1024, global = true)]
+    #[arg(long, env = "LEADGRAPH_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
     /// Milliseconds after which a request is abandoned with 503.
-    #[arg(
-        long,
-        env = "LEADGRAPH_REQUEST_TIMEOUT_MS",
-        default_value_t = 30_000,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
 
     /// Milliseconds a client has to send a request's headers, on a new connection and between
@@ -377,8 +463,7 @@ pub struct Config {
     #[arg(
         long,
         env = "LEADGRAPH_HEADER_READ_TIMEOUT_MS",
-        default_value_t = 10_000,
-        global = true
+        default_value_t = 10_000
     )]
     pub header_read_timeout_ms: u64,
 
@@ -386,132 +471,79 @@ pub struct Config {
     #[arg(
         long,
         env = "LEADGRAPH_MAX_HEADER_BYTES",
-        default_value_t = 16 * 1024,
-        global = true
-    )]
+        default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
 
     /// Requests served at once; further requests are refused with 503 at once.
     #[arg(
         long,
         env = "LEADGRAPH_MAX_CONCURRENT_REQUESTS",
-        default_value_t = 1024,
-        global = true
+        default_value_t = 1024
     )]
     pub max_concurrent_requests: usize,
 
     /// Serve GraphQL introspection (`--graphql-introspection=false` in production also turns
     /// off field suggestions).
-    #[arg(long, env = "LEADGRAPH_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "LEADGRAPH_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub graphql_introspection: bool,
 
     /// Deepest GraphQL selection accepted.
-    #[arg(
-        long,
-        env = "LEADGRAPH_GRAPHQL_MAX_DEPTH",
-        default_value_t = 10,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_GRAPHQL_MAX_DEPTH", default_value_t = 10)]
     pub graphql_max_depth: usize,
 
     /// Largest GraphQL complexity accepted (list fields cost their page size times their children).
-    #[arg(
-        long,
-        env = "LEADGRAPH_GRAPHQL_MAX_COMPLEXITY",
-        default_value_t = 1000,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_GRAPHQL_MAX_COMPLEXITY", default_value_t = 1000)]
     pub graphql_max_complexity: usize,
 
     /// Most aliases accepted in one GraphQL document.
-    #[arg(
-        long,
-        env = "LEADGRAPH_GRAPHQL_MAX_ALIASES",
-        default_value_t = 30,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_GRAPHQL_MAX_ALIASES", default_value_t = 30)]
     pub graphql_max_aliases: usize,
 
     /// Most root fields accepted in one GraphQL operation.
-    #[arg(
-        long,
-        env = "LEADGRAPH_GRAPHQL_MAX_ROOT_FIELDS",
-        default_value_t = 20,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_GRAPHQL_MAX_ROOT_FIELDS", default_value_t = 20)]
     pub graphql_max_root_fields: usize,
 
     /// Most fields in one GraphQL operation once its fragments are expanded.
-    #[arg(
-        long,
-        env = "LEADGRAPH_GRAPHQL_MAX_SELECTIONS",
-        default_value_t = 2000,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_GRAPHQL_MAX_SELECTIONS", default_value_t = 2000)]
     pub graphql_max_selections: usize,
 
     /// Most operations accepted in one batched (JSON array) GraphQL request.
-    #[arg(
-        long,
-        env = "LEADGRAPH_GRAPHQL_MAX_BATCH",
-        default_value_t = 10,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_GRAPHQL_MAX_BATCH", default_value_t = 10)]
     pub graphql_max_batch: usize,
 
     /// Requests per minute per client IP (0 disables).
-    #[arg(
-        long,
-        env = "LEADGRAPH_RATE_LIMIT_PER_IP",
-        default_value_t = 100,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_RATE_LIMIT_PER_IP", default_value_t = 100)]
     pub rate_limit_per_ip: u32,
 
     /// Apply the per-tenant limits by plan (docs/limits.md; `--tenant-rate-limits=false` turns them off).
-    #[arg(long, env = "LEADGRAPH_TENANT_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "LEADGRAPH_TENANT_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]
     pub tenant_rate_limits: bool,
 
     /// Requests per minute for enterprise tenants.
-    #[arg(
-        long,
-        env = "LEADGRAPH_ENTERPRISE_RATE_LIMIT",
-        default_value_t = 20000,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_ENTERPRISE_RATE_LIMIT", default_value_t = 20000)]
     pub enterprise_rate_limit: u32,
 
     /// Burst for enterprise tenants.
-    #[arg(
-        long,
-        env = "LEADGRAPH_ENTERPRISE_BURST",
-        default_value_t = 2000,
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_ENTERPRISE_BURST", default_value_t = 2000)]
     pub enterprise_burst: u32,
 
     /// Proxies whose `X-Forwarded-For` is trusted (comma-separated IPs).
-    #[arg(
-        long,
-        env = "LEADGRAPH_TRUSTED_PROXIES",
-        value_delimiter = ',',
-        global = true
-    )]
+    #[arg(long, env = "LEADGRAPH_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpAddr>,
 
     /// Compress responses with gzip for clients that accept it (off by default: on loopback or
     /// behind a proxy that compresses, it only costs CPU).
-    #[arg(long, env = "LEADGRAPH_COMPRESSION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", global = true)]
+    #[arg(long, env = "LEADGRAPH_COMPRESSION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub compression: bool,
 
     /// Serve `GET /metrics` on this address only, instead of on the public address.
-    #[arg(long, env = "LEADGRAPH_METRICS_BIND", global = true)]
+    #[arg(long, env = "LEADGRAPH_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 
-    /// Serve GraphiQL's scripts from this directory (a `node_modules` holding `graphiql`,
-    /// `react` and `react-dom`; `npm ci --prefix clients/graphiql` makes one) instead of a CDN.
-    #[arg(long, env = "LEADGRAPH_GRAPHIQL_ASSETS", global = true)]
-    pub graphiql_assets: Option<std::path::PathBuf>,
+    /// Load GraphiQL's scripts from unpkg.com instead of this server (which embeds them, so
+    /// the playground also works offline).
+    #[arg(long, env = "LEADGRAPH_GRAPHIQL_CDN")]
+    pub graphiql_cdn: bool,
 }
 
 impl Config {

@@ -22,6 +22,16 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// An operator command at the server's machine: no caller yet, request ID `cli`.
+    pub fn operator() -> Self {
+        RequestCtx {
+            principal: None,
+            ip: None,
+            request_id: "cli".into(),
+            credential_checks: Default::default(),
+        }
+    }
+
     /// The caller, or `MISSING_TOKEN`.
     pub fn principal(&self) -> Result<&Principal, AppError> {
         // A match rather than `ok_or`, which would build and drop the error on every call.

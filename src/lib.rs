@@ -4,6 +4,8 @@
 pub mod auth;
 /// A size-bounded shared map for caches.
 pub mod bounded;
+/// The operator commands.
+pub mod cli;
 /// Configuration and CLI.
 pub mod config;
 /// Per-request context.

@@ -9,9 +9,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = leadgraph::config::Cli::parse();
-    leadgraph::server::init_tracing(&cli.config);
-    match leadgraph::server::run(cli).await {
+    let (command, config) = leadgraph::config::Cli::parse().resolve();
+    leadgraph::server::init_tracing(&config);
+    match leadgraph::cli::run(command, config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

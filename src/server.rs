@@ -6,11 +6,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Cli, Command, Config, LogFormat};
+use crate::config::{Config, LogFormat};
 use crate::error::AppError;
 use crate::service::tenant;
 use crate::web::AppState;
-use crate::{db, graphql, transport};
+use crate::{db, transport};
 
 /// Installs the global tracing subscriber (text or JSON lines).
 pub fn init_tracing(config: &Config) {
@@ -29,154 +29,8 @@ pub fn init_tracing(config: &Config) {
     };
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let config = cli.config;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Schema => {
-            print!("{}", graphql::schema::sdl());
-            Ok(())
-        }
-        Command::Openapi => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&crate::rest::openapi::document())?
-            );
-            Ok(())
-        }
-        Command::Migrate => {
-            let db = db::connect(&config).await?;
-            db::migrate(&db).await?;
-            tracing::info!("migrations applied");
-            Ok(())
-        }
-        Command::Bootstrap(args) => {
-            let state = open(config).await?;
-            let b = tenant::bootstrap(&state, &args.tenant, &args.email, args.password, args.plan)
-                .await
-                .map_err(describe)?;
-            if args.json {
-                println!("{}", serde_json::to_string(&b)?);
-            } else {
-                println!(
-                    "Created tenant {} ({}) with owner {}",
-                    args.tenant, b.tenant_slug, b.email
-                );
-                println!("  password: {}", b.password);
-                println!("  API key:  {}   (shown once; store it now)", b.api_key);
-            }
-            Ok(())
-        }
-        Command::SeedDemo(args) => {
-            let state = open(config).await?;
-            let started = std::time::Instant::now();
-            let s = crate::seed::seed(&state, &args.tenant, args.plan, args.leads, args.seed, true)
-                .await
-                .map_err(describe)?;
-            if args.json {
-                println!("{}", serde_json::to_string(&s)?);
-            } else {
-                println!("Seeded {} leads in {:.1?}", s.leads, started.elapsed());
-                println!("  owner: {} / {}", s.email, s.password);
-                println!("  API key: {}", s.api_key);
-            }
-            Ok(())
-        }
-        Command::SetPlan(args) => {
-            let state = open(config).await?;
-            let t = tenant::set_plan(&state.db, &args.tenant, args.plan)
-                .await
-                .map_err(describe)?;
-            println!("Tenant {} is now on the {} plan", t.slug, t.plan);
-            Ok(())
-        }
-        Command::Import(args) => import(config, args).await,
-        Command::Backup(args) => {
-            let db = db::connect(&config).await?;
-            db::backup(&db, &args.to).await?;
-            db::close(&db).await?;
-            println!("Backed up to {}", args.to.display());
-            Ok(())
-        }
-        Command::Serve => serve(config).await,
-    }
-}
-
-/// `leadgraph import FILE --tenant SLUG`: the file is read as a request's body would be, and
-/// processed here with a progress bar (or by a server's worker if one takes it first).
-async fn import(
-    config: Config,
-    args: crate::config::ImportArgs,
-) -> Result<(), Box<dyn std::error::Error>> {
-    use entity::enums::{Environment, ImportFormat, OnDuplicate};
-    let environment =
-        Environment::parse(&args.environment).ok_or("--environment: live or sandbox")?;
-    let on_duplicate =
-        OnDuplicate::parse(&args.on_duplicate).ok_or("--on-duplicate: skip, update or create")?;
-    let name = args.file.to_string_lossy().to_ascii_lowercase();
-    let format = if name.ends_with(".ndjson") || name.ends_with(".jsonl") {
-        ImportFormat::Ndjson
-    } else {
-        ImportFormat::Csv
-    };
-    let file = tokio::fs::File::open(&args.file)
-        .await
-        .map_err(|e| format!("{}: {e}", args.file.display()))?;
-    let state = open(config).await?;
-    let rc = tenant::owner_context(&state, &args.tenant, environment)
-        .await
-        .map_err(describe)?;
-    let opts = crate::service::import::Options {
-        format,
-        on_duplicate,
-        source_id: None,
-        dry_run: args.dry_run,
-    };
-    let body = tokio_util::io::ReaderStream::new(file);
-    let job = crate::service::import::receive(&state, &rc, opts, body)
-        .await
-        .map_err(describe)?;
-    let bar = indicatif::ProgressBar::new(job.total.max(0) as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    if args.json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let done = crate::service::import::run_now(&state, job.id, |j| {
-        bar.set_position(j.processed.max(0) as u64);
-        bar.set_message(format!(
-            "{} created, {} updated, {} skipped, {} failed",
-            j.created, j.updated, j.skipped, j.failed
-        ));
-    })
-    .await
-    .map_err(describe)?;
-    bar.finish();
-    let shown = crate::service::import::json(&state.ids, &done);
-    if args.json {
-        println!("{}", serde_json::to_string(&shown)?);
-    } else {
-        println!(
-            "Import {}: {} rows, {} created, {} updated, {} skipped, {} failed",
-            done.status, done.total, done.created, done.updated, done.skipped, done.failed
-        );
-        for e in shown["errors"].as_array().into_iter().flatten().take(20) {
-            println!(
-                "  row {}: {} {}",
-                e["row"],
-                e["field"].as_str().unwrap_or(""),
-                e["message"].as_str().unwrap_or("")
-            );
-        }
-    }
-    Ok(())
-}
-
-fn describe(e: AppError) -> Box<dyn std::error::Error> {
+/// An error as a command prints it.
+pub(crate) fn describe(e: AppError) -> Box<dyn std::error::Error> {
     match e {
         AppError::Validation(fields) => fields
             .iter()
@@ -184,7 +38,6 @@ fn describe(e: AppError) -> Box<dyn std::error::Error> {
             .collect::<Vec<_>>()
             .join("; ")
             .into(),
-        AppError::NotFound => "no such tenant".into(),
         other => other.message().into(),
     }
 }
@@ -196,7 +49,8 @@ pub async fn open(config: Config) -> Result<AppState, Box<dyn std::error::Error>
     AppState::build(config, db).await.map_err(describe)
 }
 
-async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+/// `leadgraph serve`: runs until SIGINT or SIGTERM, then stops cleanly.
+pub async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let admin_email = config.admin_email.clone();
     let admin_password = config.admin_password.clone();
     let no_bootstrap = config.no_bootstrap;

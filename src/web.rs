@@ -7,9 +7,8 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::graphql::documents::Documents;
-use crate::graphql::graphiql::Assets;
 use crate::graphql::schema::{self, AppSchema};
 use crate::metrics::Metrics;
 use crate::state::App;
@@ -22,8 +21,6 @@ pub struct Web {
     pub schema: AppSchema,
     /// Parsed GraphQL documents, by text.
     pub documents: Documents,
-    /// GraphiQL's scripts, when served locally.
-    pub graphiql_assets: Option<Assets>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -49,10 +46,6 @@ impl Deref for Web {
 impl AppState {
     /// Builds the whole state on a migrated database.
     pub async fn build(config: Config, db: DatabaseConnection) -> AppResult<AppState> {
-        let graphiql_assets = match &config.graphiql_assets {
-            Some(dir) => Some(Assets::load(dir).map_err(AppError::BadRequest)?),
-            None => None,
-        };
         let schema = schema::build(&config);
         let app = Arc::new(App::build(config, db).await?);
         // On PostgreSQL, events committed by any instance reach this one's subscribers, and
@@ -67,7 +60,6 @@ impl AppState {
             app,
             schema,
             documents: Documents::default(),
-            graphiql_assets,
             metrics: Arc::new(Metrics::default()),
         })))
     }

@@ -1046,7 +1046,10 @@ async fn a_key_revoked_through_one_instance_is_refused_by_another_within_a_secon
     // tenant's key, cached as pro, may no longer write.
     let (_, writer) = app.key(&t.owner.token, "FULL", "LIVE").await;
     assert_eq!(common::get_via(&b, "/v1/leads", &writer).await, 200);
-    leadgraph::service::tenant::set_plan(app.db(), &t.slug, Plan::Free)
+    let tenant = leadgraph::service::tenant::find(&app.state, &t.slug)
+        .await
+        .expect("the tenant");
+    leadgraph::service::tenant::set_plan(app.db(), tenant.id, Plan::Free)
         .await
         .expect("set plan");
     let create = |key: String| {

@@ -14,7 +14,7 @@ db_tests!(
     request_id_on_every_response,
     graphql_get_post_and_graphiql,
     validated_documents_skip_revalidation_safely,
-    graphiql_assets_served_locally,
+    graphiql_is_served_by_the_server_itself,
     compression_is_opt_in,
     malformed_graphql_requests_are_400,
     node_resolves_visible_objects_only,
@@ -23,6 +23,7 @@ db_tests!(
     secrets_survive_restarts,
     a_database_migrated_by_a_newer_version_is_refused,
     the_root_url_points_to_the_api,
+    operators_recover_access_from_the_cli,
 );
 
 async fn health_and_readiness(app: TestApp) {
@@ -149,18 +150,20 @@ async fn graphql_get_post_and_graphiql(app: TestApp) {
     assert_eq!(r.body[1]["data"], json!({"a": "Query"}));
 }
 
-async fn graphiql_assets_served_locally(app: TestApp) {
+async fn graphiql_is_served_by_the_server_itself(app: TestApp) {
     let html = [("accept", "text/html")];
-    // By default the page loads pinned versions from a CDN, and nothing is served here.
+    // By default the page loads its files from this server, which embeds them.
     let r = app
         .request(Method::GET, "/graphql", &html, Body::empty())
         .await;
     assert!(
+        r.text.contains(r#"src="/graphiql/graphiql.js""#),
+        "{}",
         r.text
-            .contains("https://unpkg.com/graphiql@4.1.2/graphiql.min.js")
     );
+    assert!(!r.text.contains("https://"), "no other origin: {}", r.text);
     // Each file is pinned by its hash, and the page's policy allows its own inline script
-    // (by hash) and nothing but the CDN besides.
+    // (by hash) and nothing but this server besides.
     assert_eq!(
         r.text.matches(r#"integrity="sha384-"#).count(),
         4,
@@ -184,61 +187,17 @@ async fn graphiql_assets_served_locally(app: TestApp) {
     };
     assert!(csp.contains(&format!("'sha256-{hash}'")), "{csp}");
     assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
-    assert!(csp.contains("script-src https://unpkg.com "), "{csp}");
-    let r = app
-        .request(Method::GET, "/graphiql/graphiql.js", &[], Body::empty())
-        .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-
-    let dir = std::env::temp_dir().join(format!("lg-assets-{}", uuid::Uuid::new_v4().simple()));
-    for (rel, text) in [
-        ("react/umd/react.production.min.js", "/* react */"),
-        (
-            "react-dom/umd/react-dom.production.min.js",
-            "/* react-dom */",
-        ),
-        ("graphiql/graphiql.min.js", "/* graphiql */"),
-    ] {
-        let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, text).expect("write");
-    }
-    // A missing file stops the start with its path, rather than serving a broken page.
-    let mut config = app.state.config.clone();
-    config.graphiql_assets = Some(dir.clone());
-    let err = leadgraph::web::AppState::build(config, app.db().clone())
-        .await
-        .err()
-        .expect("missing stylesheet refused");
     assert!(
-        err.message().contains("graphiql.min.css"),
-        "{}",
-        err.message()
-    );
-
-    std::fs::write(dir.join("graphiql/graphiql.min.css"), "/* css */").expect("write");
-    let local = app.sibling(|c| c.graphiql_assets = Some(dir.clone())).await;
-    let r = local
-        .request(Method::GET, "/graphql", &html, Body::empty())
-        .await;
-    assert!(
-        r.text.contains(r#"src="/graphiql/graphiql.js""#),
-        "{}",
-        r.text
-    );
-    assert!(!r.text.contains("unpkg.com"));
-    let csp = r.header("content-security-policy").unwrap_or_default();
-    assert!(
-        csp.contains("script-src 'self' ") && !csp.contains("unpkg"),
+        csp.contains("script-src 'self' ") && !csp.contains("https:"),
         "{csp}"
     );
-    for (file, body, ct) in [
-        ("react.js", "/* react */", "text/javascript"),
-        ("react-dom.js", "/* react-dom */", "text/javascript"),
-        ("graphiql.js", "/* graphiql */", "text/javascript"),
-        ("graphiql.css", "/* css */", "text/css"),
+    for (file, ct, starts) in [
+        ("react.js", "text/javascript", "/**"),
+        ("react-dom.js", "text/javascript", "/**"),
+        ("graphiql.js", "text/javascript", ""),
+        ("graphiql.css", "text/css", ""),
     ] {
-        let r = local
+        let r = app
             .request(
                 Method::GET,
                 &format!("/graphiql/{file}"),
@@ -247,7 +206,10 @@ async fn graphiql_assets_served_locally(app: TestApp) {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{file}");
-        assert_eq!(r.text, body);
+        assert!(
+            r.text.len() > 10_000 && r.text.starts_with(starts),
+            "{file}"
+        );
         assert!(r.header("content-type").unwrap_or("").starts_with(ct));
     }
     for other in [
@@ -255,10 +217,21 @@ async fn graphiql_assets_served_locally(app: TestApp) {
         "/graphiql/index.html",
         "/graphiql/",
     ] {
-        let r = local.request(Method::GET, other, &[], Body::empty()).await;
+        let r = app.request(Method::GET, other, &[], Body::empty()).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{other}");
     }
-    let _ = std::fs::remove_dir_all(dir);
+
+    // --graphiql-cdn: the same pinned files from unpkg.com, and the policy allows it alone.
+    let cdn = app.sibling(|c| c.graphiql_cdn = true).await;
+    let r = cdn
+        .request(Method::GET, "/graphql", &html, Body::empty())
+        .await;
+    assert!(
+        r.text
+            .contains("https://unpkg.com/graphiql@4.1.2/graphiql.min.js")
+    );
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains("script-src https://unpkg.com "), "{csp}");
 }
 
 async fn malformed_graphql_requests_are_400(app: TestApp) {
@@ -481,6 +454,32 @@ fn cli_schema_and_bootstrap() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Each command's help lists what it uses: the server's flags belong to `serve`.
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .output()
+            .expect("run leadgraph --help");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let set_plan = help(&["set-plan", "--help"]);
+    assert!(
+        set_plan.contains("--tenant") && set_plan.contains("--database-url"),
+        "{set_plan}"
+    );
+    assert!(
+        !set_plan.contains("--bind") && !set_plan.contains("--jwt-secret"),
+        "{set_plan}"
+    );
+    assert!(help(&["serve", "--help"]).contains("--request-timeout-ms"));
+    assert!(!help(&["keys", "create", "--help"]).contains("--rate-limit"));
+    // A server flag before another command would be dropped: it is refused.
+    let out = std::process::Command::new(bin)
+        .args(["--bind", "127.0.0.1:1", "tenants"])
+        .env("LEADGRAPH_DATABASE_URL", &url)
+        .output()
+        .expect("run leadgraph");
+    assert!(!out.status.success());
     let out = std::process::Command::new(bin)
         .args(["set-plan", "--tenant", "no-such-tenant", "--plan", "free"])
         .env("LEADGRAPH_DATABASE_URL", &url)
@@ -794,4 +793,193 @@ async fn a_stopped_sqlite_file_is_whole_and_backups_restore() {
     );
     assert!(!pg.status.success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `leadgraph ARGS --database-url URL`; answers success, stdout and stderr.
+fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leadgraph"))
+        .args(args)
+        .args(["--database-url", url, "--log", "warn"])
+        .env_remove("LEADGRAPH_DATABASE_URL")
+        .output()
+        .expect("run leadgraph");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn operators_recover_access_from_the_cli(app: TestApp) {
+    let url = app.state.config.database_url();
+    let t = app.tenant("Acme Corp", Plan::Pro).await;
+    app.tenant("Beta", Plan::Free).await;
+    // tenants: one JSON line each, with their numbers of users and keys.
+    let (ok, out, err) = cli(&url, &["tenants", "--json"]);
+    assert!(ok, "{err}");
+    let listed: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(listed.len(), 2, "{out}");
+    let acme = &listed[0];
+    assert_eq!(
+        (
+            &acme["slug"],
+            &acme["name"],
+            &acme["plan"],
+            &acme["users"],
+            &acme["keys"],
+            &acme["id"]
+        ),
+        (
+            &json!(t.slug),
+            &json!("Acme Corp"),
+            &json!("pro"),
+            &json!(1),
+            &json!(1),
+            &json!(t.id)
+        ),
+        "{out}"
+    );
+    let (ok, table, _) = cli(&url, &["tenants"]);
+    assert!(
+        ok && table.starts_with("SLUG") && table.contains("Acme Corp"),
+        "{table}"
+    );
+
+    // set-plan by name and by ID; an unknown tenant is refused with the list of them.
+    let plan = |app: &TestApp| {
+        let db = app.db().clone();
+        async move {
+            use sea_orm::EntityTrait;
+            entity::tenant::Entity::find()
+                .all(&db)
+                .await
+                .expect("tenants")
+                .into_iter()
+                .find(|x| x.name == "Acme Corp")
+                .map(|x| x.plan)
+        }
+    };
+    let (ok, _, err) = cli(
+        &url,
+        &["set-plan", "--tenant", "ACME CORP", "--plan", "team"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(plan(&app).await, Some(Plan::Team));
+    let (ok, _, err) = cli(&url, &["set-plan", "--tenant", &t.id, "--plan", "starter"]);
+    assert!(ok, "{err}");
+    assert_eq!(plan(&app).await, Some(Plan::Starter));
+    let before = common::snapshot(&app).await;
+    let (ok, _, err) = cli(&url, &["set-plan", "--tenant", "Gamma", "--plan", "free"]);
+    assert!(!ok);
+    assert!(
+        err.contains("\"Gamma\"") && err.contains(&t.slug) && err.contains("beta"),
+        "{err}"
+    );
+    assert_eq!(common::snapshot(&app).await, before);
+
+    // keys create: a sandbox read key of the tenant, which works and only reads.
+    let (ok, out, err) = cli(
+        &url,
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            &t.slug,
+            "--scope",
+            "read",
+            "--environment",
+            "sandbox",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    let key = created["apiKey"].as_str().expect("key").to_owned();
+    assert!(key.starts_with("lg_sandbox_sk_"), "{out}");
+    assert_eq!(created["scope"], "read");
+    assert_eq!(app.get("/v1/leads", &key).await.status, 200);
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/leads",
+            &[
+                ("x-api-key", key.as_str()),
+                ("content-type", "application/json"),
+            ],
+            Body::from(r#"{"email": "r@example.com", "firstName": "R", "lastName": "O"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+
+    // keys revoke --prefix: the key is deleted (not listed, not counted); again, none is found.
+    let prefix = created["prefix"].as_str().expect("prefix");
+    let (ok, out, err) = cli(&url, &["keys", "revoke", "--prefix", prefix]);
+    assert!(ok, "{err}");
+    assert!(out.contains(prefix), "{out}");
+    let (_, out, _) = cli(&url, &["tenants", "--json"]);
+    assert!(
+        out.lines().next().is_some_and(|l| l.contains("\"keys\":1")),
+        "{out}"
+    );
+    let (ok, _, err) = cli(&url, &["keys", "revoke", "--prefix", prefix]);
+    assert!(!ok && err.contains("no API key"), "{err}");
+
+    // users reset-password: a new password that logs in, the old one and the old session end.
+    let (ok, out, err) = cli(
+        &url,
+        &[
+            "users",
+            "reset-password",
+            "--email",
+            &t.owner.email.to_uppercase(),
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let reset: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    let password = reset["password"].as_str().expect("password");
+    assert_eq!(reset["tenantSlug"], json!(t.slug));
+    let login = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }";
+    let old = app
+        .gql(
+            Auth::None,
+            login,
+            json!({"e": t.owner.email, "p": t.owner.password}),
+        )
+        .await;
+    assert!(
+        old.code().is_some(),
+        "the old password is refused: {}",
+        old.text
+    );
+    let new = app
+        .gql(
+            Auth::None,
+            login,
+            json!({"e": t.owner.email, "p": password}),
+        )
+        .await;
+    assert!(new.data()["login"]["token"].is_string(), "{}", new.text);
+    let refresh = app
+        .gql(
+            Auth::None,
+            "mutation($t: String!) { refreshSession(refreshToken: $t) { token } }",
+            json!({"t": t.owner.refresh_token}),
+        )
+        .await;
+    assert!(
+        refresh.code().is_some(),
+        "the old session ended: {}",
+        refresh.text
+    );
+    let before = common::snapshot(&app).await;
+    let (ok, _, err) = cli(
+        &url,
+        &["users", "reset-password", "--email", "nobody@example.com"],
+    );
+    assert!(!ok && err.contains("no user"), "{err}");
+    assert_eq!(common::snapshot(&app).await, before);
 }

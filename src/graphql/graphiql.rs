@@ -1,45 +1,59 @@
-//! The GraphiQL page. Its scripts come from a CDN at pinned versions or, when
-//! `--graphiql-assets` names a directory (see `clients/graphiql/`), from this server, so the
-//! playground also works where browsers cannot reach the internet.
-
-use std::path::Path;
+//! The GraphiQL page. Its files (pinned versions of react, react-dom and graphiql, vendored
+//! in `assets/graphiql/` with their licences) are embedded in the binary and served by this
+//! server, so the playground works where browsers cannot reach the internet; `--graphiql-cdn`
+//! loads them from unpkg.com instead.
 
 use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-/// Where each file is served, where it lies under the assets directory, its CDN address, its
-/// media type and its subresource-integrity hash (SHA-384 of the npm package's file, which is
-/// what the CDN serves). The versions match `clients/graphiql/package.json`.
-const FILES: [(&str, &str, &str, &str, &str); 4] = [
-    (
-        "react.js",
-        "react/umd/react.production.min.js",
-        "https://unpkg.com/react@18.3.1/umd/react.production.min.js",
-        "text/javascript; charset=utf-8",
-        "sha384-DGyLxAyjq0f9SPpVevD6IgztCFlnMF6oW/XQGmfe+IsZ8TqEiDrcHkMLKI6fiB/Z",
-    ),
-    (
-        "react-dom.js",
-        "react-dom/umd/react-dom.production.min.js",
-        "https://unpkg.com/react-dom@18.3.1/umd/react-dom.production.min.js",
-        "text/javascript; charset=utf-8",
-        "sha384-gTGxhz21lVGYNMcdJOyq01Edg0jhn/c22nsx0kyqP0TxaV5WVdsSH1fSDUf5YJj1",
-    ),
-    (
-        "graphiql.js",
-        "graphiql/graphiql.min.js",
-        "https://unpkg.com/graphiql@4.1.2/graphiql.min.js",
-        "text/javascript; charset=utf-8",
-        "sha384-9XdHu7ajgGJziD4J1zNBKQ842Q/+zZfDv+ib1eMhZWBH6hPAs806x+Jbcf0yNO6B",
-    ),
-    (
-        "graphiql.css",
-        "graphiql/graphiql.min.css",
-        "https://unpkg.com/graphiql@4.1.2/graphiql.min.css",
-        "text/css; charset=utf-8",
-        "sha384-1el1QShFBnnXTx9x/Cprg82hZWKt0ry29OAYIXt05swbi0KcZDFoj0CWguMpopJr",
-    ),
+/// One of GraphiQL's files.
+struct File {
+    /// Its name under `/graphiql/`.
+    name: &'static str,
+    /// Its content.
+    bytes: &'static [u8],
+    /// The same file on the CDN.
+    cdn: &'static str,
+    /// Its media type.
+    media_type: &'static str,
+    /// Its subresource-integrity hash (SHA-384), the same for both origins.
+    integrity: &'static str,
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The files, in the order the page loads them; `clients/graphiql/vendor.sh` refreshes them
+/// and prints their hashes.
+const FILES: [File; 4] = [
+    File {
+        name: "react.js",
+        bytes: include_bytes!("../../assets/graphiql/react.production.min.js"),
+        cdn: "https://unpkg.com/react@18.3.1/umd/react.production.min.js",
+        media_type: JS,
+        integrity: "sha384-DGyLxAyjq0f9SPpVevD6IgztCFlnMF6oW/XQGmfe+IsZ8TqEiDrcHkMLKI6fiB/Z",
+    },
+    File {
+        name: "react-dom.js",
+        bytes: include_bytes!("../../assets/graphiql/react-dom.production.min.js"),
+        cdn: "https://unpkg.com/react-dom@18.3.1/umd/react-dom.production.min.js",
+        media_type: JS,
+        integrity: "sha384-gTGxhz21lVGYNMcdJOyq01Edg0jhn/c22nsx0kyqP0TxaV5WVdsSH1fSDUf5YJj1",
+    },
+    File {
+        name: "graphiql.js",
+        bytes: include_bytes!("../../assets/graphiql/graphiql.min.js"),
+        cdn: "https://unpkg.com/graphiql@4.1.2/graphiql.min.js",
+        media_type: JS,
+        integrity: "sha384-9XdHu7ajgGJziD4J1zNBKQ842Q/+zZfDv+ib1eMhZWBH6hPAs806x+Jbcf0yNO6B",
+    },
+    File {
+        name: "graphiql.css",
+        bytes: include_bytes!("../../assets/graphiql/graphiql.min.css"),
+        cdn: "https://unpkg.com/graphiql@4.1.2/graphiql.min.css",
+        media_type: "text/css; charset=utf-8",
+        integrity: "sha384-1el1QShFBnnXTx9x/Cprg82hZWKt0ry29OAYIXt05swbi0KcZDFoj0CWguMpopJr",
+    },
 ];
 
 /// The page's own script, allowed by its hash in the content-security policy.
@@ -56,12 +70,12 @@ const INLINE_SCRIPT: &str = "
 
 /// The page's content-security policy: scripts and styles only from where the page loads
 /// them (this server or the CDN), requests only to this server, no framing.
-pub fn content_security_policy(local: bool) -> String {
+pub fn content_security_policy(cdn: bool) -> String {
     use base64::Engine;
     use sha2::Digest;
     let inline = base64::engine::general_purpose::STANDARD
         .encode(sha2::Sha256::digest(INLINE_SCRIPT.as_bytes()));
-    let origin = if local { "'self'" } else { "https://unpkg.com" };
+    let origin = if cdn { "https://unpkg.com" } else { "'self'" };
     // GraphiQL's editor sets element styles, which needs 'unsafe-inline' for styles only.
     format!(
         "default-src 'none'; script-src {origin} 'sha256-{inline}'; \
@@ -71,42 +85,22 @@ pub fn content_security_policy(local: bool) -> String {
 }
 
 /// The page with its content-security policy.
-pub fn response(local: bool) -> Response {
-    let mut resp = axum::response::Html(page(local)).into_response();
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(local)) {
+pub fn response(cdn: bool) -> Response {
+    let mut resp = axum::response::Html(page(cdn)).into_response();
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(cdn)) {
         resp.headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     resp
 }
 
-/// GraphiQL's files, read once at start.
-pub struct Assets(Vec<Bytes>);
-
-impl Assets {
-    /// Reads the four files from `dir` (a `node_modules` directory holding `react`,
-    /// `react-dom` and `graphiql`); a missing file is an error at start, not a broken page.
-    pub fn load(dir: &Path) -> Result<Self, String> {
-        FILES
-            .iter()
-            .map(|(_, rel, ..)| {
-                let path = dir.join(rel);
-                std::fs::read(&path)
-                    .map(Bytes::from)
-                    .map_err(|e| format!("GraphiQL asset {}: {e}", path.display()))
-            })
-            .collect::<Result<_, _>>()
-            .map(Assets)
-    }
-}
-
-/// The page, pointing at local files when they are served and at the CDN otherwise.
-pub fn page(local: bool) -> String {
+/// The page, pointing at this server's files or at the CDN's.
+pub fn page(cdn: bool) -> String {
     let url = |i: usize| {
-        if local {
-            format!("/graphiql/{}", FILES[i].0)
+        if cdn {
+            FILES[i].cdn.to_owned()
         } else {
-            FILES[i].2.to_owned()
+            format!("/graphiql/{}", FILES[i].name)
         }
     };
     format!(
@@ -134,17 +128,32 @@ pub fn page(local: bool) -> String {
         react = url(0),
         react_dom = url(1),
         graphiql = url(2),
-        css_sri = FILES[3].4,
-        react_sri = FILES[0].4,
-        react_dom_sri = FILES[1].4,
-        graphiql_sri = FILES[2].4,
+        css_sri = FILES[3].integrity,
+        react_sri = FILES[0].integrity,
+        react_dom_sri = FILES[1].integrity,
+        graphiql_sri = FILES[2].integrity,
     )
 }
 
-impl Assets {
-    /// File `name` with its media type, when it is one of GraphiQL's.
-    pub fn get(&self, name: &str) -> Option<(&'static str, Bytes)> {
-        let i = FILES.iter().position(|(file, ..)| *file == name)?;
-        Some((FILES[i].3, self.0.get(i)?.clone()))
+/// File `name` with its media type, when it is one of GraphiQL's.
+pub fn file(name: &str) -> Option<(&'static str, Bytes)> {
+    let f = FILES.iter().find(|f| f.name == name)?;
+    Some((f.media_type, Bytes::from_static(f.bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use sha2::Digest;
+
+    /// The hashes the page declares are those of the embedded files, so browsers accept them
+    /// (and the CDN's, which are the same npm files).
+    #[test]
+    fn integrity_hashes_match_the_embedded_files() {
+        for f in &super::FILES {
+            let hash =
+                base64::engine::general_purpose::STANDARD.encode(sha2::Sha384::digest(f.bytes));
+            assert_eq!(f.integrity, format!("sha384-{hash}"), "{}", f.name);
+        }
     }
 }

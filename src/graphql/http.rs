@@ -56,8 +56,7 @@ pub async fn get(
     }
     let query = uri.query().unwrap_or_default();
     if wants_html(&headers) && !query.contains("query=") {
-        let local = state.graphiql_assets.is_some();
-        return crate::graphql::graphiql::response(local);
+        return crate::graphql::graphiql::response(state.config.graphiql_cdn);
     }
     let Some(media) = negotiate(&headers) else {
         return StatusCode::NOT_ACCEPTABLE.into_response();
@@ -433,12 +432,9 @@ fn status_of(r: &async_graphql::Response, media: Media) -> StatusCode {
     }
 }
 
-/// `GET /graphiql/{file}`: one of GraphiQL's files, when this server serves them.
-pub async fn graphiql_asset(
-    State(state): State<AppState>,
-    axum::extract::Path(file): axum::extract::Path<String>,
-) -> Response {
-    let Some((media_type, body)) = state.graphiql_assets.as_ref().and_then(|a| a.get(&file)) else {
+/// `GET /graphiql/{file}`: one of GraphiQL's files.
+pub async fn graphiql_asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let Some((media_type, body)) = crate::graphql::graphiql::file(&file) else {
         return AppError::NotFound.into_response();
     };
     (

@@ -278,6 +278,23 @@ pub async fn update(
     Ok(with_pending(app, after))
 }
 
+/// `leadgraph keys revoke`: the keys not deleted whose display prefix is `given`, or the key
+/// that `given` is whole.
+pub async fn find_by_prefix(app: &App, given: &str) -> AppResult<Vec<api_key::Model>> {
+    let given = given.trim();
+    let by = if crate::auth::api_key::parse(given).is_some() {
+        api_key::Column::KeyHash.eq(crate::auth::api_key::hash(given))
+    } else {
+        api_key::Column::Prefix.eq(given)
+    };
+    Ok(api_key::Entity::find()
+        .filter(by)
+        .filter(api_key::Column::DeletedAt.is_null())
+        .order_by_asc(api_key::Column::Id)
+        .all(&app.db)
+        .await?)
+}
+
 /// `deleteApiKey`: the key stops working at once and is no longer listed.
 pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     let p = rc.principal()?;

@@ -141,10 +141,98 @@ pub async fn bootstrap_if_empty(
         .map(Some)
 }
 
-/// Sets a tenant's plan by slug.
-pub async fn set_plan(db: &DatabaseConnection, slug: &str, plan: Plan) -> AppResult<tenant::Model> {
-    let t = tenant::Entity::find()
-        .filter(tenant::Column::Slug.eq(slug))
+/// A tenant as an operator names it: its slug, its opaque ID (as `bootstrap --json` prints
+/// it) or its name (any case); `NOT_FOUND` when none or several match.
+pub async fn find(app: &App, spec: &str) -> AppResult<tenant::Model> {
+    use sea_orm::QuerySelect;
+    use sea_orm::sea_query::{Expr, ExprTrait, Func};
+    let spec = spec.trim();
+    let by_slug = tenant::Entity::find()
+        .filter(tenant::Column::Slug.eq(spec))
+        .one(&app.db)
+        .await?;
+    if let Some(t) = by_slug {
+        return Ok(t);
+    }
+    if let Some(id) = app.ids.decode(Kind::Tenant, spec)
+        && let Some(t) = tenant::Entity::find_by_id(id).one(&app.db).await?
+    {
+        return Ok(t);
+    }
+    let mut named = tenant::Entity::find()
+        .filter(Func::lower(Expr::col(tenant::Column::Name)).eq(spec.to_lowercase()))
+        .limit(2)
+        .all(&app.db)
+        .await?;
+    match named.len() {
+        1 => Ok(named.remove(0)),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+/// One line of `leadgraph tenants`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// The opaque ID.
+    pub id: String,
+    /// The slug.
+    pub slug: String,
+    /// The display name.
+    pub name: String,
+    /// The plan.
+    pub plan: Plan,
+    /// Users, active or not.
+    pub users: i64,
+    /// API keys not deleted.
+    pub keys: i64,
+}
+
+/// Every tenant, oldest first, with its numbers of users and keys.
+pub async fn list(app: &App) -> AppResult<Vec<Summary>> {
+    use entity::api_key;
+    use sea_orm::QuerySelect;
+    let tenants = tenant::Entity::find()
+        .order_by_asc(tenant::Column::Id)
+        .all(&app.db)
+        .await?;
+    let users: std::collections::HashMap<i64, i64> = entity::user::Entity::find()
+        .select_only()
+        .column(entity::user::Column::TenantId)
+        .column_as(entity::user::Column::Id.count(), "n")
+        .group_by(entity::user::Column::TenantId)
+        .into_tuple::<(i64, i64)>()
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .collect();
+    let keys: std::collections::HashMap<i64, i64> = api_key::Entity::find()
+        .select_only()
+        .column(api_key::Column::TenantId)
+        .column_as(api_key::Column::Id.count(), "n")
+        .filter(api_key::Column::DeletedAt.is_null())
+        .group_by(api_key::Column::TenantId)
+        .into_tuple::<(i64, i64)>()
+        .all(&app.db)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(tenants
+        .into_iter()
+        .map(|t| Summary {
+            id: app.ids.encode(Kind::Tenant, t.id),
+            users: users.get(&t.id).copied().unwrap_or(0),
+            keys: keys.get(&t.id).copied().unwrap_or(0),
+            slug: t.slug,
+            name: t.name,
+            plan: t.plan,
+        })
+        .collect())
+}
+
+/// Sets tenant `id`'s plan.
+pub async fn set_plan(db: &DatabaseConnection, id: i64, plan: Plan) -> AppResult<tenant::Model> {
+    let t = tenant::Entity::find_by_id(id)
         .one(db)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -162,15 +250,10 @@ pub async fn set_plan(db: &DatabaseConnection, slug: &str, plan: Plan) -> AppRes
 /// commands that act for the tenant.
 pub async fn owner_context(
     app: &App,
-    slug: &str,
+    t: &tenant::Model,
     environment: Environment,
 ) -> AppResult<crate::context::RequestCtx> {
     use entity::enums::Role;
-    let t = tenant::Entity::find()
-        .filter(tenant::Column::Slug.eq(slug))
-        .one(&app.db)
-        .await?
-        .ok_or(AppError::NotFound)?;
     let owner = entity::user::Entity::find()
         .filter(entity::user::Column::TenantId.eq(t.id))
         .filter(entity::user::Column::Role.eq(Role::Owner))
@@ -189,9 +272,7 @@ pub async fn owner_context(
             actor_user_id: owner.id,
             via: crate::auth::principal::Via::Session,
         }),
-        ip: None,
-        request_id: "cli".into(),
-        credential_checks: Default::default(),
+        ..crate::context::RequestCtx::operator()
     })
 }
 

@@ -201,6 +201,51 @@ pub async fn update(
     Ok(after)
 }
 
+/// `leadgraph users reset-password`: a new generated password for the user with `email`, and
+/// the end of their sessions (refresh tokens revoked, access tokens of an older epoch). An
+/// operator at the server's machine acts: the audit entry (`user.reset_password`) names no
+/// user, and its request ID is `cli`.
+pub async fn reset_password(app: &App, email: &str) -> AppResult<(user::Model, String)> {
+    let password = password::generate();
+    let hash = password::hash_async(password.clone()).await?;
+    let tx = begin_write(&app.db).await?;
+    let email = email.trim().to_lowercase();
+    let before = one_locked(
+        &tx,
+        user::Entity::find().filter(user::Column::Email.eq(email)),
+    )
+    .await?
+    .ok_or(AppError::NotFound)?;
+    let mut row: user::ActiveModel = before.clone().into();
+    row.password_hash = Set(hash);
+    row.session_epoch = Set(before.session_epoch + 1);
+    row.updated_at = Set(chrono::Utc::now());
+    let after = row.update(&tx).await?;
+    crate::service::session::revoke_user(&tx, before.id).await?;
+    invalidate::announce(&tx, Target::Tenant(before.tenant_id)).await?;
+    let actor = Actor {
+        tenant_id: before.tenant_id,
+        environment: entity::enums::Environment::Live,
+        actor_user_id: None,
+        on_behalf_of_user_id: None,
+        api_key_id: None,
+    };
+    audit::commit(
+        tx,
+        actor,
+        &RequestCtx::operator(),
+        Entry {
+            action: "user.reset_password",
+            resource_type: "user",
+            resource_id: Some(before.id),
+            changes: json!({}),
+        },
+    )
+    .await?;
+    app.key_cache.evict_tenant(before.tenant_id);
+    Ok((after, password))
+}
+
 /// The caller's tenant's users, oldest first.
 pub async fn list(app: &App, rc: &RequestCtx) -> AppResult<Vec<user::Model>> {
     let p = rc.principal()?;

@@ -1,7 +1,8 @@
 // GraphiQL in a real browser: headless Chromium (Debian's) driven by playwright-core opens
 // /graphql, an API key goes into the Headers pane, a query runs and the result pane shows
-// leads. The page's scripts are served by leadgraph itself (--graphiql-assets), so no CDN
-// is needed. Screenshot: target/graphiql.png.
+// leads. The browser has no network beyond loopback (every other host name fails to
+// resolve), as on an air-gapped machine: the page's files come from leadgraph's binary.
+// Screenshot: target/graphiql.png.
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,10 +20,7 @@ const QUERY = `query Newest {
 let server;
 let browser;
 before(async () => {
-  server = await startServer({
-    leads: 12,
-    extraEnv: { LEADGRAPH_GRAPHIQL_ASSETS: join(root, 'clients/graphiql/node_modules') },
-  });
+  server = await startServer({ leads: 12 });
   // playwright-core gives Chromium a new, empty profile of its own.
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -34,8 +32,19 @@ before(async () => {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      // No network: any host but the server's loopback address fails to resolve.
+      `--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE ${new URL(server.url).hostname}`,
     ],
   });
+});
+
+test('the browser cannot reach the internet', async () => {
+  const page = await browser.newPage();
+  const outcome = await page.evaluate(() =>
+    fetch('https://unpkg.com/react@18.3.1/umd/react.production.min.js', { mode: 'no-cors' })
+      .then(() => 'reached', () => 'blocked'));
+  await page.close();
+  assert.equal(outcome, 'blocked');
 });
 after(async () => {
   await browser?.close();

@@ -14,7 +14,7 @@ export LEADGRAPH_BIN="${LEADGRAPH_BIN:-$PWD/target/debug/leadgraph}"
 [ -x "$LEADGRAPH_BIN" ] || cargo build --bin leadgraph
 
 echo "== npm packages"
-for dir in clients/graphiql clients/typescript tests/clients; do
+for dir in clients/typescript tests/clients; do
   npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
 done
 
