@@ -1,4 +1,4 @@
-//! One error type for the whole server. It renders as the REST envelope of SPEC.md section 7
+//! One error type for the whole server. It renders as the REST envelope of docs/rest.md
 //! and as a GraphQL error with `extensions.code` (and `extensions.fields` for validation).
 
 use axum::http::{HeaderValue, StatusCode, header};

@@ -21,6 +21,7 @@ pub mod source;
 pub mod stats;
 pub mod subscription;
 pub mod tenant;
+pub mod time;
 pub mod user;
 pub mod viewer;
 pub mod webhook;

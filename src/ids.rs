@@ -1,4 +1,4 @@
-//! Opaque IDs (SPEC.md section 3): Sqids over a per-deployment alphabet, encoding the row's
+//! Opaque IDs (docs/operations.md): Sqids over a per-deployment alphabet, encoding the row's
 //! kind together with its number, so an ID of one kind is never accepted for another.
 
 use std::sync::Arc;
@@ -62,6 +62,8 @@ impl Kind {
 }
 
 /// Shortest ID produced; every ID of a row number below 2^63 is 16 characters long.
+/// A row number no table holds: what an ID naming nothing looks up.
+pub const NO_ROW: i64 = -1;
 pub const MIN_LEN: usize = 16;
 /// Longest ID accepted.
 pub const MAX_LEN: usize = 17;
@@ -137,6 +139,22 @@ impl Ids {
         match self.decode_any(s) {
             Some((k, id)) if k == kind => Some(id),
             _ => None,
+        }
+    }
+
+    /// Whether `s` is spelled as an ID is (the length and alphabet of every ID), whether or
+    /// not it names a row: what the OpenAPI document's ID pattern states.
+    pub fn is_shaped(s: &str) -> bool {
+        (MIN_LEN..=MAX_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+    }
+
+    /// An ID of `kind` to look up: its row, or [`NO_ROW`] for one spelled as an ID that names
+    /// no row of `kind` (looked up, it is not found, as another tenant's); `None` for one
+    /// misspelled.
+    pub fn lookup(&self, kind: Kind, s: &str) -> Option<i64> {
+        match self.decode(kind, s) {
+            Some(id) => Some(id),
+            None => Self::is_shaped(s).then_some(NO_ROW),
         }
     }
 

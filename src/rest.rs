@@ -1,4 +1,4 @@
-//! The REST compatibility layer (SPEC.md section 7), mounted under `/v1` and `/api`. One
+//! The REST compatibility layer (docs/rest.md), mounted under `/v1` and `/api`. One
 //! module per resource declares its routes and holds their code; each route runs a GraphQL
 //! operation of the same schema, so guards, validation, audit and loaders are shared.
 

@@ -1,4 +1,4 @@
-//! Rate limits shared by every instance through Redis (SPEC.md section 15): GCRA, the
+//! Rate limits shared by every instance through Redis (docs/deployment.md): GCRA, the
 //! algorithm of the local limiters, run by one Lua script per check on Redis's clock (the
 //! approach of redis-gcra and go-redis's redis_rate), so N instances enforce one limit with
 //! the same headers. When Redis is unreachable or slower than its timeout, the check answers

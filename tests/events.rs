@@ -1,4 +1,4 @@
-//! The change feed (SPEC.md section 10): one event per committed lead change, in the change's
+//! The change feed (docs/events.md): one event per committed lead change, in the change's
 //! transaction; `events` and `GET /v1/events`, resumable with `after`, never skipping an event
 //! when writers commit out of numbering order; retention and `410 CURSOR_EXPIRED`.
 
@@ -417,7 +417,7 @@ async fn an_expired_cursor_is_gone(app: TestApp) {
     assert_eq!(types(&feed(&app, &other.key, "").await).len(), 1);
 }
 
-// ---- Outbound webhooks (SPEC.md section 11) ----
+// ---- Outbound webhooks (docs/events.md) ----
 
 db_tests!(
     webhook_endpoints_are_managed_and_refusals_write_nothing,
@@ -944,7 +944,7 @@ async fn a_stream_counts_its_enabled_endpoints(app: TestApp) {
     assert_eq!(app.count("webhook_deliveries").await, before);
 }
 
-// ---- Several instances on one PostgreSQL database (SPEC.md section 15) ----
+// ---- Several instances on one PostgreSQL database (docs/deployment.md) ----
 
 pg_tests!(
     a_subscriber_hears_events_committed_by_another_instance,

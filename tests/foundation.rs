@@ -24,6 +24,7 @@ db_tests!(
     a_database_migrated_by_a_newer_version_is_refused,
     the_root_url_points_to_the_api,
     operators_recover_access_from_the_cli,
+    timestamps_are_utc_with_milliseconds_everywhere,
 );
 
 async fn health_and_readiness(app: TestApp) {
@@ -982,4 +983,111 @@ async fn operators_recover_access_from_the_cli(app: TestApp) {
     );
     assert!(!ok && err.contains("no user"), "{err}");
     assert_eq!(common::snapshot(&app).await, before);
+}
+
+/// Whether `v` is an RFC 3339 UTC timestamp with milliseconds: `2026-12-05T09:24:55.959Z`.
+fn is_millis_utc(v: &serde_json::Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == 24
+            && s.ends_with('Z')
+            && s.as_bytes()[19] == b'.'
+            && chrono::DateTime::parse_from_rfc3339(s).is_ok()
+    })
+}
+
+async fn timestamps_are_utc_with_milliseconds_everywhere(app: TestApp) {
+    let t = app.tenant("Acme", Plan::Pro).await;
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/leads",
+            &[
+                ("x-api-key", t.key.as_str()),
+                ("content-type", "application/json"),
+            ],
+            Body::from(r#"{"email": "ts@example.com", "firstName": "T", "lastName": "S"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    for field in ["createdAt", "updatedAt"] {
+        assert!(
+            is_millis_utc(&r.body["data"][field]),
+            "REST {field}: {}",
+            r.text
+        );
+    }
+    let q = "{ leads(first: 1) { edges { node { createdAt updatedAt } } } me { tenant { createdAt } } }";
+    let g = app.gql(Auth::Key(&t.key), q, json!({})).await;
+    let node = &g.data()["leads"]["edges"][0]["node"];
+    for v in [
+        &node["createdAt"],
+        &node["updatedAt"],
+        &g.data()["me"]["tenant"]["createdAt"],
+    ] {
+        assert!(is_millis_utc(v), "GraphQL: {}", g.text);
+    }
+    let login = app
+        .gql(
+            Auth::None,
+            "mutation($e: String!) { login(email: $e, password: \"owner-password\") { expiresAt } }",
+            json!({"e": t.owner.email}),
+        )
+        .await;
+    assert!(
+        is_millis_utc(&login.data()["login"]["expiresAt"]),
+        "{}",
+        login.text
+    );
+    // A key with an expiry, used once: expiresAt, lastUsedAt, createdAt.
+    let created = app
+        .gql(
+            Auth::Bearer(&t.owner.token),
+            "mutation { createApiKey(input: {label: \"ts\", expiresInDays: 7}) { key apiKey { id } } }",
+            json!({}),
+        )
+        .await;
+    let key = created.data()["createApiKey"]["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    assert_eq!(app.get("/v1/leads", &key).await.status, 200);
+    let keys = app
+        .gql(
+            Auth::Bearer(&t.owner.token),
+            "{ apiKeys { label expiresAt lastUsedAt createdAt } }",
+            json!({}),
+        )
+        .await;
+    let k = keys.data()["apiKeys"]
+        .as_array()
+        .and_then(|ks| ks.iter().find(|k| k["label"] == "ts"))
+        .cloned()
+        .unwrap_or_default();
+    for field in ["expiresAt", "lastUsedAt", "createdAt"] {
+        assert!(is_millis_utc(&k[field]), "apiKey {field}: {}", keys.text);
+    }
+    // The audit log: its entries' times and the times inside their changes.
+    let audit = app
+        .gql(
+            Auth::Bearer(&t.owner.token),
+            "{ auditLog(first: 10) { edges { node { action createdAt changes } } } }",
+            json!({}),
+        )
+        .await;
+    let entries = audit.data()["auditLog"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!entries.is_empty(), "{}", audit.text);
+    for e in &entries {
+        assert!(is_millis_utc(&e["node"]["createdAt"]), "{}", audit.text);
+    }
+    let key_entry = entries
+        .iter()
+        .find(|e| e["node"]["action"] == "api_key.create")
+        .expect("the key's creation is audited");
+    assert!(
+        is_millis_utc(&key_entry["node"]["changes"]["after"]["expiresAt"]),
+        "{key_entry}"
+    );
 }

@@ -894,7 +894,7 @@ async fn headers_describe_the_limit_that_binds(app: TestApp) {
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
-// ---- Limits shared through Redis (SPEC.md section 15) ----
+// ---- Limits shared through Redis (docs/deployment.md) ----
 
 /// Two instances on one database counting in the Redis at `url`, under a prefix of their own.
 async fn two_instances(url: &str) -> (TestApp, leadgraph::web::AppState) {

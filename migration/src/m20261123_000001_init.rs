@@ -1,4 +1,4 @@
-//! Creates every table of SPEC.md section 2 with the indexes its queries use.
+//! Creates every table with the indexes its queries use.
 
 use sea_orm_migration::{prelude::*, schema::*};
 

@@ -1,7 +1,7 @@
 //! The `ApiKey` type, the `apiKeys` query and key management mutations (sessions only).
 
+use crate::graphql::time::DateTime;
 use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
-use chrono::{DateTime, Utc};
 use entity::api_key;
 use entity::enums::{Environment, Scope};
 
@@ -64,20 +64,20 @@ impl ApiKey {
         self.0.active
     }
     /// When the key stops working.
-    async fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.0.expires_at
+    async fn expires_at(&self) -> Option<DateTime> {
+        self.0.expires_at.map(DateTime)
     }
     /// Last request made with the key.
-    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
-        self.0.last_used_at
+    async fn last_used_at(&self) -> Option<DateTime> {
+        self.0.last_used_at.map(DateTime)
     }
     /// Requests made with the key.
     async fn usage_count(&self) -> i64 {
         self.0.usage_count
     }
     /// Creation time.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
     /// The user who created the key (requests act as this user).
     async fn creator(&self, ctx: &Context<'_>) -> Result<User> {
@@ -106,7 +106,7 @@ pub struct CreateApiKeyInput {
     /// Environment; the session's (`LIVE` unless `X-Environment: sandbox`) by default.
     pub environment: Option<Environment>,
     /// Absolute expiry.
-    pub expires_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime>,
     /// Expiry in days from now (1 to 3650); not with `expiresAt`.
     pub expires_in_days: Option<i64>,
 }
@@ -119,7 +119,7 @@ pub struct UpdateApiKeyInput {
     /// Enable or disable; a disabled key is refused on the next request.
     pub active: Option<bool>,
     /// New expiry, or null for none.
-    pub expires_at: MaybeUndefined<DateTime<Utc>>,
+    pub expires_at: MaybeUndefined<DateTime>,
 }
 
 /// API key queries.
@@ -153,7 +153,7 @@ impl ApiKeyMutation {
             label: input.label,
             scope: input.scope,
             environment: input.environment,
-            expires_at: input.expires_at,
+            expires_at: input.expires_at.map(Into::into),
             expires_in_days: input.expires_in_days,
         };
         let (row, key) = service::api_key::create(app(ctx)?, rc(ctx)?, new).await?;
@@ -178,7 +178,7 @@ impl ApiKeyMutation {
             expires_at: match input.expires_at {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),
-                MaybeUndefined::Value(at) => Some(Some(at)),
+                MaybeUndefined::Value(at) => Some(Some(at.0)),
             },
         };
         Ok(ApiKey(

@@ -1,7 +1,7 @@
 //! The audit log: `auditLog(first, after, filter)` for admins and owners.
 
+use crate::graphql::time::DateTime;
 use async_graphql::{Context, ID, InputObject, Json, Object, Result, SimpleObject};
-use chrono::{DateTime, Utc};
 use entity::audit_log;
 
 use super::api_key::ApiKey;
@@ -76,8 +76,8 @@ impl AuditEntry {
         self.0.request_id.as_deref()
     }
     /// When.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
 }
 
@@ -111,9 +111,9 @@ pub struct AuditLogFilter {
     /// Entries by this user (as actor).
     pub actor_id: Option<ID>,
     /// At or after.
-    pub created_after: Option<DateTime<Utc>>,
+    pub created_after: Option<DateTime>,
     /// Before.
-    pub created_before: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime>,
 }
 
 /// `auditLog`.
@@ -151,8 +151,8 @@ impl AuditQuery {
             actor_user_id: f
                 .actor_id
                 .map(|id| app.ids.decode(Kind::User, id.as_str()).unwrap_or(-1)),
-            created_after: f.created_after,
-            created_before: f.created_before,
+            created_after: f.created_after.map(Into::into),
+            created_before: f.created_before.map(Into::into),
         };
         let page = service::audit::list(
             app,

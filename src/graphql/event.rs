@@ -1,7 +1,7 @@
 //! The change feed: `events(first, after, types, resourceId)`.
 
+use crate::graphql::time::DateTime;
 use async_graphql::{Context, ID, Json, Object, Result, SimpleObject};
-use chrono::{DateTime, Utc};
 use entity::enums::EventType;
 use entity::event;
 
@@ -37,8 +37,8 @@ impl Event {
         self.0.event_type
     }
     /// When the change committed.
-    async fn occurred_at(&self) -> DateTime<Utc> {
-        self.0.occurred_at
+    async fn occurred_at(&self) -> DateTime {
+        self.0.occurred_at.into()
     }
     /// The kind of resource: `lead`.
     async fn resource_type(&self) -> &str {

@@ -1,8 +1,8 @@
 //! Imports: `importLeads(file: Upload!, …)` (the GraphQL multipart request specification),
 //! `importJob`, `importJobs`, `cancelImport`.
 
+use crate::graphql::time::DateTime;
 use async_graphql::{Context, ID, Object, Result, SimpleObject, Upload};
-use chrono::{DateTime, Utc};
 use entity::enums::{ImportFormat, ImportStatus, OnDuplicate};
 use entity::import_job;
 
@@ -93,16 +93,16 @@ impl ImportJob {
             .collect()
     }
     /// When the file was received.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
     /// When a worker first took it up.
-    async fn started_at(&self) -> Option<DateTime<Utc>> {
-        self.0.started_at
+    async fn started_at(&self) -> Option<DateTime> {
+        self.0.started_at.map(DateTime)
     }
     /// When it completed or was cancelled.
-    async fn finished_at(&self) -> Option<DateTime<Utc>> {
-        self.0.finished_at
+    async fn finished_at(&self) -> Option<DateTime> {
+        self.0.finished_at.map(DateTime)
     }
 }
 

@@ -1,10 +1,10 @@
 //! The `Lead` type, `lead`/`leads` queries and lead mutations.
 
+use crate::graphql::time::DateTime;
 use async_graphql::{
     ComplexObject, Context, Enum, ID, InputObject, Json, Lookahead, MaybeUndefined, Object, Result,
     SimpleObject,
 };
-use chrono::{DateTime, Utc};
 use entity::enums::{Channel, LeadStatus};
 use entity::lead;
 use sea_orm::Condition;
@@ -168,12 +168,12 @@ impl Lead {
             .map(Lead::from))
     }
     /// Creation time.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.row.created_at
+    async fn created_at(&self) -> DateTime {
+        self.row.created_at.into()
     }
     /// Last change.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.row.updated_at
+    async fn updated_at(&self) -> DateTime {
+        self.row.updated_at.into()
     }
 }
 
@@ -409,9 +409,10 @@ pub struct LeadOrder {
 }
 
 fn id_ref(ctx: &Context<'_>, kind: Kind, id: &ID) -> IdRef {
+    // Spelled as an ID but naming no row: looked up, and not found.
     app(ctx)
         .ok()
-        .and_then(|a| a.ids.decode(kind, id.as_str()))
+        .and_then(|a| a.ids.lookup(kind, id.as_str()))
         .ok_or(())
 }
 

@@ -61,10 +61,77 @@ by_id_loader!(/// Stages by ID.
     StageById, stage, Environment);
 by_id_loader!(/// Leads by ID (for `duplicateOf`).
     LeadById, lead, Environment);
-by_id_loader!(/// Users by ID.
-    UserById, user);
-by_id_loader!(/// API keys by ID (for audit entries).
-    ApiKeyById, api_key);
+
+/// Users by ID, without their password hashes: a user is shown, never authenticated, here.
+pub struct UserById(Scope);
+
+impl Loader<i64> for UserById {
+    type Value = user::Model;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> LoadResult<Self::Value> {
+        use user::Column as C;
+        let rows = user::Entity::find()
+            .select_only()
+            .columns([
+                C::Id,
+                C::TenantId,
+                C::Email,
+                C::Name,
+                C::Role,
+                C::Active,
+                C::SessionEpoch,
+                C::CreatedAt,
+                C::UpdatedAt,
+            ])
+            .column_as(Expr::val(""), "password_hash")
+            .filter(C::Id.is_in(keys.iter().copied()))
+            .filter(C::TenantId.eq(self.0.tenant_id))
+            .into_model::<user::Model>()
+            .all(&self.0.db)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+    }
+}
+
+/// API keys by ID (for audit entries), without their hashes.
+pub struct ApiKeyById(Scope);
+
+impl Loader<i64> for ApiKeyById {
+    type Value = api_key::Model;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[i64]) -> LoadResult<Self::Value> {
+        use api_key::Column as C;
+        let rows = api_key::Entity::find()
+            .select_only()
+            .columns([
+                C::Id,
+                C::TenantId,
+                C::UserId,
+                C::Label,
+                C::Prefix,
+                C::Environment,
+                C::Scope,
+                C::Active,
+                C::ExpiresAt,
+                C::LastUsedAt,
+                C::UsageCount,
+                C::DeletedAt,
+                C::CreatedAt,
+                C::UpdatedAt,
+            ])
+            .column_as(Expr::val(""), "key_hash")
+            .filter(C::Id.is_in(keys.iter().copied()))
+            .filter(C::TenantId.eq(self.0.tenant_id))
+            .into_model::<api_key::Model>()
+            .all(&self.0.db)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+    }
+}
 
 /// Tenants by ID (only the caller's).
 pub struct TenantById(Scope);

@@ -1,7 +1,7 @@
 //! `Pipeline` and `Stage` types, their queries and mutations.
 
+use crate::graphql::time::DateTime;
 use async_graphql::{Context, ID, InputObject, Object, Result};
-use chrono::{DateTime, Utc};
 use entity::{pipeline, stage};
 
 use super::guard::Need;
@@ -32,12 +32,12 @@ impl Pipeline {
         Ok(stages.into_iter().map(Stage).collect())
     }
     /// Creation time.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
     /// Last change.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+    async fn updated_at(&self) -> DateTime {
+        self.0.updated_at.into()
     }
 }
 

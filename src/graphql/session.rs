@@ -1,7 +1,7 @@
 //! `login`, `refreshSession` and `logout`.
 
+use crate::graphql::time::DateTime;
 use async_graphql::{Context, Object, Result, SimpleObject};
-use chrono::{DateTime, Utc};
 
 use super::user::User;
 use super::{app, rc};
@@ -13,7 +13,7 @@ pub struct Session {
     /// The access token: send it as `Authorization: Bearer <token>`.
     pub token: String,
     /// When the access token expires.
-    pub expires_at: DateTime<Utc>,
+    pub expires_at: DateTime,
     /// The refresh token, for `refreshSession`; each one works once.
     pub refresh_token: String,
     /// The logged-in user.
@@ -24,7 +24,7 @@ impl From<service::session::Session> for Session {
     fn from(s: service::session::Session) -> Self {
         Session {
             token: s.token,
-            expires_at: s.expires_at,
+            expires_at: s.expires_at.into(),
             refresh_token: s.refresh_token,
             user: User(s.user),
         }

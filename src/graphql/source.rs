@@ -1,7 +1,7 @@
 //! The `Source` type, `source`/`sources` queries and source mutations.
 
+use crate::graphql::time::DateTime;
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result, SimpleObject};
-use chrono::{DateTime, Utc};
 use entity::enums::Channel;
 use entity::source;
 
@@ -46,12 +46,12 @@ impl Source {
             .unwrap_or(0))
     }
     /// Creation time.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
     /// Last change.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+    async fn updated_at(&self) -> DateTime {
+        self.0.updated_at.into()
     }
 }
 

@@ -1,7 +1,8 @@
 //! `stats(filter)`: lead counts for the caller's tenant and environment.
 
+use crate::graphql::time::DateTime;
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use entity::enums::{Channel, LeadStatus};
 
 use super::guard::Need;
@@ -103,9 +104,9 @@ pub struct Stats {
 #[derive(InputObject, Default)]
 pub struct StatsFilter {
     /// Created at or after (per-day counts: 30 days before `createdBefore` by default).
-    pub created_after: Option<DateTime<Utc>>,
+    pub created_after: Option<DateTime>,
     /// Created before (default: now).
-    pub created_before: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime>,
 }
 
 /// `stats`.
@@ -122,8 +123,8 @@ impl StatsQuery {
             app(ctx)?,
             rc(ctx)?,
             Filter {
-                created_after: f.created_after,
-                created_before: f.created_before,
+                created_after: f.created_after.map(Into::into),
+                created_before: f.created_before.map(Into::into),
             },
         )
         .await?;

@@ -1,5 +1,6 @@
 //! The `Tenant` type.
 
+use crate::graphql::time::DateTime;
 use async_graphql::{Context, ID, Object, Result};
 use entity::enums::Plan;
 use entity::tenant;
@@ -28,7 +29,7 @@ impl Tenant {
         self.0.plan
     }
     /// Creation time.
-    async fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
 }

@@ -1,5 +1,6 @@
 //! The `User` type, the `users` query and `createUser`/`updateUser`.
 
+use crate::graphql::time::DateTime;
 use async_graphql::{Context, ID, InputObject, Object, Result};
 use entity::enums::Role;
 use entity::user;
@@ -42,12 +43,12 @@ impl User {
         ))
     }
     /// Creation time.
-    async fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
     /// Last change.
-    async fn updated_at(&self) -> chrono::DateTime<chrono::Utc> {
-        self.0.updated_at
+    async fn updated_at(&self) -> DateTime {
+        self.0.updated_at.into()
     }
 }
 

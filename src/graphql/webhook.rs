@@ -1,7 +1,7 @@
-//! Outbound webhook endpoints, their deliveries and attempts (SPEC.md section 11).
+//! Outbound webhook endpoints, their deliveries and attempts (docs/events.md).
 
+use crate::graphql::time::DateTime;
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
-use chrono::{DateTime, Utc};
 use entity::enums::{DeliveryStatus, EventType};
 use entity::{webhook_attempt, webhook_delivery, webhook_endpoint};
 
@@ -41,18 +41,19 @@ impl WebhookEndpoint {
         self.0.disabled_reason.as_deref()
     }
     /// Until when the secret before the last rotation also signs.
-    async fn previous_secret_expires_at(&self) -> Option<DateTime<Utc>> {
+    async fn previous_secret_expires_at(&self) -> Option<DateTime> {
         self.0
             .previous_secret_until
             .filter(|_| self.0.previous_secret.is_some())
+            .map(DateTime)
     }
     /// When it was created.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
     /// When it last changed.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+    async fn updated_at(&self) -> DateTime {
+        self.0.updated_at.into()
     }
 }
 
@@ -74,8 +75,8 @@ pub struct WebhookAttempt(pub webhook_attempt::Model);
 #[Object]
 impl WebhookAttempt {
     /// When.
-    async fn attempted_at(&self) -> DateTime<Utc> {
-        self.0.attempted_at
+    async fn attempted_at(&self) -> DateTime {
+        self.0.attempted_at.into()
     }
     /// The endpoint's HTTP status, when it answered.
     async fn status_code(&self) -> Option<i32> {
@@ -118,10 +119,11 @@ impl WebhookDelivery {
         self.0.attempts
     }
     /// When the next attempt is due, while pending.
-    async fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
+    async fn next_attempt_at(&self) -> Option<DateTime> {
         self.0
             .next_attempt_at
             .filter(|_| self.0.status == DeliveryStatus::Pending)
+            .map(DateTime)
     }
     /// The last HTTP status received.
     async fn last_status_code(&self) -> Option<i32> {
@@ -132,8 +134,8 @@ impl WebhookDelivery {
         &self.0.payload
     }
     /// When it was queued.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
     /// Every attempt, oldest first.
     async fn attempt_log(&self, ctx: &Context<'_>) -> Result<Vec<WebhookAttempt>> {

@@ -1,4 +1,4 @@
-//! `Idempotency-Key` as a layer (SPEC.md section 13), after authentication and the limits:
+//! `Idempotency-Key` as a layer (docs/rest.md), after authentication and the limits:
 //! a REST write or a GraphQL mutation request sent again with the same key is answered with
 //! the first response (`Idempotent-Replayed: true`) and runs nothing; `service::idempotency`
 //! decides.

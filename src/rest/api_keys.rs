@@ -6,7 +6,7 @@ use entity::enums::{Environment, Scope};
 use serde_json::{Map, Value};
 
 use super::envelope;
-use super::fields::{Field, Rule, Ty, f, null};
+use super::fields::{Field, Rule, Ty, f, null, req};
 use super::route::{Access, Call, Op, Reply, Route, plain, vars};
 use crate::error::AppError;
 
@@ -29,18 +29,20 @@ static UPDATE: Op = Op::new(concat!(
 ));
 static DELETE: Op = Op::new("mutation($id: ID!) { r: deleteApiKey(id: $id) }");
 
-/// `POST /api-keys` (`label` or `name`).
+/// `POST /api-keys` (`label` or `name`; `expiresInDays` or `expiresAt`).
 const CREATE_FIELDS: &[Field] = &[
-    f("label", Ty::Str).with(Rule::Name),
+    req("label", Ty::Str).with(Rule::Name).or("name"),
     f("name", Ty::Str).with(Rule::Name),
     f("scope", Ty::Enum(Scope::NAMES)),
     f("environment", Ty::Enum(Environment::NAMES)),
-    f("expiresInDays", Ty::Int),
+    f("expiresInDays", Ty::Int)
+        .with(Rule::Between(1, 3650))
+        .or("expiresAt"),
     f("expiresAt", Ty::DateTime),
 ];
 /// `PATCH /api-keys/{id}`.
 const UPDATE_FIELDS: &[Field] = &[
-    f("label", Ty::Str).with(Rule::Name),
+    f("label", Ty::Str).with(Rule::Name).or("name"),
     f("name", Ty::Str).with(Rule::Name),
     f("active", Ty::Bool),
     null("expiresAt", Ty::DateTime),
@@ -91,10 +93,7 @@ pub fn routes() -> Vec<Route> {
 
 async fn create(mut c: Call) -> Result<Response, AppError> {
     let mut input = c.input().await?;
-    one_label(&mut input)?;
-    if !input.contains_key("label") {
-        return Err(AppError::field("label", "is required"));
-    }
+    one_label(&mut input);
     let data = c
         .run(&CREATE, vars([("input", Value::Object(input))]))
         .await?;
@@ -106,25 +105,14 @@ async fn create(mut c: Call) -> Result<Response, AppError> {
 
 async fn update(mut c: Call) -> Result<Response, AppError> {
     let mut input = c.input().await?;
-    one_label(&mut input)?;
+    one_label(&mut input);
     let vars = vars([("id", c.id()), ("input", Value::Object(input))]);
     Ok(envelope::object(c.run(&UPDATE, vars).await?))
 }
 
-/// LeadHQL calls the label `name`; either is accepted, not two different ones.
-fn one_label(input: &mut Map<String, Value>) -> Result<(), AppError> {
+/// LeadHQL calls the label `name`: either is accepted (the body check refuses both).
+fn one_label(input: &mut Map<String, Value>) {
     if let Some(name) = input.remove("name") {
-        match input.get("label") {
-            Some(label) if *label != name => {
-                return Err(AppError::field(
-                    "name",
-                    "label and name differ; send one of them",
-                ));
-            }
-            _ => {
-                input.insert("label".into(), name);
-            }
-        }
+        input.insert("label".into(), name);
     }
-    Ok(())
 }

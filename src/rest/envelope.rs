@@ -1,4 +1,4 @@
-//! The REST envelope of SPEC.md section 7 and the mapping of GraphQL results into it.
+//! The REST envelope of docs/rest.md and the mapping of GraphQL results into it.
 
 use axum::Json;
 use axum::http::StatusCode;

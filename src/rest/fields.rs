@@ -46,6 +46,14 @@ pub enum Rule {
     Tags,
     /// At most `MAX_CUSTOM_FIELDS` keys with scalar or null values.
     CustomFields,
+    /// A webhook endpoint's URL (`service::webhook::URL_PATTERN`).
+    Url,
+    /// A list whose items are each one of these.
+    Members(&'static [&'static str]),
+    /// A list of 1 to `MAX_ITEMS` distinct IDs.
+    Ids,
+    /// An integer from the first to the second, inclusive.
+    Between(i64, i64),
 }
 
 /// A body field.
@@ -61,12 +69,22 @@ pub struct Field {
     pub nullable: bool,
     /// What its value must satisfy beyond the type.
     pub rule: Rule,
+    /// A field it must not be sent with; when this one is `required`, one of the two is.
+    pub alternative: Option<&'static str>,
 }
 
 impl Field {
     /// The same field with `rule`.
     pub const fn with(self, rule: Rule) -> Field {
         Field { rule, ..self }
+    }
+
+    /// The same field, never sent together with `other` (declared later in the same list).
+    pub const fn or(self, other: &'static str) -> Field {
+        Field {
+            alternative: Some(other),
+            ..self
+        }
     }
 }
 
@@ -78,6 +96,7 @@ pub const fn f(name: &'static str, ty: Ty) -> Field {
         required: false,
         nullable: false,
         rule: Rule::None,
+        alternative: None,
     }
 }
 /// A required field.
@@ -114,8 +133,14 @@ pub const MAX_ITEMS: usize = crate::service::lead::bulk::MAX_BATCH;
 /// Converts one value; `None` when it has the wrong type.
 fn convert(ty: Ty, v: &Value) -> Option<Value> {
     match (ty, v) {
+        // A misspelled ID is the service's field error, listed with its other checks.
         (Ty::Str | Ty::Id, Value::String(_)) => Some(v.clone()),
         (Ty::Int, Value::Number(n)) if n.is_i64() => Some(v.clone()),
+        // JSON Schema counts 77.0 as an integer, and so do we.
+        (Ty::Int, Value::Number(n)) => n
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| Value::from(f as i64)),
         (Ty::Bool, Value::Bool(_)) | (Ty::Object, Value::Object(_)) => Some(v.clone()),
         (Ty::Enum(values), Value::String(s)) => values
             .contains(&s.as_str())
@@ -142,8 +167,19 @@ pub fn check(
         }
     }
     for field in fields {
+        if let Some(other) = field.alternative
+            && body.contains_key(field.name)
+            && body.contains_key(other)
+        {
+            errors.add(other, format!("give {} or {other}, not both", field.name));
+        }
+        let alternative_sent = field.alternative.is_some_and(|o| body.contains_key(o));
         match body.get(field.name) {
-            None if field.required => errors.add(field.name, "is required"),
+            None if field.required && alternative_sent => {}
+            None if field.required => match field.alternative {
+                Some(other) => errors.add(field.name, format!("is required (or {other})")),
+                None => errors.add(field.name, "is required"),
+            },
             None => {}
             Some(Value::Null) if field.nullable => {
                 input.insert(field.name.into(), Value::Null);

@@ -195,11 +195,12 @@ pub const CREATE_FIELDS: &[Field] = &[
 /// `POST /leads/batch`.
 const BATCH_FIELDS: &[Field] = &[req("leads", Ty::Objects(CREATE_FIELDS))];
 
-/// `PUT /leads/by-email/{email}`: the create fields but the email (the path's), the names
-/// required only to create.
+/// `PUT /leads/by-email/{email}`: the create fields but the email (the path's). A PUT sends
+/// the lead: the names are required whether it creates or updates, so whether a request is
+/// valid does not depend on what the database holds.
 pub const UPSERT_FIELDS: &[Field] = &[
-    null("firstName", Ty::Str).with(Rule::Name),
-    null("lastName", Ty::Str).with(Rule::Name),
+    req("firstName", Ty::Str).with(Rule::Name),
+    req("lastName", Ty::Str).with(Rule::Name),
     null("phone", Ty::Str).with(Rule::Phone),
     null("source", Ty::Enum(Channel::NAMES)),
     null("sourceId", Ty::Id),
@@ -213,7 +214,10 @@ pub const UPSERT_FIELDS: &[Field] = &[
 ];
 
 /// `POST /leads/{id}/merge`.
-const MERGE_FIELDS: &[Field] = &[req("duplicateIds", Ty::StrList), f("dryRun", Ty::Bool)];
+const MERGE_FIELDS: &[Field] = &[
+    req("duplicateIds", Ty::StrList).with(Rule::Ids),
+    f("dryRun", Ty::Bool),
+];
 
 /// `PATCH /leads/{id}`.
 pub const UPDATE_FIELDS: &[Field] = &[

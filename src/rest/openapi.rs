@@ -445,6 +445,17 @@ const NAME_PATTERN: &str = r"^[^\u0000]*[^\s\u0000][^\u0000]*$";
 /// `service::lead::normalize_phone`: `+` and 2 to 15 digits, the first not 0, with spaces,
 /// dots, dashes and brackets anywhere.
 const PHONE_PATTERN: &str = r"^[ .()-]*\+[ .()-]*[1-9](?:[ .()-]*[0-9]){1,14}[ .()-]*$";
+/// An opaque ID's spelling (`Ids::is_shaped`): 16 or 17 letters and digits.
+const ID_PATTERN: &str = "^[0-9A-Za-z]{16,17}$";
+
+/// An opaque ID's schema.
+fn id_schema() -> ObjectBuilder {
+    obj(Type::String)
+        .min_length(Some(crate::ids::MIN_LEN))
+        .max_length(Some(crate::ids::MAX_LEN))
+        .pattern(Some(ID_PATTERN))
+}
+
 /// No NUL (PostgreSQL's jsonb cannot hold it).
 const NO_NUL_PATTERN: &str = r"^[^\u0000]*$";
 
@@ -459,7 +470,11 @@ fn with_rule(b: ObjectBuilder, rule: Rule) -> ObjectBuilder {
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
             .max_length(Some(EMAIL_MAX)),
         Rule::Phone => b.pattern(Some(PHONE_PATTERN)),
+        Rule::Url => b
+            .pattern(Some(crate::service::webhook::URL_PATTERN))
+            .max_length(Some(crate::service::webhook::MAX_URL_LEN)),
         Rule::Score => b.minimum(Some(0)).maximum(Some(MAX_SCORE)),
+        Rule::Between(min, max) => b.minimum(Some(min)).maximum(Some(max)),
         Rule::CustomFields => {
             let scalar = ObjectBuilder::new()
                 .schema_type(utoipa::openapi::schema::SchemaType::Array(vec![
@@ -478,14 +493,15 @@ fn with_rule(b: ObjectBuilder, rule: Rule) -> ObjectBuilder {
                 .property_names(Some(key))
                 .additional_properties(Some(scalar))
         }
-        // Tags constrain an array and its items: stated where `field_schema` builds the array.
-        Rule::Tags | Rule::None => b,
+        // Lists constrain an array and its items: stated where `field_schema` builds the array.
+        Rule::Tags | Rule::Members(_) | Rule::Ids | Rule::None => b,
     }
 }
 
 fn field_schema(f: &Field) -> Schema {
     let base = match f.ty {
-        Ty::Str | Ty::Id => obj(Type::String),
+        Ty::Str => obj(Type::String),
+        Ty::Id => id_schema(),
         Ty::Int => obj(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
         Ty::Bool => obj(Type::Boolean),
         Ty::Enum(values) => obj(Type::String).enum_values(Some(values.iter().copied())),
@@ -507,6 +523,19 @@ fn field_schema(f: &Field) -> Schema {
                     .max_length(Some(MAX_TAG_LEN))
                     .pattern(Some(NAME_PATTERN));
                 ArrayBuilder::new().items(tag).max_items(Some(MAX_TAGS))
+            } else if let Rule::Members(values) = f.rule {
+                ArrayBuilder::new()
+                    .items(obj(Type::String).enum_values(Some(values.iter().copied())))
+            } else if f.rule == Rule::Ids {
+                ArrayBuilder::new()
+                    .items(id_schema())
+                    .min_items(Some(1))
+                    .max_items(Some(crate::rest::fields::MAX_ITEMS))
+                    .unique_items(true)
+            } else if f.rule == Rule::Name {
+                ArrayBuilder::new()
+                    .items(with_rule(obj(Type::String), Rule::Name))
+                    .max_items(Some(crate::service::pipeline::MAX_STAGES))
             } else {
                 ArrayBuilder::new().items(obj(Type::String))
             };
@@ -551,7 +580,8 @@ fn body_schema(spec: &[Field]) -> Schema {
         obj(Type::Object).additional_properties(Some(AdditionalProperties::FreeForm(false)));
     for f in spec {
         o = o.property(f.name, field_schema(f));
-        if f.required {
+        // A required field with an alternative: `exclusive` states "one of the two".
+        if f.required && f.alternative.is_none() {
             o = o.required(f.name);
         }
     }
@@ -623,7 +653,7 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
                 .name("id")
                 .parameter_in(ParameterIn::Path)
                 .required(Required::True)
-                .schema(Some(obj(Type::String))),
+                .schema(Some(id_schema())),
         );
     }
     if route.path.contains("{email}") {
@@ -640,11 +670,14 @@ fn operation(route: &Route, prefix: &str) -> utoipa::openapi::path::Operation {
     for p in route.query {
         let schema = match p.ty {
             Ty::Int if p.name == "limit" => obj(Type::Integer).minimum(Some(1)).maximum(Some(100)),
-            Ty::Int => obj(Type::Integer),
+            Ty::Int => obj(Type::Integer)
+                .minimum(Some(i64::MIN))
+                .maximum(Some(i64::MAX)),
             Ty::DateTime => {
                 obj(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
             }
             Ty::Enum(values) => obj(Type::String).enum_values(Some(values.iter().copied())),
+            Ty::Id => id_schema(),
             _ => obj(Type::String),
         };
         op = op.parameter(
@@ -802,8 +835,47 @@ fn method(m: &axum::http::Method) -> HttpMethod {
     }
 }
 
-/// The OpenAPI document.
-pub fn document() -> OpenApi {
+/// The OpenAPI document, as served.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(build()).unwrap_or_default();
+    for prefix in ["/v1", "/api"] {
+        for route in ROUTES.iter() {
+            let Some(fields) = route.body else { continue };
+            let method = route.method.as_str().to_ascii_lowercase();
+            let path = format!("{prefix}{}", route.path);
+            if let Some(schema) = doc
+                .pointer_mut(&format!(
+                    "/paths/{}/{method}/requestBody/content/application~1json/schema",
+                    path.replace('~', "~0").replace('/', "~1")
+                ))
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                exclusive(schema, fields);
+            }
+        }
+    }
+    doc
+}
+
+/// States the fields sent one or the other (`Field::alternative`), which utoipa's schema
+/// types cannot: never both (`not`), and at least one when the first is required (`anyOf`).
+fn exclusive(schema: &mut serde_json::Map<String, serde_json::Value>, fields: &[Field]) {
+    use serde_json::json;
+    let mut all = Vec::new();
+    for f in fields {
+        let Some(other) = f.alternative else { continue };
+        all.push(json!({"not": {"required": [f.name, other]}}));
+        if f.required {
+            all.push(json!({"anyOf": [{"required": [f.name]}, {"required": [other]}]}));
+        }
+    }
+    if !all.is_empty() {
+        schema.insert("allOf".into(), serde_json::Value::Array(all));
+    }
+}
+
+/// The document as utoipa builds it.
+fn build() -> OpenApi {
     let mut paths = Paths::new();
     for prefix in ["/v1", "/api"] {
         for route in ROUTES.iter() {

@@ -32,7 +32,7 @@ static DELETE: Op = Op::new("mutation($id: ID!) { r: deletePipeline(id: $id) }")
 /// `POST /pipelines`.
 const CREATE_FIELDS: &[Field] = &[
     req("name", Ty::Str).with(Rule::Name),
-    f("stages", Ty::StrList),
+    f("stages", Ty::StrList).with(Rule::Name),
 ];
 /// `PATCH /pipelines/{id}`.
 const UPDATE_FIELDS: &[Field] = &[f("name", Ty::Str).with(Rule::Name)];

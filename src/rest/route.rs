@@ -487,6 +487,7 @@ fn check_query(params: &[Param], raw: Option<&str>) -> Result<Map<String, Value>
             Ty::DateTime => chrono::DateTime::parse_from_rfc3339(&value)
                 .ok()
                 .map(|_| Value::String(value.clone())),
+            Ty::Id => crate::ids::Ids::is_shaped(&value).then(|| Value::String(value.clone())),
             Ty::Enum(values) => value
                 .split(',')
                 .map(str::trim)

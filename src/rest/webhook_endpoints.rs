@@ -1,4 +1,4 @@
-//! `/webhook-endpoints` and `/webhook-deliveries`: outbound webhooks (SPEC.md section 11).
+//! `/webhook-endpoints` and `/webhook-deliveries`: outbound webhooks (docs/events.md).
 
 use axum::http::Method;
 use axum::response::Response;
@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::envelope;
 use super::events::{graphql_name, rest_name};
-use super::fields::{Field, Ty, f, null, req};
+use super::fields::{Field, Rule, Ty, f, null, req};
 use super::route::{Access, CURSOR, Call, LIMIT, Op, Param, Reply, Route, plain, vars};
 use crate::error::AppError;
 use crate::service::validate::Errors;
@@ -73,14 +73,14 @@ static REDELIVER: Op = Op::new(concat!(
 
 /// `POST /webhook-endpoints`.
 const CREATE_FIELDS: &[Field] = &[
-    req("url", Ty::Str),
-    f("events", Ty::StrList),
+    req("url", Ty::Str).with(Rule::Url),
+    f("events", Ty::StrList).with(Rule::Members(EventType::NAMES)),
     null("description", Ty::Str),
 ];
 /// `PATCH /webhook-endpoints/{id}`.
 const UPDATE_FIELDS: &[Field] = &[
-    f("url", Ty::Str),
-    f("events", Ty::StrList),
+    f("url", Ty::Str).with(Rule::Url),
+    f("events", Ty::StrList).with(Rule::Members(EventType::NAMES)),
     null("description", Ty::Str),
     f("enabled", Ty::Bool),
 ];

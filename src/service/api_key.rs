@@ -106,7 +106,7 @@ pub fn json(ids: &Ids, k: &api_key::Model) -> serde_json::Value {
         "environment": k.environment,
         "scope": k.scope,
         "active": k.active,
-        "expiresAt": k.expires_at,
+        "expiresAt": k.expires_at.map(crate::service::clock::ts),
     })
 }
 

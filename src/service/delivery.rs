@@ -1,4 +1,4 @@
-//! Sending outbound webhooks (SPEC.md section 11): deliveries are queued in the transaction of
+//! Sending outbound webhooks (docs/events.md): deliveries are queued in the transaction of
 //! their event, claimed by workers (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
 //! instances share the queue), signed as Standard Webhooks, sent without following redirects
 //! to public addresses only, and retried on a schedule. Every attempt is logged.

@@ -1,4 +1,4 @@
-//! The change feed (SPEC.md section 10). Every committed lead change appends its events in its
+//! The change feed (docs/events.md). Every committed lead change appends its events in its
 //! own transaction ([`append`], called by `audit::commit_with`), so an event exists if and
 //! only if its change committed; the feed, webhooks and subscriptions all read these rows.
 //!
@@ -404,7 +404,7 @@ pub async fn feed(app: &App, rc: &RequestCtx, args: FeedArgs) -> AppResult<Feed>
     };
     let resource = match &args.resource_id {
         Some(id) => {
-            let lead = app.ids.decode(Kind::Lead, id);
+            let lead = app.ids.lookup(Kind::Lead, id);
             if lead.is_none() {
                 errors.add("resourceId", "is not a valid ID");
             }

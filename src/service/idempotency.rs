@@ -1,4 +1,4 @@
-//! Idempotency keys (SPEC.md section 13): the first completed response of each key is kept
+//! Idempotency keys (docs/rest.md): the first completed response of each key is kept
 //! for a day, so a retried write is answered with it instead of being run again. Keys belong
 //! to a tenant, an environment and a credential; the request they were first sent with is
 //! remembered by a fingerprint, and another request under the same key is refused.

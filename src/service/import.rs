@@ -1,4 +1,4 @@
-//! Import jobs (SPEC.md section 14). A file (CSV or NDJSON) is read as it arrives, a row at
+//! Import jobs (docs/rest.md). A file (CSV or NDJSON) is read as it arrives, a row at
 //! a time, into `import_rows`; a background worker then turns the rows into leads in
 //! committed chunks, each recording how far it got in the same transaction, so a crash or
 //! restart resumes after the last chunk and imports no row twice. The job writes one audit

@@ -1,4 +1,4 @@
-//! Cache invalidation across instances (SPEC.md section 15). A change that must end what a
+//! Cache invalidation across instances (docs/deployment.md). A change that must end what a
 //! cached credential allows (a key revoked, changed or deleted; a user deactivated or
 //! re-roled; a plan changed) announces it in its transaction on PostgreSQL's
 //! `leadgraph_invalidate` channel, delivered on commit; every instance's listener evicts the

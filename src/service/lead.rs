@@ -1,4 +1,4 @@
-//! Leads: validation (SPEC.md section 9), create/update/delete, assignment, tags, stages,
+//! Leads: validation (docs/rest.md), create/update/delete, assignment, tags, stages,
 //! filtered keyset-paginated lists. Every write audits in its own transaction.
 
 pub mod bulk;
@@ -170,7 +170,7 @@ pub fn check_custom_fields(v: &Value, errors: &mut Errors) {
     }
 }
 
-/// The pure checks of SPEC.md section 9 (no database). `create` demands the required fields.
+/// The pure checks of docs/rest.md (no database). `create` demands the required fields.
 pub fn check_fields(input: &LeadInput, create: bool, errors: &mut Errors) {
     match &input.email {
         Some(e) => errors.email("email", e.trim()),
@@ -639,10 +639,16 @@ async fn change(
         Some(t) => Some(clean_tags(t, "tags", &mut errors)),
         None => tag_change(before_tags.clone()),
     };
-    if new_tags.as_ref().is_some_and(|t| t.len() > MAX_TAGS) && input.tags.is_none() {
-        errors.add("tags", format!("a lead has at most {MAX_TAGS} tags"));
-    }
     errors.finish()?;
+    // Tags added to those the lead has: the request is valid, the lead's state refuses it.
+    if let Some(t) = new_tags.as_ref().filter(|t| t.len() > MAX_TAGS)
+        && input.tags.is_none()
+    {
+        return Err(AppError::Conflict(format!(
+            "A lead has at most {MAX_TAGS} tags; this would give it {}",
+            t.len()
+        )));
+    }
 
     let before = LeadRow {
         lead: before_lead.clone(),
@@ -914,7 +920,7 @@ pub async fn delete(app: &App, rc: &RequestCtx, id: i64) -> AppResult<()> {
     Ok(())
 }
 
-// SPEC.md section 6. GraphQL's `LeadFilter` input is this type, so there is one; its IDs stay
+// docs/graphql.md. GraphQL's `LeadFilter` input is this type, so there is one; its IDs stay
 // opaque until the list decodes them.
 /// Lead list filters; all are combined with AND.
 #[derive(async_graphql::InputObject, Debug, Clone, Default)]
@@ -958,17 +964,18 @@ struct FilterRows {
 }
 
 impl LeadFilter {
-    /// Decodes the IDs; a malformed or wrong-type one is `VALIDATION_FAILED` on
-    /// `filter.<field>`: a typo must not look like an empty list.
+    /// Decodes the IDs. A misspelled one or one of another kind is `VALIDATION_FAILED` on
+    /// `filter.<field>` (a typo must not look like an empty list); one spelled as an ID that
+    /// names no row matches nothing, as another tenant's ID does.
     fn rows(&self, ids: &Ids) -> AppResult<FilterRows> {
         let mut errors = Errors::new();
         let mut decode = |name: &str, kind: Kind, id: &Option<ID>| {
             let id = id.as_ref()?;
-            let decoded = ids.decode(kind, id.as_str());
-            if decoded.is_none() {
+            let found = ids.lookup(kind, id.as_str());
+            if found.is_none() {
                 errors.add(format!("filter.{name}"), "is not a valid ID");
             }
-            decoded
+            found
         };
         let rows = FilterRows {
             source_id: decode("sourceId", Kind::Source, &self.source_id),

@@ -8,7 +8,6 @@ use sea_orm::{ColumnTrait, Condition, DbBackend, EntityTrait, QueryFilter, Query
 
 use crate::context::RequestCtx;
 use crate::error::AppResult;
-use crate::service::validate::Errors;
 use crate::state::App;
 
 /// The range counted; per-day counts default to the last 30 days.
@@ -45,9 +44,7 @@ pub async fn stats(app: &App, rc: &RequestCtx, f: StatsFilter) -> AppResult<Stat
     let p = rc.principal()?;
     let to = f.created_before.unwrap_or_else(Utc::now);
     let from = f.created_after.unwrap_or(to - Duration::days(30));
-    let mut errors = Errors::new();
-    errors.check(from <= to, "createdAfter", "must be before createdBefore");
-    errors.finish()?;
+    // A window that ends before it starts holds no lead: the counts are zero.
     // The per-day series covers at most the last 366 days of the range.
     let from = Ord::max(from, to - Duration::days(MAX_DAYS));
 

@@ -45,7 +45,13 @@ impl Errors {
 
     /// Checks a name: 1 to `NAME_MAX` characters once trimmed, no NUL.
     pub fn name(&mut self, field: &str, value: &str) {
-        self.length(field, value.trim(), 1, NAME_MAX);
+        // Sent with surrounding white space, a name still counts as sent (the documented
+        // maximum is of the value sent).
+        if value.chars().count() > NAME_MAX {
+            self.add(field, format!("must be 1 to {NAME_MAX} characters"));
+        } else {
+            self.length(field, value.trim(), 1, NAME_MAX);
+        }
     }
 
     /// Checks an email address's syntax.

@@ -1,4 +1,4 @@
-//! Outbound webhook endpoints (SPEC.md section 11): registration, secrets shown once and
+//! Outbound webhook endpoints (docs/events.md): registration, secrets shown once and
 //! rotated with an overlap, test sends, the delivery log and redelivery. Sending is
 //! `service::delivery`'s.
 
@@ -70,9 +70,29 @@ pub fn new_secret() -> String {
     format!("whsec_{}", STANDARD.encode(key))
 }
 
+/// The endpoint URLs accepted (the OpenAPI document states the same pattern): `http` or
+/// `https`; a dotted-quad IPv4 address or a DNS name whose last label starts with a letter
+/// (a URL parser reads a host ending in a number as an IPv4 address); a port up to 65535;
+/// then any printable ASCII.
+pub const URL_PATTERN: &str = concat!(
+    r"^https?://(?:(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])",
+    r"|(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?)",
+    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?",
+    r"(?:[/?#][\x21-\x7e]*)?$"
+);
+
 fn check_url(url: &str, errors: &mut Errors) {
+    static PATTERN: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(URL_PATTERN).ok());
     if url.len() > MAX_URL_LEN {
         errors.add("url", format!("must be at most {MAX_URL_LEN} characters"));
+        return;
+    }
+    if !PATTERN.as_ref().is_some_and(|p| p.is_match(url)) {
+        errors.add(
+            "url",
+            "must be an http or https URL with a host name or IPv4 address",
+        );
         return;
     }
     match reqwest::Url::parse(url) {
@@ -88,7 +108,7 @@ fn check_url(url: &str, errors: &mut Errors) {
 
 fn check(input: &EndpointInput, create: bool, errors: &mut Errors) {
     match &input.url {
-        Some(url) => check_url(url.trim(), errors),
+        Some(url) => check_url(url, errors),
         None if create => errors.add("url", "is required"),
         None => {}
     }
@@ -561,4 +581,43 @@ pub async fn count_endpoints(
         .exec(tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pattern the OpenAPI document states is the one endpoints are checked against: what
+    /// it allows is accepted, what it refuses is refused.
+    #[test]
+    fn urls_match_the_documented_pattern() {
+        let accepted = |url: &str| {
+            let mut errors = Errors::new();
+            check_url(url, &mut errors);
+            errors.is_empty()
+        };
+        for ok in [
+            "https://example.com/hooks",
+            "http://127.0.0.1:65535/x?y=1#z",
+            "https://a-b.example.org:8443",
+            "http://localhost/{weird}^path",
+        ] {
+            assert!(accepted(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "ftp://example.com",
+            "https://user:pw@example.com/",
+            "https://example.com:65536/",
+            "https://-example.com/",
+            "https://exa mple.com/",
+            " https://example.com",
+            "https://example.com/\n",
+            "http://yjIe.1:64068",
+            "http://256.1.1.1/",
+            "HTTPS://example.com",
+        ] {
+            assert!(!accepted(bad), "{bad:?}");
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Leads in bulk (SPEC.md section 14): batches of creates, upsert by email, and merging
+//! Leads in bulk (docs/rest.md): batches of creates, upsert by email, and merging
 //! duplicates into one lead. Each is one transaction: all of it is written or none.
 
 use std::collections::BTreeSet;
@@ -212,7 +212,10 @@ pub async fn merge(
                 errors.add(format!("duplicateIds[{i}]"), "is the primary lead itself");
             }
             Ok(id) => {
-                ids.insert(*id);
+                // IDs that name nothing all read as NO_ROW: they are not repeats.
+                if !ids.insert(*id) && *id != crate::ids::NO_ROW {
+                    errors.add(format!("duplicateIds[{i}]"), "is given more than once");
+                }
             }
             Err(()) => errors.add(format!("duplicateIds[{i}]"), "is not a valid ID"),
         }

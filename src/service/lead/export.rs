@@ -1,4 +1,4 @@
-//! Export (SPEC.md section 14): the caller's leads matching a list filter, as CSV or NDJSON
+//! Export (docs/rest.md): the caller's leads matching a list filter, as CSV or NDJSON
 //! in the import's columns, read from one snapshot and streamed a page at a time, so memory
 //! stays flat whatever the count.
 
