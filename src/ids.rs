@@ -160,8 +160,7 @@ impl Ids {
 
     /// Decodes an ID of any kind (for `node(id)`).
     pub fn decode_any(&self, s: &str) -> Option<(Kind, i64)> {
-        if !(MIN_LEN..=MAX_LEN).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
+        if !Self::is_shaped(s) {
             return None;
         }
         let numbers = self.0.decode(s);
