@@ -62,76 +62,43 @@ by_id_loader!(/// Stages by ID.
 by_id_loader!(/// Leads by ID (for `duplicateOf`).
     LeadById, lead, Environment);
 
-/// Users by ID, without their password hashes: a user is shown, never authenticated, here.
-pub struct UserById(Scope);
+/// Like `by_id_loader`, for rows shown but never used to authenticate: every column but the
+/// secret one, which is read as an empty string.
+macro_rules! display_loader {
+    ($(#[$doc:meta])* $name:ident, $entity:ident, [$($col:ident),+ $(,)?], $secret:literal) => {
+        $(#[$doc])*
+        pub struct $name(Scope);
 
-impl Loader<i64> for UserById {
-    type Value = user::Model;
-    type Error = async_graphql::Error;
+        impl Loader<i64> for $name {
+            type Value = $entity::Model;
+            type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[i64]) -> LoadResult<Self::Value> {
-        use user::Column as C;
-        let rows = user::Entity::find()
-            .select_only()
-            .columns([
-                C::Id,
-                C::TenantId,
-                C::Email,
-                C::Name,
-                C::Role,
-                C::Active,
-                C::SessionEpoch,
-                C::CreatedAt,
-                C::UpdatedAt,
-            ])
-            .column_as(Expr::val(""), "password_hash")
-            .filter(C::Id.is_in(keys.iter().copied()))
-            .filter(C::TenantId.eq(self.0.tenant_id))
-            .into_model::<user::Model>()
-            .all(&self.0.db)
-            .await
-            .map_err(db_err)?;
-        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
-    }
+            async fn load(&self, keys: &[i64]) -> LoadResult<Self::Value> {
+                let rows = $entity::Entity::find()
+                    .select_only()
+                    .columns([$($entity::Column::$col),+])
+                    .column_as(Expr::val(""), $secret)
+                    .filter($entity::Column::Id.is_in(keys.iter().copied()))
+                    .filter($entity::Column::TenantId.eq(self.0.tenant_id))
+                    .into_model::<$entity::Model>()
+                    .all(&self.0.db)
+                    .await
+                    .map_err(db_err)?;
+                Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+            }
+        }
+    };
 }
 
-/// API keys by ID (for audit entries), without their hashes.
-pub struct ApiKeyById(Scope);
-
-impl Loader<i64> for ApiKeyById {
-    type Value = api_key::Model;
-    type Error = async_graphql::Error;
-
-    async fn load(&self, keys: &[i64]) -> LoadResult<Self::Value> {
-        use api_key::Column as C;
-        let rows = api_key::Entity::find()
-            .select_only()
-            .columns([
-                C::Id,
-                C::TenantId,
-                C::UserId,
-                C::Label,
-                C::Prefix,
-                C::Environment,
-                C::Scope,
-                C::Active,
-                C::ExpiresAt,
-                C::LastUsedAt,
-                C::UsageCount,
-                C::DeletedAt,
-                C::CreatedAt,
-                C::UpdatedAt,
-            ])
-            .column_as(Expr::val(""), "key_hash")
-            .filter(C::Id.is_in(keys.iter().copied()))
-            .filter(C::TenantId.eq(self.0.tenant_id))
-            .into_model::<api_key::Model>()
-            .all(&self.0.db)
-            .await
-            .map_err(db_err)?;
-        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
-    }
-}
+display_loader!(/// Users by ID, without their password hashes.
+    UserById, user,
+    [Id, TenantId, Email, Name, Role, Active, SessionEpoch, CreatedAt, UpdatedAt],
+    "password_hash");
+display_loader!(/// API keys by ID (for audit entries), without their hashes.
+    ApiKeyById, api_key,
+    [Id, TenantId, UserId, Label, Prefix, Environment, Scope, Active, ExpiresAt, LastUsedAt,
+     UsageCount, DeletedAt, CreatedAt, UpdatedAt],
+    "key_hash");
 
 /// Tenants by ID (only the caller's).
 pub struct TenantById(Scope);
