@@ -868,6 +868,49 @@ async fn imports_skip_update_or_create_duplicates_and_dry_runs_write_nothing(app
             ),
         }
     }
+    // By phone too, and within one chunk: to the earliest lead with the email or the phone.
+    let fay = lead(
+        &app,
+        &t.key,
+        json!({"email": "fay@example.com", "firstName": "Fay", "lastName": "Lo", "phone": "+1 555 010 0199"}),
+    )
+    .await;
+    let ndjson = "{\"email\": \"cat@example.com\", \"firstName\": \"Cat\", \"lastName\": \"A\", \"phone\": \"+1 555 010 0100\"}\n\
+                  {\"email\": \"dan@example.com\", \"firstName\": \"Dan\", \"lastName\": \"B\", \"phone\": \"+1-555-010-0100\"}\n\
+                  {\"email\": \"CAT@example.com\", \"firstName\": \"Cat\", \"lastName\": \"C\"}\n\
+                  {\"email\": \"gus@example.com\", \"firstName\": \"Gus\", \"lastName\": \"D\", \"phone\": \"+15550100199\"}\n";
+    let r = upload(
+        &app,
+        &t.key,
+        "application/x-ndjson",
+        "?onDuplicate=create",
+        ndjson,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let job = finished(&app, &t.key, r.body["data"]["id"].as_str().expect("id")).await;
+    assert_eq!(counts(&job), [4, 0, 0, 0], "{job}");
+    let r = app.get("/v1/leads?limit=100", &t.key).await;
+    let by_last = |last: &str| {
+        r.body["data"]
+            .as_array()
+            .and_then(|a| a.iter().find(|l| l["lastName"] == last))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let cat = by_last("A");
+    assert!(cat["duplicateOf"].is_null(), "{}", r.text);
+    assert_eq!(
+        by_last("B")["duplicateOf"],
+        cat["id"],
+        "same phone, same chunk"
+    );
+    assert_eq!(
+        by_last("C")["duplicateOf"],
+        cat["id"],
+        "same email, same chunk"
+    );
+    assert_eq!(by_last("D")["duplicateOf"], fay, "same phone, earlier lead");
     stop.cancel();
 }
 

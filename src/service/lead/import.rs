@@ -100,7 +100,7 @@ pub async fn apply(
         let mut matches = existing.get(&email).cloned().unwrap_or_default();
         if matches.contains(&PENDING) && job.on_duplicate == OnDuplicate::Update && !job.dry_run {
             // An earlier row of this chunk creates it: written now, so this row can update it.
-            insert(tx, job.id, std::mem::take(&mut creates), &mut existing).await?;
+            insert(tx, std::mem::take(&mut creates), &mut existing).await?;
             matches = existing.get(&email).cloned().unwrap_or_default();
         }
         match (job.on_duplicate, matches.as_slice()) {
@@ -175,7 +175,7 @@ pub async fn apply(
             creates.push(new);
         }
     }
-    insert(tx, job.id, creates, &mut existing).await?;
+    insert(tx, creates, &mut existing).await?;
     // Unreadable rows were found before the others' checks: the list goes by row.
     out.errors.sort_by_key(|e| e.row);
     Ok(out)
@@ -184,11 +184,12 @@ pub async fn apply(
 /// The ID standing for a lead of this chunk not inserted yet.
 const PENDING: i64 = 0;
 
-/// Inserts the chunk's new leads with their tags, in one statement each, and links those
-/// that duplicate a lead; their emails then name their IDs in `existing`.
+/// Inserts the chunk's new leads with their tags, in one statement each, each linked to the
+/// earliest earlier lead with its email or phone as detection does for a single create
+/// (per-lead detection would cost a transaction per row); their emails then name their IDs in
+/// `existing`.
 async fn insert(
     tx: &DatabaseTransaction,
-    job_id: i64,
     creates: Vec<super::NewLead>,
     existing: &mut HashMap<String, Vec<i64>>,
 ) -> AppResult<()> {
@@ -196,7 +197,18 @@ async fn insert(
         return Ok(());
     }
     let tags: Vec<Vec<String>> = creates.iter().map(|n| n.tags.clone()).collect();
-    let inserted = lead::Entity::insert_many(creates.into_iter().map(|n| n.row))
+    let mut rows: Vec<lead::ActiveModel> = creates.into_iter().map(|n| n.row).collect();
+    // Rows duplicating a lead written before this chunk are inserted already linked: linking
+    // them afterwards rewrote most rows of a typical file a second time.
+    let earlier = Earliest::before(tx, &rows).await?;
+    for r in &mut rows {
+        let email = r.email_normalized.try_as_ref().map(String::as_str);
+        let phone = r.phone_normalized.try_as_ref().and_then(Option::as_deref);
+        if let Some(original) = earlier.of(email, phone) {
+            r.duplicate_of = Set(Some(original));
+        }
+    }
+    let inserted = lead::Entity::insert_many(rows)
         .exec_with_returning(tx)
         .await?;
     for l in &inserted {
@@ -225,53 +237,109 @@ async fn insert(
                 .await?;
         }
     }
-    let first = inserted.iter().map(|l| l.id).min().unwrap_or_default();
-    let last = inserted.iter().map(|l| l.id).max().unwrap_or_default();
-    link_duplicates(tx, job_id, first, last).await?;
-    Ok(())
+    link_within(tx, &inserted).await
 }
 
-/// Links the leads job `job_id` inserted with IDs `first..=last` to the earliest earlier lead
-/// of their stream with the same email or phone, as detection does for a single create, in
-/// one statement: per-lead detection would cost a transaction per row. Imports announce one
-/// `import.completed`, so no `lead.duplicate_detected` event is written for these.
-async fn link_duplicates(
-    tx: &DatabaseTransaction,
-    job_id: i64,
-    first: i64,
-    last: i64,
-) -> AppResult<()> {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
-    let earliest = |column: &str| {
-        format!(
-            "(SELECT MIN(o.id) FROM leads o WHERE o.tenant_id = l.tenant_id \
-             AND o.environment = l.environment AND o.{column} = l.{column} AND o.id < l.id)"
-        )
+/// The earliest lead by normalized email and by phone among leads already written.
+struct Earliest {
+    email: HashMap<String, i64>,
+    phone: HashMap<String, i64>,
+}
+
+impl Earliest {
+    /// Looks up the emails and phones of `rows` (all of one tenant and environment): one
+    /// grouped statement each, probing the (tenant, environment, email or phone) indexes.
+    async fn before(tx: &DatabaseTransaction, rows: &[lead::ActiveModel]) -> AppResult<Self> {
+        let Some(first) = rows.first() else {
+            return Ok(Earliest {
+                email: HashMap::new(),
+                phone: HashMap::new(),
+            });
+        };
+        let (tenant, environment) = (
+            first.tenant_id.try_as_ref().copied().unwrap_or_default(),
+            first.environment.try_as_ref().copied(),
+        );
+        let emails: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.email_normalized.try_as_ref().cloned())
+            .collect();
+        let phones: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.phone_normalized.try_as_ref().cloned().flatten())
+            .collect();
+        let lookup = |column: lead::Column, values: Vec<String>| async move {
+            if values.is_empty() {
+                return Ok::<_, sea_orm::DbErr>(HashMap::new());
+            }
+            let found: Vec<(Option<String>, Option<i64>)> = lead::Entity::find()
+                .select_only()
+                .column(column)
+                .column_as(lead::Column::Id.min(), "first")
+                .filter(lead::Column::TenantId.eq(tenant))
+                .filter(lead::Column::Environment.eq(environment))
+                .filter(column.is_in(values))
+                .group_by(column)
+                .into_tuple()
+                .all(tx)
+                .await?;
+            Ok(found
+                .into_iter()
+                .filter_map(|(k, id)| Some((k?, id?)))
+                .collect())
+        };
+        Ok(Earliest {
+            email: lookup(lead::Column::EmailNormalized, emails).await?,
+            phone: lookup(lead::Column::PhoneNormalized, phones).await?,
+        })
+    }
+
+    /// The earlier of the leads with this email or this phone.
+    fn of(&self, email: Option<&str>, phone: Option<&str>) -> Option<i64> {
+        let by_email = email.and_then(|e| self.email.get(e));
+        let by_phone = phone.and_then(|p| self.phone.get(p));
+        by_email.into_iter().chain(by_phone).min().copied()
+    }
+}
+
+/// Links the leads just inserted that duplicate an earlier one of the same insert (and no lead
+/// written before it), in one statement; imports announce one `import.completed`, so no
+/// `lead.duplicate_detected` event is written for these.
+async fn link_within(tx: &DatabaseTransaction, inserted: &[lead::Model]) -> AppResult<()> {
+    let mut by_id: Vec<&lead::Model> = inserted.iter().collect();
+    by_id.sort_by_key(|l| l.id);
+    let mut first = Earliest {
+        email: HashMap::new(),
+        phone: HashMap::new(),
     };
-    let (email, phone) = (earliest("email_normalized"), earliest("phone_normalized"));
-    let backend = tx.get_database_backend();
-    // The smaller of the two that exist: PostgreSQL's LEAST skips NULLs, SQLite's min() not.
-    let original = match backend {
-        DbBackend::Postgres => format!("LEAST({email}, {phone})"),
-        _ => format!("min(coalesce({email}, {phone}), coalesce({phone}, {email}))"),
-    };
-    let [a, b, c] = match backend {
-        DbBackend::Postgres => ["$1", "$2", "$3"],
-        _ => ["?", "?", "?"],
-    };
-    // Each lookup is one probe of an (tenant, environment, email or phone) index.
-    let sql = format!(
-        "UPDATE leads SET duplicate_of = d.original FROM \
-         (SELECT l.id, {original} AS original FROM leads l \
-         WHERE l.import_id = {a} AND l.id BETWEEN {b} AND {c} AND l.duplicate_of IS NULL) AS d \
-         WHERE leads.id = d.id AND d.original IS NOT NULL"
-    );
-    tx.execute_raw(Statement::from_sql_and_values(
-        backend,
-        sql,
-        [job_id.into(), first.into(), last.into()],
-    ))
-    .await?;
+    let mut links = Vec::new();
+    for l in by_id {
+        if l.duplicate_of.is_none()
+            && let Some(original) =
+                first.of(Some(&l.email_normalized), l.phone_normalized.as_deref())
+        {
+            links.push((l.id, original));
+        }
+        first
+            .email
+            .entry(l.email_normalized.clone())
+            .or_insert(l.id);
+        if let Some(p) = &l.phone_normalized {
+            first.phone.entry(p.clone()).or_insert(l.id);
+        }
+    }
+    if links.is_empty() {
+        return Ok(());
+    }
+    let mut case = sea_orm::sea_query::CaseStatement::new();
+    for (id, original) in &links {
+        case = case.case(lead::Column::Id.eq(*id), *original);
+    }
+    lead::Entity::update_many()
+        .col_expr(lead::Column::DuplicateOf, case.into())
+        .filter(lead::Column::Id.is_in(links.iter().map(|(id, _)| *id)))
+        .exec(tx)
+        .await?;
     Ok(())
 }
 
