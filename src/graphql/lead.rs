@@ -1,6 +1,8 @@
 //! The `Lead` type, `lead`/`leads` queries and lead mutations.
 
 use crate::graphql::time::DateTime;
+use std::collections::HashMap;
+
 use async_graphql::{
     ComplexObject, Context, Enum, ID, InputObject, Json, Lookahead, MaybeUndefined, Object, Result,
     SimpleObject,
@@ -16,6 +18,7 @@ use super::user::User;
 use super::{app, rc};
 use crate::error::AppError;
 use crate::ids::Kind;
+use crate::service::lead::listing;
 use crate::service::lead::{Change, IdRef, LeadFilter, LeadInput, LeadRow, Order, SortField};
 use crate::service::page::{Page, PageArgs, encode_cursor};
 use crate::service::{self};
@@ -263,9 +266,51 @@ fn distinct(ids: impl Iterator<Item = Option<i64>>) -> Vec<i64> {
     v
 }
 
+/// Hands the related rows read with a page to the loaders, so the fields under the page
+/// resolve from their caches instead of issuing statements of their own.
+async fn feed(ctx: &Context<'_>, page: Page<listing::Listed>) -> Result<Page<Lead>> {
+    let l = &*super::loaders(ctx)?;
+    let mut sources = HashMap::new();
+    let mut pipelines = HashMap::new();
+    let mut stages = HashMap::new();
+    let mut users = HashMap::new();
+    let items = page
+        .items
+        .into_iter()
+        .map(|x| {
+            if let Some(s) = x.source {
+                sources.insert(s.id, s);
+            }
+            if let Some(p) = x.pipeline {
+                pipelines.insert(p.id, p);
+            }
+            if let Some(s) = x.stage {
+                stages.insert(s.id, s);
+            }
+            if let Some(u) = x.assignee {
+                users.insert(u.id, u);
+            }
+            Lead {
+                row: x.lead,
+                tags: x.tags,
+            }
+        })
+        .collect();
+    l.sources.feed_many(sources).await;
+    l.pipelines.feed_many(pipelines).await;
+    l.stages.feed_many(stages).await;
+    l.users.feed_many(users).await;
+    Ok(Page {
+        items,
+        has_next: page.has_next,
+        has_previous: page.has_previous,
+    })
+}
+
 /// Loads the relations selected under a list of leads (`node`), one statement per relation,
 /// so items resolve from the loaders' caches however long the page is.
-pub async fn prime(ctx: &Context<'_>, node: Lookahead<'_>, leads: &[lead::Model]) -> Result<()> {
+pub async fn prime(ctx: &Context<'_>, node: Lookahead<'_>, page: &[Lead]) -> Result<()> {
+    let leads: Vec<&lead::Model> = page.iter().map(|l| &l.row).collect();
     let l = &*super::loaders(ctx)?;
     let sources = async {
         let sel = node.field("source");
@@ -328,7 +373,9 @@ pub async fn prime(ctx: &Context<'_>, node: Lookahead<'_>, leads: &[lead::Model]
     };
     let tags = async {
         if node.field("tags").exists() {
-            l.tags.load_many(leads.iter().map(|x| x.id)).await?;
+            // Tags read with the page are known already.
+            let unknown = page.iter().filter(|x| x.tags.is_none()).map(|x| x.row.id);
+            l.tags.load_many(unknown).await?;
         }
         Ok(())
     };
@@ -347,7 +394,7 @@ pub async fn prime(ctx: &Context<'_>, node: Lookahead<'_>, leads: &[lead::Model]
 /// Builds a connection from a page.
 pub fn connection(
     ctx: &Context<'_>,
-    page: Page<lead::Model>,
+    page: Page<Lead>,
     cond: Condition,
     order: Order,
 ) -> Result<LeadConnection> {
@@ -357,14 +404,11 @@ pub fn connection(
         has_next,
         has_previous,
     } = page;
-    let start = items.first().map(|l| cursor_of(ids, order, l));
-    let end = items.last().map(|l| cursor_of(ids, order, l));
+    let start = items.first().map(|l| cursor_of(ids, order, &l.row));
+    let end = items.last().map(|l| cursor_of(ids, order, &l.row));
     let edges: Vec<LeadEdge> = items
         .into_iter()
-        .map(|l| LeadEdge {
-            node: l.into(),
-            order,
-        })
+        .map(|node| LeadEdge { node, order })
         .collect();
     Ok(LeadConnection {
         page_info: PageInfo::new(has_next, has_previous, start, end),
@@ -698,13 +742,18 @@ impl LeadQuery {
             last,
             before,
         };
-        let (page, cond) = service::lead::list(app(ctx)?, rc(ctx)?, &filter, order, &args).await?;
-        prime(
-            ctx,
-            ctx.look_ahead().field("edges").field("node"),
-            &page.items,
-        )
-        .await?;
+        let node = ctx.look_ahead().field("edges").field("node");
+        let with = listing::With {
+            source: node.field("source").exists(),
+            pipeline: node.field("pipeline").exists(),
+            stage: node.field("stage").exists(),
+            assignee: node.field("assignedTo").exists(),
+            tags: node.field("tags").exists(),
+        };
+        let (page, cond) =
+            service::lead::list(app(ctx)?, rc(ctx)?, &filter, order, &args, with).await?;
+        let page = feed(ctx, page).await?;
+        prime(ctx, node, &page.items).await?;
         connection(ctx, page, cond, order)
     }
 }

@@ -12,6 +12,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 
 use crate::auth::principal::Principal;
 use crate::error::AppError;
+use crate::service::lead::listing;
 
 /// The loaders' per-request caches, keyed by row IDs.
 type Cache = HashMapCache;
@@ -53,8 +54,6 @@ macro_rules! by_id_loader {
     };
 }
 
-by_id_loader!(/// Sources by ID.
-    SourceById, source, Environment);
 by_id_loader!(/// Pipelines by ID.
     PipelineById, pipeline, Environment);
 by_id_loader!(/// Stages by ID.
@@ -63,9 +62,9 @@ by_id_loader!(/// Leads by ID (for `duplicateOf`).
     LeadById, lead, Environment);
 
 /// Like `by_id_loader`, for rows shown but never used to authenticate: every column but the
-/// secret one, which is read as an empty string.
+/// secret one, which is read as `$shown` (what display needs of it, at most whether it is set).
 macro_rules! display_loader {
-    ($(#[$doc:meta])* $name:ident, $entity:ident, [$($col:ident),+ $(,)?], $secret:literal) => {
+    ($(#[$doc:meta])* $name:ident, $entity:ident, [$($col:ident),+ $(,)?], $secret:literal = $shown:expr $(, $env:ident)?) => {
         $(#[$doc])*
         pub struct $name(Scope);
 
@@ -77,9 +76,10 @@ macro_rules! display_loader {
                 let rows = $entity::Entity::find()
                     .select_only()
                     .columns([$($entity::Column::$col),+])
-                    .column_as(Expr::val(""), $secret)
+                    .column_as($shown, $secret)
                     .filter($entity::Column::Id.is_in(keys.iter().copied()))
                     .filter($entity::Column::TenantId.eq(self.0.tenant_id))
+                    $(.filter(Expr::col($entity::Column::$env).eq(self.0.environment.as_str())))?
                     .into_model::<$entity::Model>()
                     .all(&self.0.db)
                     .await
@@ -93,12 +93,16 @@ macro_rules! display_loader {
 display_loader!(/// Users by ID, without their password hashes.
     UserById, user,
     [Id, TenantId, Email, Name, Role, Active, SessionEpoch, CreatedAt, UpdatedAt],
-    "password_hash");
+    "password_hash" = Expr::val(""));
 display_loader!(/// API keys by ID (for audit entries), without their hashes.
     ApiKeyById, api_key,
     [Id, TenantId, UserId, Label, Prefix, Environment, Scope, Active, ExpiresAt, LastUsedAt,
      UsageCount, DeletedAt, CreatedAt, UpdatedAt],
-    "key_hash");
+    "key_hash" = Expr::val(""));
+display_loader!(/// Sources by ID, with whether a webhook token is set instead of its hash.
+    SourceById, source,
+    [Id, TenantId, Environment, Name, Channel, Description, CreatedAt, UpdatedAt],
+    "webhook_token_hash" = listing::token_set(), Environment);
 
 /// Tenants by ID (only the caller's).
 pub struct TenantById(Scope);

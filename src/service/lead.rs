@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod duplicates;
 pub mod export;
 pub mod import;
+pub mod listing;
 
 use std::collections::BTreeSet;
 
@@ -1136,7 +1137,7 @@ fn condition(p: &Principal, f: &LeadFilter, rows: FilterRows) -> Condition {
     if let Some(search) = &f.search {
         for word in search.split_whitespace().take(8) {
             let pattern = escape_like(&word.to_lowercase());
-            let lower = |col: lead::Column| Expr::expr(Func::lower(Expr::col(col)));
+            let lower = |col: lead::Column| Expr::expr(Func::lower(Expr::col((lead::Entity, col))));
             let mut any = Condition::any()
                 .add(
                     lower(lead::Column::FirstName)
@@ -1147,12 +1148,15 @@ fn condition(p: &Principal, f: &LeadFilter, rows: FilterRows) -> Condition {
                         .like(sea_orm::sea_query::LikeExpr::new(&pattern).escape('\\')),
                 )
                 .add(
-                    Expr::col(lead::Column::EmailNormalized)
+                    Expr::col((lead::Entity, lead::Column::EmailNormalized))
                         .like(sea_orm::sea_query::LikeExpr::new(&pattern).escape('\\')),
                 );
             let digits: String = word.chars().filter(|c| c.is_ascii_digit()).collect();
             if digits.len() >= 3 {
-                any = any.add(Expr::col(lead::Column::PhoneNormalized).like(format!("%{digits}%")));
+                any = any.add(
+                    Expr::col((lead::Entity, lead::Column::PhoneNormalized))
+                        .like(format!("%{digits}%")),
+                );
             }
             c = c.add(any);
         }
@@ -1160,29 +1164,28 @@ fn condition(p: &Principal, f: &LeadFilter, rows: FilterRows) -> Condition {
     c
 }
 
-/// One page of leads.
+/// One page of leads, with the relations of `with` read in the same statement.
 pub async fn list(
     app: &App,
     rc: &RequestCtx,
     filter: &LeadFilter,
     order: Order,
     args: &PageArgs,
-) -> AppResult<(Page<lead::Model>, Condition)> {
+    with: listing::With,
+) -> AppResult<(Page<listing::Listed>, Condition)> {
     let p = rc.principal()?;
     let rows = filter.rows(&app.ids)?;
     let window = page::window(&app.ids, Kind::Lead, &order.cursor_name(), args)?;
     let cond = condition(p, filter, rows);
-    let rows = fetch(&app.db, cond.clone(), order, &window).await?;
+    let q = page_query(cond.clone(), order, &window)?;
+    let rows = listing::fetch(&app.db, q, with, p.tenant_id, p.environment).await?;
     Ok((Page::from_fetched(rows, &window), cond))
 }
 
-async fn fetch(
-    db: &DatabaseConnection,
-    cond: Condition,
-    order: Order,
-    w: &Window,
-) -> AppResult<Vec<lead::Model>> {
-    let col = order.field.column();
+/// The select of one window of leads: filtered, ordered, one row more than the page.
+fn page_query(cond: Condition, order: Order, w: &Window) -> AppResult<Select<lead::Entity>> {
+    // Qualified: the page's statement may join tables with columns of the same names.
+    let col = Expr::col((lead::Entity, order.field.column()));
     // Walking backward reverses the order; the page is flipped back afterwards.
     let asc = order.asc == w.forward;
     let mut q = lead::Entity::find().filter(cond);
@@ -1192,26 +1195,27 @@ async fn fetch(
             .parse_value(&from.value)
             .ok_or_else(|| AppError::field("after", "is not a valid cursor"))?;
         let beyond = if asc {
-            Condition::any().add(Expr::col(col).gt(v.clone())).add(
+            Condition::any().add(col.clone().gt(v.clone())).add(
                 Condition::all()
-                    .add(Expr::col(col).eq(v))
+                    .add(col.clone().eq(v))
                     .add(lead::Column::Id.gt(from.id)),
             )
         } else {
-            Condition::any().add(Expr::col(col).lt(v.clone())).add(
+            Condition::any().add(col.clone().lt(v.clone())).add(
                 Condition::all()
-                    .add(Expr::col(col).eq(v))
+                    .add(col.clone().eq(v))
                     .add(lead::Column::Id.lt(from.id)),
             )
         };
         q = q.filter(beyond);
     }
+    let col = order.field.column();
     q = if asc {
         q.order_by_asc(col).order_by_asc(lead::Column::Id)
     } else {
         q.order_by_desc(col).order_by_desc(lead::Column::Id)
     };
-    Ok(q.limit(w.limit + 1).all(db).await?)
+    Ok(q.limit(w.limit + 1))
 }
 
 /// Leads matching a condition (for `totalCount`, computed only when selected).
