@@ -100,7 +100,13 @@ pub async fn apply(
         let mut matches = existing.get(&email).cloned().unwrap_or_default();
         if matches.contains(&PENDING) && job.on_duplicate == OnDuplicate::Update && !job.dry_run {
             // An earlier row of this chunk creates it: written now, so this row can update it.
-            insert(tx, std::mem::take(&mut creates), &mut existing).await?;
+            insert(
+                tx,
+                job.on_duplicate,
+                std::mem::take(&mut creates),
+                &mut existing,
+            )
+            .await?;
             matches = existing.get(&email).cloned().unwrap_or_default();
         }
         match (job.on_duplicate, matches.as_slice()) {
@@ -175,7 +181,7 @@ pub async fn apply(
             creates.push(new);
         }
     }
-    insert(tx, creates, &mut existing).await?;
+    insert(tx, job.on_duplicate, creates, &mut existing).await?;
     // Unreadable rows were found before the others' checks: the list goes by row.
     out.errors.sort_by_key(|e| e.row);
     Ok(out)
@@ -190,6 +196,7 @@ const PENDING: i64 = 0;
 /// `existing`.
 async fn insert(
     tx: &DatabaseTransaction,
+    on_duplicate: OnDuplicate,
     creates: Vec<super::NewLead>,
     existing: &mut HashMap<String, Vec<i64>>,
 ) -> AppResult<()> {
@@ -200,7 +207,10 @@ async fn insert(
     let mut rows: Vec<lead::ActiveModel> = creates.into_iter().map(|n| n.row).collect();
     // Rows duplicating a lead written before this chunk are inserted already linked: linking
     // them afterwards rewrote most rows of a typical file a second time.
-    let earlier = Earliest::before(tx, &rows).await?;
+    // Unless the job creates duplicates, no row created has an email a lead already has: the
+    // chunk's emails were looked up before (`existing`).
+    let by_email = on_duplicate == OnDuplicate::Create;
+    let earlier = Earliest::before(tx, &rows, by_email).await?;
     for r in &mut rows {
         let email = r.email_normalized.try_as_ref().map(String::as_str);
         let phone = r.phone_normalized.try_as_ref().and_then(Option::as_deref);
@@ -247,9 +257,14 @@ struct Earliest {
 }
 
 impl Earliest {
-    /// Looks up the emails and phones of `rows` (all of one tenant and environment): one
-    /// grouped statement each, probing the (tenant, environment, email or phone) indexes.
-    async fn before(tx: &DatabaseTransaction, rows: &[lead::ActiveModel]) -> AppResult<Self> {
+    /// Looks up the phones of `rows` (all of one tenant and environment), and their emails if
+    /// `by_email`: one grouped statement each, probing the (tenant, environment, email or
+    /// phone) indexes.
+    async fn before(
+        tx: &DatabaseTransaction,
+        rows: &[lead::ActiveModel],
+        by_email: bool,
+    ) -> AppResult<Self> {
         let Some(first) = rows.first() else {
             return Ok(Earliest {
                 email: HashMap::new(),
@@ -262,6 +277,7 @@ impl Earliest {
         );
         let emails: Vec<String> = rows
             .iter()
+            .filter(|_| by_email)
             .filter_map(|r| r.email_normalized.try_as_ref().cloned())
             .collect();
         let phones: Vec<String> = rows
