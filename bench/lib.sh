@@ -9,12 +9,12 @@ if ! [ -x "$tools/bin/oha" ]; then
 fi
 OHA="$tools/bin/oha"
 # compare.sh given both builds (COMPARE_NEW) needs none of this tree's; BENCH_NO_BUILD=1
-# measures the dist build as it is.
-if [ -z "${COMPARE_NEW:-}" ] && [ -z "${BENCH_NO_BUILD:-}" ]; then
+# measures the dist build as it is, BENCH_BIN=/path/to/leadgraph another build.
+if [ -z "${COMPARE_NEW:-}" ] && [ -z "${BENCH_NO_BUILD:-}" ] && [ -z "${BENCH_BIN:-}" ]; then
   echo "building the binaries (--profile dist)" >&2
   cargo build --profile dist --quiet --bin leadgraph --example sql_baseline
 fi
-BIN="$PWD/target/dist/leadgraph"
+BIN="${BENCH_BIN:-$PWD/target/dist/leadgraph}"
 
 work=$(mktemp -d)
 server=""

@@ -32,6 +32,9 @@ struct Args {
     /// Concurrent replaying tasks.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Also write the statements, values inlined, as a pgbench script to this file.
+    #[arg(long)]
+    pgbench_script: Option<std::path::PathBuf>,
 }
 
 /// The GraphQL document of scenario (a).
@@ -89,6 +92,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("scenario (a) did not return 50 leads: {parsed}").into());
     }
     let statements = Arc::new(captured.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    if let Some(path) = &args.pgbench_script {
+        // pgbench ends a command at its semicolon, so statements may span lines.
+        let script: String = statements.iter().map(|s| format!("{s};\n")).collect();
+        std::fs::write(path, script)?;
+    }
     if std::env::var_os("BASELINE_SHOW_SQL").is_some() {
         for s in statements.iter() {
             eprintln!("{s}");
