@@ -1171,10 +1171,13 @@ async fn dataloaders_keep_statement_count_flat(app: TestApp) {
         counts[0], counts[1],
         "statements do not grow with the page size"
     );
-    // 1 key look-up + 1 page (tags, source, pipeline, stage and user joined in) + lead counts
-    // + stages of pipelines: 4 (duplicateOf loads nothing: no lead has one yet).
-    assert!(counts[1] <= 4, "{} statements", counts[1]);
-    // The benchmark's page: everything in the page's statement.
+    // 1 key look-up + 1 page (tags, and on PostgreSQL source, pipeline, stage and user joined
+    // in) + lead counts + stages of pipelines: 4; on SQLite the four relations are loaded: 8
+    // (duplicateOf loads nothing: no lead has one yet).
+    let most = if app.is_postgres() { 4 } else { 8 };
+    assert!(counts[1] <= most, "{} statements", counts[1]);
+    // The benchmark's page: on PostgreSQL everything in the page's statement.
+    let most = if app.is_postgres() { 2 } else { 6 };
     let before = app.statement_count();
     let r = app
         .gql(
@@ -1189,7 +1192,7 @@ async fn dataloaders_keep_statement_count_flat(app: TestApp) {
         Some(50)
     );
     assert!(
-        app.statement_count() - before <= 2,
+        app.statement_count() - before <= most,
         "{} statements",
         app.statement_count() - before
     );

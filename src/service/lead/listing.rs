@@ -56,6 +56,7 @@ pub async fn fetch(
     environment: Environment,
 ) -> AppResult<Vec<Listed>> {
     let backend = db.get_database_backend();
+    let with = worth_joining(with, backend);
     let stmt = joined(q, with, backend).build(backend);
     let rows = db.query_all_raw(stmt).await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -87,6 +88,21 @@ pub async fn fetch(
         });
     }
     Ok(out)
+}
+
+/// What pays to read in the page's statement. On PostgreSQL every relation: each statement
+/// saved is a round trip. SQLite runs in-process, so a saved statement saves little, while a
+/// joined row repeats its source, pipeline, stage and user for every lead and SQLite's rows are
+/// copied value by value out of its worker thread: there only the tags are read with the page
+/// (docs/performance.md has both measurements).
+fn worth_joining(with: With, backend: DatabaseBackend) -> With {
+    match backend {
+        DatabaseBackend::Postgres => with,
+        _ => With {
+            tags: with.tags,
+            ..With::default()
+        },
+    }
 }
 
 fn related<M: FromQueryResult>(
