@@ -251,6 +251,7 @@ async fn insert(
 }
 
 /// The earliest lead by normalized email and by phone among leads already written.
+#[derive(Default)]
 struct Earliest {
     email: HashMap<String, i64>,
     phone: HashMap<String, i64>,
@@ -266,20 +267,19 @@ impl Earliest {
         by_email: bool,
     ) -> AppResult<Self> {
         let Some(first) = rows.first() else {
-            return Ok(Earliest {
-                email: HashMap::new(),
-                phone: HashMap::new(),
-            });
+            return Ok(Earliest::default());
         };
         let (tenant, environment) = (
             first.tenant_id.try_as_ref().copied().unwrap_or_default(),
             first.environment.try_as_ref().copied(),
         );
-        let emails: Vec<String> = rows
-            .iter()
-            .filter(|_| by_email)
-            .filter_map(|r| r.email_normalized.try_as_ref().cloned())
-            .collect();
+        let emails: Vec<String> = if by_email {
+            rows.iter()
+                .filter_map(|r| r.email_normalized.try_as_ref().cloned())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let phones: Vec<String> = rows
             .iter()
             .filter_map(|r| r.phone_normalized.try_as_ref().cloned().flatten())
@@ -324,10 +324,7 @@ impl Earliest {
 async fn link_within(tx: &DatabaseTransaction, inserted: &[lead::Model]) -> AppResult<()> {
     let mut by_id: Vec<&lead::Model> = inserted.iter().collect();
     by_id.sort_by_key(|l| l.id);
-    let mut first = Earliest {
-        email: HashMap::new(),
-        phone: HashMap::new(),
-    };
+    let mut first = Earliest::default();
     let mut links = Vec::new();
     for l in by_id {
         if l.duplicate_of.is_none()

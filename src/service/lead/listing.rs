@@ -59,12 +59,12 @@ pub async fn fetch(
     let with = worth_joining(with, backend);
     let stmt = joined(q, with, backend).build(backend);
     let rows = db.query_all_raw(stmt).await?;
+    // A related row of another tenant or environment is one the loaders would not return.
+    let mine =
+        |t: i64, e: Option<Environment>| t == tenant_id && e.is_none_or(|e| e == environment);
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let l = lead::Model::from_query_result(row, "")?;
-        // A related row of another tenant or environment is one the loaders would not return.
-        let mine =
-            |t: i64, e: Option<Environment>| t == tenant_id && e.is_none_or(|e| e == environment);
         let source = related::<source::Model>(row, with.source, "s_")?
             .filter(|s| mine(s.tenant_id, Some(s.environment)));
         let pipeline = related::<pipeline::Model>(row, with.pipeline, "p_")?
@@ -142,12 +142,22 @@ pub fn token_set() -> Expr {
     .into()
 }
 
-/// Adds `E`'s columns under `pre`, with `replaced` columns read as the given expression.
-fn columns<E: EntityTrait>(
+/// Left-joins `E` on `lead.from = E.to` and adds its columns under `pre`, each `replaced`
+/// column read as the given expression instead.
+fn join<E: EntityTrait>(
     mut q: Select<lead::Entity>,
+    from: lead::Column,
+    to: E::Column,
     pre: &str,
     replaced: &[(E::Column, Expr)],
 ) -> Select<lead::Entity> {
+    q = q.join(
+        JoinType::LeftJoin,
+        lead::Entity::belongs_to(E::default())
+            .from(from)
+            .to(to)
+            .into(),
+    );
     for c in E::Column::iter() {
         let expr = replaced
             .iter()
@@ -167,44 +177,18 @@ fn joined(
     backend: DatabaseBackend,
 ) -> Select<lead::Entity> {
     if with.source {
-        q = q.join(
-            JoinType::LeftJoin,
-            lead::Entity::belongs_to(source::Entity)
-                .from(lead::Column::SourceId)
-                .to(source::Column::Id)
-                .into(),
-        );
-        q = columns::<source::Entity>(q, "s_", &[(source::Column::WebhookTokenHash, token_set())]);
+        let shown = [(source::Column::WebhookTokenHash, token_set())];
+        q = join::<source::Entity>(q, lead::Column::SourceId, source::Column::Id, "s_", &shown);
     }
     if with.pipeline {
-        q = q.join(
-            JoinType::LeftJoin,
-            lead::Entity::belongs_to(pipeline::Entity)
-                .from(lead::Column::PipelineId)
-                .to(pipeline::Column::Id)
-                .into(),
-        );
-        q = columns::<pipeline::Entity>(q, "p_", &[]);
+        q = join::<pipeline::Entity>(q, lead::Column::PipelineId, pipeline::Column::Id, "p_", &[]);
     }
     if with.stage {
-        q = q.join(
-            JoinType::LeftJoin,
-            lead::Entity::belongs_to(stage::Entity)
-                .from(lead::Column::StageId)
-                .to(stage::Column::Id)
-                .into(),
-        );
-        q = columns::<stage::Entity>(q, "st_", &[]);
+        q = join::<stage::Entity>(q, lead::Column::StageId, stage::Column::Id, "st_", &[]);
     }
     if with.assignee {
-        q = q.join(
-            JoinType::LeftJoin,
-            lead::Entity::belongs_to(user::Entity)
-                .from(lead::Column::AssignedTo)
-                .to(user::Column::Id)
-                .into(),
-        );
-        q = columns::<user::Entity>(q, "u_", &[(user::Column::PasswordHash, Expr::val(""))]);
+        let shown = [(user::Column::PasswordHash, Expr::val(""))];
+        q = join::<user::Entity>(q, lead::Column::AssignedTo, user::Column::Id, "u_", &shown);
     }
     if with.tags {
         // One array per lead, from the tags' primary key (lead_id, tag).
