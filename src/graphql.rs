@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod audit;
+pub mod columns;
 pub mod documents;
 pub mod event;
 pub mod graphiql;

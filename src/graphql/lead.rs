@@ -1,16 +1,16 @@
 //! The `Lead` type, `lead`/`leads` queries and lead mutations.
 
 use crate::graphql::time::DateTime;
-use std::collections::HashMap;
 
 use async_graphql::{
     ComplexObject, Context, Enum, ID, InputObject, Json, Lookahead, MaybeUndefined, Object, Result,
     SimpleObject,
 };
 use entity::enums::{Channel, LeadStatus};
-use entity::lead;
+use entity::{lead, pipeline, source, stage, user};
 use sea_orm::Condition;
 
+use super::columns::{Fields, selected};
 use super::guard::Need;
 use super::pipeline::{Pipeline, Stage};
 use super::source::Source;
@@ -25,10 +25,22 @@ use crate::service::{self};
 
 /// A lead.
 pub struct Lead {
-    /// The row.
+    /// The row (in a page, only the columns its selected fields show).
     pub row: lead::Model,
     /// Tags when already known (mutations), else loaded.
     pub tags: Option<Vec<String>>,
+    /// Related rows read with its page (boxed: most leads have none).
+    pub joined: Option<Box<Joined>>,
+}
+
+/// A lead's related rows read with its page (`None`: the loaders serve them). Partial rows:
+/// each shows only through the fields the page selected, so they stay out of the loaders'
+/// caches, which other paths of the document share.
+pub struct Joined {
+    source: listing::Joined<source::Model>,
+    pipeline: listing::Joined<pipeline::Model>,
+    stage: listing::Joined<stage::Model>,
+    assignee: listing::Joined<user::Model>,
 }
 
 impl From<LeadRow> for Lead {
@@ -36,19 +48,55 @@ impl From<LeadRow> for Lead {
         Lead {
             row: r.lead,
             tags: Some(r.tags),
+            joined: None,
         }
     }
 }
 
 impl From<lead::Model> for Lead {
     fn from(row: lead::Model) -> Self {
-        Lead { row, tags: None }
+        Lead {
+            row,
+            tags: None,
+            joined: None,
+        }
     }
 }
 
 fn opt_id(ctx: &Context<'_>, kind: Kind, id: Option<i64>) -> Result<Option<ID>> {
     id.map(|id| super::encode(ctx, kind, id)).transpose()
 }
+
+/// The columns each field of `Lead` shows.
+pub const COLUMNS: Fields<lead::Column> = {
+    use lead::Column as C;
+    &[
+        ("id", &[]),
+        ("tenantId", &[C::TenantId]),
+        ("email", &[C::Email]),
+        ("firstName", &[C::FirstName]),
+        ("lastName", &[C::LastName]),
+        ("phone", &[C::Phone]),
+        ("channel", &[C::Source]),
+        ("sourceId", &[C::SourceId]),
+        ("source", &[C::SourceId]),
+        ("pipelineId", &[C::PipelineId]),
+        ("pipeline", &[C::PipelineId]),
+        ("stageId", &[C::StageId]),
+        ("stage", &[C::StageId]),
+        ("status", &[C::Status]),
+        ("score", &[C::Score]),
+        ("assignedToId", &[C::AssignedTo]),
+        ("assignedTo", &[C::AssignedTo]),
+        ("customFields", &[C::CustomFields]),
+        ("tags", &[]),
+        ("duplicateOfId", &[C::DuplicateOf]),
+        ("importId", &[C::ImportId]),
+        ("duplicateOf", &[C::DuplicateOf]),
+        ("createdAt", &[C::CreatedAt]),
+        ("updatedAt", &[C::UpdatedAt]),
+    ]
+};
 
 #[Object]
 impl Lead {
@@ -86,6 +134,9 @@ impl Lead {
     }
     /// The lead source.
     async fn source(&self, ctx: &Context<'_>) -> Result<Option<Source>> {
+        if let Some(s) = self.joined.as_ref().and_then(|j| j.source.as_ref()) {
+            return Ok(s.clone().map(Source));
+        }
         let Some(id) = self.row.source_id else {
             return Ok(None);
         };
@@ -97,6 +148,9 @@ impl Lead {
     }
     /// The pipeline.
     async fn pipeline(&self, ctx: &Context<'_>) -> Result<Option<Pipeline>> {
+        if let Some(p) = self.joined.as_ref().and_then(|j| j.pipeline.as_ref()) {
+            return Ok(p.clone().map(Pipeline));
+        }
         let Some(id) = self.row.pipeline_id else {
             return Ok(None);
         };
@@ -112,6 +166,9 @@ impl Lead {
     }
     /// The pipeline stage.
     async fn stage(&self, ctx: &Context<'_>) -> Result<Option<Stage>> {
+        if let Some(s) = self.joined.as_ref().and_then(|j| j.stage.as_ref()) {
+            return Ok(s.clone().map(Stage));
+        }
         let Some(id) = self.row.stage_id else {
             return Ok(None);
         };
@@ -131,6 +188,9 @@ impl Lead {
     }
     /// The assigned user.
     async fn assigned_to(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        if let Some(u) = self.joined.as_ref().and_then(|j| j.assignee.as_ref()) {
+            return Ok(u.clone().map(User));
+        }
         let Some(id) = self.row.assigned_to else {
             return Ok(None);
         };
@@ -266,63 +326,62 @@ fn distinct(ids: impl Iterator<Item = Option<i64>>) -> Vec<i64> {
     v
 }
 
-/// Hands the related rows read with a page to the loaders, so the fields under the page
-/// resolve from their caches instead of issuing statements of their own.
-async fn feed(ctx: &Context<'_>, page: Page<listing::Listed>) -> Result<Page<Lead>> {
-    let l = &*super::loaders(ctx)?;
-    let mut sources = HashMap::new();
-    let mut pipelines = HashMap::new();
-    let mut stages = HashMap::new();
-    let mut users = HashMap::new();
+/// A page's leads with the rows read with them attached.
+fn attach(page: Page<listing::Listed>) -> Page<Lead> {
     let items = page
         .items
         .into_iter()
-        .map(|x| {
-            if let Some(s) = x.source {
-                sources.insert(s.id, s);
-            }
-            if let Some(p) = x.pipeline {
-                pipelines.insert(p.id, p);
-            }
-            if let Some(s) = x.stage {
-                stages.insert(s.id, s);
-            }
-            if let Some(u) = x.assignee {
-                users.insert(u.id, u);
-            }
-            Lead {
-                row: x.lead,
-                tags: x.tags,
-            }
+        .map(|x| Lead {
+            row: x.lead,
+            tags: x.tags,
+            joined: Some(Box::new(Joined {
+                source: x.source,
+                pipeline: x.pipeline,
+                stage: x.stage,
+                assignee: x.assignee,
+            })),
         })
         .collect();
-    l.sources.feed_many(sources).await;
-    l.pipelines.feed_many(pipelines).await;
-    l.stages.feed_many(stages).await;
-    l.users.feed_many(users).await;
-    Ok(Page {
+    Page {
         items,
         has_next: page.has_next,
         has_previous: page.has_previous,
-    })
+    }
 }
 
-/// Loads the relations selected under a list of leads (`node`), one statement per relation,
-/// so items resolve from the loaders' caches however long the page is.
+/// A relation's rows read with the page, or `None` if the loaders serve it. A page reads a
+/// relation for all its leads or for none.
+fn read_with<'a, M>(
+    page: &'a [Lead],
+    of: impl Fn(&'a Joined) -> &'a listing::Joined<M>,
+) -> Option<Vec<&'a M>> {
+    of(page.first()?.joined.as_deref()?).as_ref()?;
+    Some(
+        page.iter()
+            .filter_map(|l| of(l.joined.as_deref()?).as_ref()?.as_ref())
+            .collect(),
+    )
+}
+
+/// Loads the relations selected under a list of leads (`node`) that were not read with it, one
+/// statement per relation, so items resolve from the loaders' caches however long the page is.
 pub async fn prime(ctx: &Context<'_>, node: Lookahead<'_>, page: &[Lead]) -> Result<()> {
     let leads: Vec<&lead::Model> = page.iter().map(|l| &l.row).collect();
     let l = &*super::loaders(ctx)?;
     let sources = async {
         let sel = node.field("source");
         if sel.exists() {
-            let found = l
-                .sources
-                .load_many(distinct(leads.iter().map(|x| x.source_id)))
-                .await?;
+            let found = match read_with(page, |j| &j.source) {
+                Some(rows) => distinct(rows.iter().map(|s| Some(s.id))),
+                None => l
+                    .sources
+                    .load_many(distinct(leads.iter().map(|x| x.source_id)))
+                    .await?
+                    .into_keys()
+                    .collect(),
+            };
             if sel.field("leadCount").exists() {
-                l.source_lead_counts
-                    .load_many(found.keys().copied())
-                    .await?;
+                l.source_lead_counts.load_many(found).await?;
             }
         }
         Ok::<_, async_graphql::Error>(())
@@ -339,24 +398,34 @@ pub async fn prime(ctx: &Context<'_>, node: Lookahead<'_>, page: &[Lead]) -> Res
     let pipelines = async {
         let sel = node.field("pipeline");
         if sel.exists() {
-            let found = l
-                .pipelines
-                .load_many(distinct(leads.iter().map(|x| x.pipeline_id)))
-                .await?;
-            stages_of(found.keys().copied().collect(), sel).await?;
+            let found = match read_with(page, |j| &j.pipeline) {
+                Some(rows) => distinct(rows.iter().map(|p| Some(p.id))),
+                None => l
+                    .pipelines
+                    .load_many(distinct(leads.iter().map(|x| x.pipeline_id)))
+                    .await?
+                    .into_keys()
+                    .collect(),
+            };
+            stages_of(found, sel).await?;
         }
         Ok(())
     };
     let stages = async {
         let sel = node.field("stage");
         if sel.exists() {
-            let found = l
-                .stages
-                .load_many(distinct(leads.iter().map(|x| x.stage_id)))
-                .await?;
+            let pids = match read_with(page, |j| &j.stage) {
+                Some(rows) => distinct(rows.iter().map(|s| Some(s.pipeline_id))),
+                None => {
+                    let found = l
+                        .stages
+                        .load_many(distinct(leads.iter().map(|x| x.stage_id)))
+                        .await?;
+                    distinct(found.values().map(|s| Some(s.pipeline_id)))
+                }
+            };
             let psel = sel.field("pipeline");
             if psel.exists() {
-                let pids = distinct(found.values().map(|s| Some(s.pipeline_id)));
                 let found = l.pipelines.load_many(pids).await?;
                 stages_of(found.keys().copied().collect(), psel).await?;
             }
@@ -364,7 +433,7 @@ pub async fn prime(ctx: &Context<'_>, node: Lookahead<'_>, page: &[Lead]) -> Res
         Ok(())
     };
     let users = async {
-        if node.field("assignedTo").exists() {
+        if node.field("assignedTo").exists() && read_with(page, |j| &j.assignee).is_none() {
             l.users
                 .load_many(distinct(leads.iter().map(|x| x.assigned_to)))
                 .await?;
@@ -743,16 +812,18 @@ impl LeadQuery {
             before,
         };
         let node = ctx.look_ahead().field("edges").field("node");
+        let related = |field: &str| Some(node.field(field)).filter(Lookahead::exists);
         let with = listing::With {
-            source: node.field("source").exists(),
-            pipeline: node.field("pipeline").exists(),
-            stage: node.field("stage").exists(),
-            assignee: node.field("assignedTo").exists(),
+            lead: Some(selected(&node, COLUMNS)),
+            source: related("source").map(|s| selected(&s, super::source::COLUMNS)),
+            pipeline: related("pipeline").map(|p| selected(&p, super::pipeline::PIPELINE_COLUMNS)),
+            stage: related("stage").map(|s| selected(&s, super::pipeline::STAGE_COLUMNS)),
+            assignee: related("assignedTo").map(|u| selected(&u, super::user::COLUMNS)),
             tags: node.field("tags").exists(),
         };
         let (page, cond) =
             service::lead::list(app(ctx)?, rc(ctx)?, &filter, order, &args, with).await?;
-        let page = feed(ctx, page).await?;
+        let page = attach(page);
         prime(ctx, node, &page.items).await?;
         connection(ctx, page, cond, order)
     }

@@ -4,6 +4,7 @@ use crate::graphql::time::DateTime;
 use async_graphql::{Context, ID, InputObject, Object, Result};
 use entity::{pipeline, stage};
 
+use super::columns::Fields;
 use super::guard::Need;
 use super::{app, rc};
 use crate::ids::Kind;
@@ -11,6 +12,18 @@ use crate::service::{self};
 
 /// A sales pipeline.
 pub struct Pipeline(pub pipeline::Model);
+
+/// The columns each field of `Pipeline` shows.
+pub const PIPELINE_COLUMNS: Fields<pipeline::Column> = {
+    use pipeline::Column as C;
+    &[
+        ("id", &[]),
+        ("name", &[C::Name]),
+        ("stages", &[]),
+        ("createdAt", &[C::CreatedAt]),
+        ("updatedAt", &[C::UpdatedAt]),
+    ]
+};
 
 #[Object]
 impl Pipeline {
@@ -43,6 +56,18 @@ impl Pipeline {
 
 /// A stage of a pipeline.
 pub struct Stage(pub stage::Model);
+
+/// The columns each field of `Stage` shows.
+pub const STAGE_COLUMNS: Fields<stage::Column> = {
+    use stage::Column as C;
+    &[
+        ("id", &[]),
+        ("name", &[C::Name]),
+        ("position", &[C::Position]),
+        ("pipelineId", &[C::PipelineId]),
+        ("pipeline", &[C::PipelineId]),
+    ]
+};
 
 #[Object]
 impl Stage {

@@ -5,6 +5,7 @@ use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result, Si
 use entity::enums::Channel;
 use entity::source;
 
+use super::columns::Fields;
 use super::guard::Need;
 use super::{app, rc};
 use crate::ids::Kind;
@@ -14,6 +15,21 @@ use crate::service::{self};
 
 /// A lead source (a form, a partner, an import…).
 pub struct Source(pub source::Model);
+
+/// The columns each field of `Source` shows.
+pub const COLUMNS: Fields<source::Column> = {
+    use source::Column as C;
+    &[
+        ("id", &[]),
+        ("name", &[C::Name]),
+        ("channel", &[C::Channel]),
+        ("description", &[C::Description]),
+        ("hasWebhook", &[C::WebhookTokenHash]),
+        ("leadCount", &[]),
+        ("createdAt", &[C::CreatedAt]),
+        ("updatedAt", &[C::UpdatedAt]),
+    ]
+};
 
 #[Object]
 impl Source {

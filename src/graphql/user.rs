@@ -5,6 +5,7 @@ use async_graphql::{Context, ID, InputObject, Object, Result};
 use entity::enums::Role;
 use entity::user;
 
+use super::columns::Fields;
 use super::guard::Need;
 use super::tenant::Tenant;
 use super::{app, rc};
@@ -13,6 +14,21 @@ use crate::service::{self, user::NewUser, user::UserPatch};
 
 /// A user of the caller's tenant.
 pub struct User(pub user::Model);
+
+/// The columns each field of `User` shows (its tenant is always read).
+pub const COLUMNS: Fields<user::Column> = {
+    use user::Column as C;
+    &[
+        ("id", &[]),
+        ("email", &[C::Email]),
+        ("name", &[C::Name]),
+        ("role", &[C::Role]),
+        ("active", &[C::Active]),
+        ("tenant", &[]),
+        ("createdAt", &[C::CreatedAt]),
+        ("updatedAt", &[C::UpdatedAt]),
+    ]
+};
 
 #[Object]
 impl User {

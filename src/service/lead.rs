@@ -1178,7 +1178,15 @@ pub async fn list(
     let window = page::window(&app.ids, Kind::Lead, &order.cursor_name(), args)?;
     let cond = condition(p, filter, rows);
     let q = page_query(cond.clone(), order, &window)?;
-    let rows = listing::fetch(&app.db, q, with, p.tenant_id, p.environment).await?;
+    let rows = listing::fetch(
+        &app.db,
+        q,
+        with,
+        order.field.column(),
+        p.tenant_id,
+        p.environment,
+    )
+    .await?;
     Ok((Page::from_fetched(rows, &window), cond))
 }
 
