@@ -55,10 +55,13 @@ pub fn feed(items: Vec<Value>, next_cursor: Value, limit: Value, has_more: Value
     )
 }
 
-/// The nodes of a GraphQL connection (`edges { node }`).
-pub fn nodes(connection: &Value) -> Vec<Value> {
-    match &connection["edges"] {
-        Value::Array(edges) => edges.iter().map(|e| e["node"].clone()).collect(),
+/// The nodes of a GraphQL connection (`edges { node }`), taken out of it.
+pub fn nodes(connection: &mut Value) -> Vec<Value> {
+    match connection.get_mut("edges") {
+        Some(Value::Array(edges)) => edges
+            .iter_mut()
+            .map(|e| e.get_mut("node").map(Value::take).unwrap_or_default())
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -109,33 +112,33 @@ const ENUM_KEYS: &[&str] = &[
 ];
 
 /// GraphQL output to REST: enum values lower-cased, timestamps as `2026-02-08T14:30:00.000Z`.
-pub fn restify(v: Value) -> Value {
+pub fn restify(mut v: Value) -> Value {
+    respell(&mut v);
+    v
+}
+
+/// [`restify`] in place: the answer's maps and strings are kept, not rebuilt.
+fn respell(v: &mut Value) {
     match v {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::String(s) if ENUM_KEYS.contains(&k.as_str()) => {
-                            Value::String(s.to_lowercase())
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    Value::String(s) if ENUM_KEYS.contains(&k.as_str()) => *s = s.to_lowercase(),
+                    Value::String(s) if k.ends_with("At") => {
+                        if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
+                            *s = d
+                                .with_timezone(&chrono::Utc)
+                                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                         }
-                        Value::String(s) if k.ends_with("At") => Value::String(
-                            chrono::DateTime::parse_from_rfc3339(&s)
-                                .map(|d| {
-                                    d.with_timezone(&chrono::Utc)
-                                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                                })
-                                .unwrap_or(s),
-                        ),
-                        // customFields are the client's own data: returned untouched.
-                        other if k == "customFields" => other,
-                        other => restify(other),
-                    };
-                    (k, v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(restify).collect()),
-        other => other,
+                    }
+                    // customFields are the client's own data: returned untouched.
+                    _ if k == "customFields" => {}
+                    other => respell(other),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(respell),
+        _ => {}
     }
 }
 

@@ -84,8 +84,8 @@ async fn list(c: Call) -> Result<Response, AppError> {
     if let Some(id) = p.get("resourceId") {
         vars.insert("resourceId".into(), id.clone());
     }
-    let data = c.run(&LIST, vars).await?;
-    let mut items = envelope::nodes(&data);
+    let mut data = c.run(&LIST, vars).await?;
+    let mut items = envelope::nodes(&mut data);
     for node in &mut items {
         // REST spells types as the spec does: `lead.created`.
         node["type"] = rest_name(&node["type"]);

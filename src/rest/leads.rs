@@ -458,9 +458,9 @@ async fn list(c: Call) -> Result<Response, AppError> {
         "order".into(),
         json!({"field": field, "direction": direction}),
     );
-    let data = c.run(&LIST, vars).await?;
+    let mut data = c.run(&LIST, vars).await?;
     Ok(envelope::list(
-        envelope::nodes(&data),
+        envelope::nodes(&mut data),
         envelope::next_cursor(&data),
         limit,
     ))

@@ -423,7 +423,11 @@ pub async fn run(
         return Err(super::envelope::error_from_graphql(&response.errors));
     }
     let data = response.data.into_json().map_err(AppError::internal)?;
-    Ok(data.get("r").cloned().unwrap_or(Value::Null))
+    // Taken, not copied: a page of leads is the whole answer.
+    Ok(match data {
+        Value::Object(mut fields) => fields.remove("r").unwrap_or(Value::Null),
+        _ => Value::Null,
+    })
 }
 
 /// The axum handler of `route`: the shared checks, then the route's own code.

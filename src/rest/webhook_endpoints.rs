@@ -262,9 +262,9 @@ async fn deliveries(c: Call) -> Result<Response, AppError> {
     if let Some(status) = p.get("status").and_then(Value::as_str) {
         vars.insert("status".into(), Value::String(status.to_uppercase()));
     }
-    let data = c.run(&DELIVERIES, vars).await?;
+    let mut data = c.run(&DELIVERIES, vars).await?;
     Ok(envelope::list(
-        envelope::nodes(&data),
+        envelope::nodes(&mut data),
         envelope::next_cursor(&data),
         limit,
     ))
