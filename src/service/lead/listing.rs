@@ -12,8 +12,8 @@ use entity::enums::{Channel, Environment, LeadStatus, Role};
 use entity::{lead, pipeline, source, stage, user};
 use sea_orm::sea_query::{Expr, ExprTrait, IntoIden};
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
-    IdenStatic, Iterable, JoinType, QueryResult, QuerySelect, QueryTrait, Select, TryGetable,
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, IdenStatic, Iterable,
+    JoinType, QueryResult, QuerySelect, QueryTrait, Select, TryGetable,
 };
 
 use crate::error::AppResult;
@@ -74,35 +74,23 @@ pub async fn fetch(
         cols.push(order);
     }
     let with = worth_joining(with, backend);
-    let stmt = joined(q, &with, backend).build(backend);
-    let rows = db.query_all_raw(stmt).await?;
+    let (q, at) = joined(q, &with, backend);
+    let rows = db.query_all_raw(q.build(backend)).await?;
     // A related row of another tenant or environment is one the loaders would not return.
     let mine =
         |t: i64, e: Option<Environment>| t == tenant_id && e.is_none_or(|e| e == environment);
-    let lead_read = with.lead.as_deref().map(Read::of);
-    let source_read = with.source.as_deref().map(Read::of);
-    let pipeline_read = with.pipeline.as_deref().map(Read::of);
-    let stage_read = with.stage.as_deref().map(Read::of);
-    let user_read = with.assignee.as_deref().map(Read::of);
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
-        let l = match lead_read {
-            Some(read) => lead_of(row, read)?,
-            None => lead::Model::from_query_result(row, "")?,
-        };
-        let source = related(row, source_read, "s_", source_of)?
+        let l = lead_of(row, &at.lead)?;
+        let source = related(row, &at.source, source_of)?
             .map(|s| s.filter(|s| mine(s.tenant_id, Some(s.environment))));
-        let pipeline = related(row, pipeline_read, "p_", pipeline_of)?
+        let pipeline = related(row, &at.pipeline, pipeline_of)?
             .map(|p| p.filter(|p| mine(p.tenant_id, Some(p.environment))));
-        let stage = related(row, stage_read, "st_", stage_of)?
+        let stage = related(row, &at.stage, stage_of)?
             .map(|s| s.filter(|s| mine(s.tenant_id, Some(s.environment))));
         let assignee =
-            related(row, user_read, "u_", user_of)?.map(|u| u.filter(|u| mine(u.tenant_id, None)));
-        let tags = if with.tags {
-            Some(tags(row, backend)?)
-        } else {
-            None
-        };
+            related(row, &at.assignee, user_of)?.map(|u| u.filter(|u| mine(u.tenant_id, None)));
+        let tags = at.tags.map(|i| tags(row, i, backend)).transpose()?;
         out.push(Listed {
             lead: l,
             source,
@@ -131,42 +119,41 @@ fn worth_joining(with: With, backend: DatabaseBackend) -> With {
     }
 }
 
-/// The related row under `pre` when its columns were read.
+/// The related row when its columns were read.
 fn related<M>(
     row: &QueryResult,
-    read: Option<Read>,
-    pre: &str,
-    of: fn(&QueryResult, &str, Read) -> Result<M, DbErr>,
+    at: &Option<Places>,
+    of: fn(&QueryResult, &Places) -> Result<M, DbErr>,
 ) -> Result<Joined<M>, DbErr> {
-    let Some(read) = read else {
+    let Some(at) = at else {
         return Ok(None);
     };
-    // A left join that found nothing leaves the id null.
-    if row.try_get::<Option<i64>>(pre, "id")?.is_none() {
+    // A left join that found nothing leaves the id null; the id is always read, first.
+    if row.try_get_by_index::<Option<i64>>(at.first)?.is_none() {
         return Ok(Some(None));
     }
-    Ok(Some(Some(of(row, pre, read)?)))
+    Ok(Some(Some(of(row, at)?)))
 }
 
 fn has<C: IdenStatic>(cols: &[C], c: &C) -> bool {
     cols.iter().any(|x| x.as_str() == c.as_str())
 }
 
-/// A column's place in its table, for [`Read`].
-trait Bit: IdenStatic {
-    fn bit(self) -> u64;
+/// A column's place among its table's columns.
+trait Place: IdenStatic + Copy {
+    fn place(self) -> usize;
 }
 
-macro_rules! bits {
+macro_rules! places {
     ($($c:ty),+) => {$(
-        impl Bit for $c {
-            fn bit(self) -> u64 {
-                1 << (self as u32)
+        impl Place for $c {
+            fn place(self) -> usize {
+                self as usize
             }
         }
     )+};
 }
-bits!(
+places!(
     lead::Column,
     source::Column,
     pipeline::Column,
@@ -174,122 +161,141 @@ bits!(
     user::Column
 );
 
-/// The columns read of one table, as bits: built once per page, asked once per column and row.
-#[derive(Clone, Copy)]
-struct Read(u64);
+/// Where one table's columns sit in the page's select list, by their place in the table: the
+/// rows are read by position, which spares a look-up by name (and a prefixed name formatted)
+/// per column and row.
+#[derive(Debug, Clone)]
+struct Places {
+    /// The select list's index of each column read.
+    at: [Option<usize>; 32],
+    /// The index of the first column read (the id).
+    first: usize,
+}
 
-impl Read {
-    fn of<C: Bit + Copy>(cols: &[C]) -> Self {
-        Read(cols.iter().fold(0, |m, c| m | c.bit()))
+impl Places {
+    fn new(first: usize) -> Self {
+        Places {
+            at: [None; 32],
+            first,
+        }
     }
 }
 
-/// `col` under `pre` when it was read, else the placeholder `or`.
-fn pick<C: Bit + Copy, T: TryGetable>(
+/// Where each table's columns sit in the page's select list.
+#[derive(Debug, Clone)]
+struct Layout {
+    lead: Places,
+    source: Option<Places>,
+    pipeline: Option<Places>,
+    stage: Option<Places>,
+    assignee: Option<Places>,
+    tags: Option<usize>,
+}
+
+/// `col` when it was read, else the placeholder `or`.
+fn pick<C: Place, T: TryGetable>(
     row: &QueryResult,
-    pre: &str,
-    read: Read,
+    at: &Places,
     col: C,
     or: T,
 ) -> Result<T, DbErr> {
-    if read.0 & col.bit() != 0 {
-        row.try_get(pre, col.as_str())
-    } else {
-        Ok(or)
+    match at.at[col.place()] {
+        Some(i) => row.try_get_by_index(i),
+        None => Ok(or),
     }
 }
 
 /// The epoch: the placeholder of a time not read.
 const EPOCH: DateTime<Utc> = DateTime::UNIX_EPOCH;
 
-fn lead_of(row: &QueryResult, read: Read) -> Result<lead::Model, DbErr> {
+fn lead_of(row: &QueryResult, at: &Places) -> Result<lead::Model, DbErr> {
     use lead::Column as C;
-    let p = |c| pick(row, "", read, c, None::<i64>);
+    let p = |c| pick(row, at, c, None::<i64>);
     Ok(lead::Model {
-        id: row.try_get("", C::Id.as_str())?,
-        tenant_id: pick(row, "", read, C::TenantId, 0)?,
-        environment: pick(row, "", read, C::Environment, Environment::Live)?,
-        email: pick(row, "", read, C::Email, String::new())?,
-        email_normalized: pick(row, "", read, C::EmailNormalized, String::new())?,
-        first_name: pick(row, "", read, C::FirstName, String::new())?,
-        last_name: pick(row, "", read, C::LastName, String::new())?,
-        phone: pick(row, "", read, C::Phone, None)?,
-        phone_normalized: pick(row, "", read, C::PhoneNormalized, None)?,
-        source: pick(row, "", read, C::Source, None::<Channel>)?,
+        id: pick(row, at, C::Id, 0)?,
+        tenant_id: pick(row, at, C::TenantId, 0)?,
+        environment: pick(row, at, C::Environment, Environment::Live)?,
+        email: pick(row, at, C::Email, String::new())?,
+        email_normalized: pick(row, at, C::EmailNormalized, String::new())?,
+        first_name: pick(row, at, C::FirstName, String::new())?,
+        last_name: pick(row, at, C::LastName, String::new())?,
+        phone: pick(row, at, C::Phone, None)?,
+        phone_normalized: pick(row, at, C::PhoneNormalized, None)?,
+        source: pick(row, at, C::Source, None::<Channel>)?,
         source_id: p(C::SourceId)?,
         pipeline_id: p(C::PipelineId)?,
         stage_id: p(C::StageId)?,
-        status: pick(row, "", read, C::Status, LeadStatus::New)?,
-        score: pick(row, "", read, C::Score, 0)?,
+        status: pick(row, at, C::Status, LeadStatus::New)?,
+        score: pick(row, at, C::Score, 0)?,
         assigned_to: p(C::AssignedTo)?,
-        custom_fields: pick(row, "", read, C::CustomFields, serde_json::json!({}))?,
+        custom_fields: pick(row, at, C::CustomFields, serde_json::json!({}))?,
         duplicate_of: p(C::DuplicateOf)?,
         import_id: p(C::ImportId)?,
-        created_at: pick(row, "", read, C::CreatedAt, EPOCH)?,
-        updated_at: pick(row, "", read, C::UpdatedAt, EPOCH)?,
+        created_at: pick(row, at, C::CreatedAt, EPOCH)?,
+        updated_at: pick(row, at, C::UpdatedAt, EPOCH)?,
     })
 }
 
-fn source_of(row: &QueryResult, pre: &str, read: Read) -> Result<source::Model, DbErr> {
+fn source_of(row: &QueryResult, at: &Places) -> Result<source::Model, DbErr> {
     use source::Column as C;
     Ok(source::Model {
-        id: row.try_get(pre, C::Id.as_str())?,
-        tenant_id: row.try_get(pre, C::TenantId.as_str())?,
-        environment: row.try_get(pre, C::Environment.as_str())?,
-        name: pick(row, pre, read, C::Name, String::new())?,
-        channel: pick(row, pre, read, C::Channel, Channel::Web)?,
-        description: pick(row, pre, read, C::Description, None)?,
-        webhook_token_hash: pick(row, pre, read, C::WebhookTokenHash, None)?,
-        created_at: pick(row, pre, read, C::CreatedAt, EPOCH)?,
-        updated_at: pick(row, pre, read, C::UpdatedAt, EPOCH)?,
+        id: pick(row, at, C::Id, 0)?,
+        tenant_id: pick(row, at, C::TenantId, 0)?,
+        environment: pick(row, at, C::Environment, Environment::Live)?,
+        name: pick(row, at, C::Name, String::new())?,
+        channel: pick(row, at, C::Channel, Channel::Web)?,
+        description: pick(row, at, C::Description, None)?,
+        webhook_token_hash: pick(row, at, C::WebhookTokenHash, None)?,
+        created_at: pick(row, at, C::CreatedAt, EPOCH)?,
+        updated_at: pick(row, at, C::UpdatedAt, EPOCH)?,
     })
 }
 
-fn pipeline_of(row: &QueryResult, pre: &str, read: Read) -> Result<pipeline::Model, DbErr> {
+fn pipeline_of(row: &QueryResult, at: &Places) -> Result<pipeline::Model, DbErr> {
     use pipeline::Column as C;
     Ok(pipeline::Model {
-        id: row.try_get(pre, C::Id.as_str())?,
-        tenant_id: row.try_get(pre, C::TenantId.as_str())?,
-        environment: row.try_get(pre, C::Environment.as_str())?,
-        name: pick(row, pre, read, C::Name, String::new())?,
-        created_at: pick(row, pre, read, C::CreatedAt, EPOCH)?,
-        updated_at: pick(row, pre, read, C::UpdatedAt, EPOCH)?,
+        id: pick(row, at, C::Id, 0)?,
+        tenant_id: pick(row, at, C::TenantId, 0)?,
+        environment: pick(row, at, C::Environment, Environment::Live)?,
+        name: pick(row, at, C::Name, String::new())?,
+        created_at: pick(row, at, C::CreatedAt, EPOCH)?,
+        updated_at: pick(row, at, C::UpdatedAt, EPOCH)?,
     })
 }
 
-fn stage_of(row: &QueryResult, pre: &str, read: Read) -> Result<stage::Model, DbErr> {
+fn stage_of(row: &QueryResult, at: &Places) -> Result<stage::Model, DbErr> {
     use stage::Column as C;
     Ok(stage::Model {
-        id: row.try_get(pre, C::Id.as_str())?,
-        tenant_id: row.try_get(pre, C::TenantId.as_str())?,
-        environment: row.try_get(pre, C::Environment.as_str())?,
-        pipeline_id: pick(row, pre, read, C::PipelineId, 0)?,
-        name: pick(row, pre, read, C::Name, String::new())?,
-        position: pick(row, pre, read, C::Position, 0)?,
-        created_at: pick(row, pre, read, C::CreatedAt, EPOCH)?,
-        updated_at: pick(row, pre, read, C::UpdatedAt, EPOCH)?,
+        id: pick(row, at, C::Id, 0)?,
+        tenant_id: pick(row, at, C::TenantId, 0)?,
+        environment: pick(row, at, C::Environment, Environment::Live)?,
+        pipeline_id: pick(row, at, C::PipelineId, 0)?,
+        name: pick(row, at, C::Name, String::new())?,
+        position: pick(row, at, C::Position, 0)?,
+        created_at: pick(row, at, C::CreatedAt, EPOCH)?,
+        updated_at: pick(row, at, C::UpdatedAt, EPOCH)?,
     })
 }
 
-fn user_of(row: &QueryResult, pre: &str, read: Read) -> Result<user::Model, DbErr> {
+fn user_of(row: &QueryResult, at: &Places) -> Result<user::Model, DbErr> {
     use user::Column as C;
     Ok(user::Model {
-        id: row.try_get(pre, C::Id.as_str())?,
-        tenant_id: row.try_get(pre, C::TenantId.as_str())?,
-        email: pick(row, pre, read, C::Email, String::new())?,
-        name: pick(row, pre, read, C::Name, String::new())?,
-        role: pick(row, pre, read, C::Role, Role::Member)?,
+        id: pick(row, at, C::Id, 0)?,
+        tenant_id: pick(row, at, C::TenantId, 0)?,
+        email: pick(row, at, C::Email, String::new())?,
+        name: pick(row, at, C::Name, String::new())?,
+        role: pick(row, at, C::Role, Role::Member)?,
         // Never read for display.
         password_hash: String::new(),
-        active: pick(row, pre, read, C::Active, false)?,
-        session_epoch: pick(row, pre, read, C::SessionEpoch, 0)?,
-        created_at: pick(row, pre, read, C::CreatedAt, EPOCH)?,
-        updated_at: pick(row, pre, read, C::UpdatedAt, EPOCH)?,
+        active: pick(row, at, C::Active, false)?,
+        session_epoch: pick(row, at, C::SessionEpoch, 0)?,
+        created_at: pick(row, at, C::CreatedAt, EPOCH)?,
+        updated_at: pick(row, at, C::UpdatedAt, EPOCH)?,
     })
 }
 
-fn tags(row: &QueryResult, backend: DatabaseBackend) -> Result<Vec<String>, DbErr> {
-    let Some(text) = row.try_get::<Option<String>>("", TAGS)? else {
+fn tags(row: &QueryResult, at: usize, backend: DatabaseBackend) -> Result<Vec<String>, DbErr> {
+    let Some(text) = row.try_get_by_index::<Option<String>>(at)? else {
         return Ok(Vec::new());
     };
     let mut tags: Vec<String> =
@@ -313,15 +319,20 @@ pub fn token_set() -> Expr {
     .into()
 }
 
-/// Left-joins `E` on `lead.from = E.to` and reads, under `pre`, its columns in `keys` or `cols`,
-/// each `replaced` column as the given expression instead.
+/// Left-joins `E` on `lead.from = E.to` and reads, under `pre`, its columns in `keys` or `cols`
+/// (the id first), each `replaced` column as the given expression instead; `n` counts the
+/// select list.
 fn join<E: EntityTrait>(
     mut q: Select<lead::Entity>,
     (from, to): (lead::Column, E::Column),
     pre: &str,
     (keys, cols): (&[E::Column], &[E::Column]),
     replaced: &[(E::Column, Expr)],
-) -> Select<lead::Entity> {
+    n: &mut usize,
+) -> (Select<lead::Entity>, Places)
+where
+    E::Column: Place,
+{
     q = q.join(
         JoinType::LeftJoin,
         lead::Entity::belongs_to(E::default())
@@ -329,6 +340,7 @@ fn join<E: EntityTrait>(
             .to(to)
             .into(),
     );
+    let mut at = Places::new(*n);
     for c in E::Column::iter().filter(|c| has(keys, c) || has(cols, c)) {
         let expr = replaced
             .iter()
@@ -338,48 +350,57 @@ fn join<E: EntityTrait>(
                 |(_, e)| e.clone(),
             );
         q = q.column_as(expr, format!("{pre}{}", c.as_str()));
+        at.at[c.place()] = Some(*n);
+        *n += 1;
     }
-    q
+    (q, at)
 }
 
 fn joined(
     mut q: Select<lead::Entity>,
     with: &With,
     backend: DatabaseBackend,
-) -> Select<lead::Entity> {
-    if let Some(cols) = &with.lead {
-        q = q.select_only();
-        for c in lead::Column::iter().filter(|c| has(cols, c) || has(&[lead::Column::Id], c)) {
-            q = q.column_as(Expr::col((lead::Entity, c)), c.as_str());
-        }
+) -> (Select<lead::Entity>, Layout) {
+    let mut n = 0;
+    q = q.select_only();
+    let mut lead = Places::new(0);
+    let wanted = |c: &lead::Column| {
+        with.lead.as_ref().is_none_or(|cols| has(cols, c)) || has(&[lead::Column::Id], c)
+    };
+    for c in lead::Column::iter().filter(wanted) {
+        q = q.column_as(Expr::col((lead::Entity, c)), c.as_str());
+        lead.at[c.place()] = Some(n);
+        n += 1;
     }
+    let mut layout = Layout {
+        lead,
+        source: None,
+        pipeline: None,
+        stage: None,
+        assignee: None,
+        tags: None,
+    };
     if let Some(cols) = &with.source {
         use source::Column as C;
         let shown = [(C::WebhookTokenHash, token_set())];
         let keys = [C::Id, C::TenantId, C::Environment];
-        q = join::<source::Entity>(
-            q,
-            (lead::Column::SourceId, C::Id),
-            "s_",
-            (&keys, cols),
-            &shown,
-        );
+        let on = (lead::Column::SourceId, C::Id);
+        let (joined, at) = join::<source::Entity>(q, on, "s_", (&keys, cols), &shown, &mut n);
+        (q, layout.source) = (joined, Some(at));
     }
     if let Some(cols) = &with.pipeline {
         use pipeline::Column as C;
         let keys = [C::Id, C::TenantId, C::Environment];
-        q = join::<pipeline::Entity>(
-            q,
-            (lead::Column::PipelineId, C::Id),
-            "p_",
-            (&keys, cols),
-            &[],
-        );
+        let on = (lead::Column::PipelineId, C::Id);
+        let (joined, at) = join::<pipeline::Entity>(q, on, "p_", (&keys, cols), &[], &mut n);
+        (q, layout.pipeline) = (joined, Some(at));
     }
     if let Some(cols) = &with.stage {
         use stage::Column as C;
         let keys = [C::Id, C::TenantId, C::Environment];
-        q = join::<stage::Entity>(q, (lead::Column::StageId, C::Id), "st_", (&keys, cols), &[]);
+        let on = (lead::Column::StageId, C::Id);
+        let (joined, at) = join::<stage::Entity>(q, on, "st_", (&keys, cols), &[], &mut n);
+        (q, layout.stage) = (joined, Some(at));
     }
     if let Some(cols) = &with.assignee {
         use user::Column as C;
@@ -390,13 +411,9 @@ fn joined(
             .filter(|c| !has(&[C::PasswordHash], c))
             .collect();
         let keys = [C::Id, C::TenantId];
-        q = join::<user::Entity>(
-            q,
-            (lead::Column::AssignedTo, C::Id),
-            "u_",
-            (&keys, &cols),
-            &[],
-        );
+        let on = (lead::Column::AssignedTo, C::Id);
+        let (joined, at) = join::<user::Entity>(q, on, "u_", (&keys, &cols), &[], &mut n);
+        (q, layout.assignee) = (joined, Some(at));
     }
     if with.tags {
         // One array per lead, from the tags' primary key (lead_id, tag).
@@ -406,8 +423,9 @@ fn joined(
             r#"(SELECT json_group_array(t.tag) FROM lead_tags t WHERE t.lead_id = "leads"."id")"#
         };
         q = q.column_as(Expr::cust(agg), TAGS);
+        layout.tags = Some(n);
     }
-    q
+    (q, layout)
 }
 
 #[cfg(test)]
@@ -416,12 +434,22 @@ mod tests {
 
     fn sql(with: &With, backend: DatabaseBackend) -> String {
         joined(lead::Entity::find(), with, backend)
+            .0
             .build(backend)
             .to_string()
     }
 
     fn every<C: Iterable>() -> Option<Vec<C>> {
         Some(C::iter().collect())
+    }
+
+    #[test]
+    fn every_table_fits_its_places() {
+        fn fits<C: Iterable + Place>() -> bool {
+            C::iter().all(|c| c.place() < Places::new(0).at.len())
+        }
+        assert!(fits::<lead::Column>() && fits::<source::Column>() && fits::<pipeline::Column>());
+        assert!(fits::<stage::Column>() && fits::<user::Column>());
     }
 
     #[test]
