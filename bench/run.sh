@@ -7,8 +7,8 @@
 #   BENCH_SECONDS=20 BENCH_CONCURRENCY=32 BENCH_LEADS=100000 bash bench/run.sh
 #   BENCH_DATABASES=sqlite bash bench/run.sh
 #
-# Needs node and tests/clients' npm packages (graphql-ws) for the subscription scenario:
-# npm ci --prefix tests/clients.
+# Installs what it needs: oha (bench/lib.sh) and, for the subscription scenario, tests/clients'
+# npm packages (graphql-ws).
 #
 # To weigh a change, compare two builds side by side instead: bash bench/compare.sh OLD_BINARY.
 set -euo pipefail
@@ -20,6 +20,8 @@ DATABASES="${BENCH_DATABASES:-sqlite postgres}"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 BASELINE="$PWD/target/dist/examples/sql_baseline"
+[ -d tests/clients/node_modules/graphql-ws ] ||
+  npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 
 # oha prints JSON with --output-format json; pull requests/s and latency percentiles (ms).
 summarize() { python3 -c 'import json,sys
