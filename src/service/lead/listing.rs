@@ -319,29 +319,20 @@ pub fn token_set() -> Expr {
     .into()
 }
 
-/// Left-joins `E` on `lead.from = E.to` and reads, under `pre`, its columns in `keys` or `cols`
-/// (the id first), each `replaced` column as the given expression instead; `n` counts the
-/// select list.
-fn join<E: EntityTrait>(
+/// Reads the columns of `E` that `wanted` keeps, aliased under `pre`, each `replaced` column as
+/// the given expression instead, and records where they sit; `n` counts the select list.
+fn read<E: EntityTrait>(
     mut q: Select<lead::Entity>,
-    (from, to): (lead::Column, E::Column),
     pre: &str,
-    (keys, cols): (&[E::Column], &[E::Column]),
+    wanted: impl Fn(&E::Column) -> bool,
     replaced: &[(E::Column, Expr)],
     n: &mut usize,
 ) -> (Select<lead::Entity>, Places)
 where
     E::Column: Place,
 {
-    q = q.join(
-        JoinType::LeftJoin,
-        lead::Entity::belongs_to(E::default())
-            .from(from)
-            .to(to)
-            .into(),
-    );
     let mut at = Places::new(*n);
-    for c in E::Column::iter().filter(|c| has(keys, c) || has(cols, c)) {
+    for c in E::Column::iter().filter(|c| wanted(c)) {
         let expr = replaced
             .iter()
             .find(|(r, _)| r.as_str() == c.as_str())
@@ -356,22 +347,40 @@ where
     (q, at)
 }
 
+/// Left-joins `E` on `lead.from = E.to` and reads, under `pre`, its columns in `keys` or `cols`
+/// (the id first), each `replaced` column as the given expression instead.
+fn join<E: EntityTrait>(
+    q: Select<lead::Entity>,
+    (from, to): (lead::Column, E::Column),
+    pre: &str,
+    (keys, cols): (&[E::Column], &[E::Column]),
+    replaced: &[(E::Column, Expr)],
+    n: &mut usize,
+) -> (Select<lead::Entity>, Places)
+where
+    E::Column: Place,
+{
+    let q = q.join(
+        JoinType::LeftJoin,
+        lead::Entity::belongs_to(E::default())
+            .from(from)
+            .to(to)
+            .into(),
+    );
+    read::<E>(q, pre, |c| has(keys, c) || has(cols, c), replaced, n)
+}
+
 fn joined(
     mut q: Select<lead::Entity>,
     with: &With,
     backend: DatabaseBackend,
 ) -> (Select<lead::Entity>, Layout) {
     let mut n = 0;
-    q = q.select_only();
-    let mut lead = Places::new(0);
     let wanted = |c: &lead::Column| {
         with.lead.as_ref().is_none_or(|cols| has(cols, c)) || has(&[lead::Column::Id], c)
     };
-    for c in lead::Column::iter().filter(wanted) {
-        q = q.column_as(Expr::col((lead::Entity, c)), c.as_str());
-        lead.at[c.place()] = Some(n);
-        n += 1;
-    }
+    let lead;
+    (q, lead) = read::<lead::Entity>(q.select_only(), "", wanted, &[], &mut n);
     let mut layout = Layout {
         lead,
         source: None,
